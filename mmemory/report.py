@@ -1,0 +1,123 @@
+"""Gather every stage's `metrics.json` into `results/report.md`, plus an overview figure.
+
+metrics.json convention (every stage):
+    {
+      "tables":   {"<caption>": [{"column": value, ...}, ...]},   # optional: rendered as markdown tables
+      "headline": {"<metric>": number, ...},                       # optional: shown in the overview figure
+      "<key>": scalar or {"<key>": scalar}                         # anything else: a key/value table
+    }
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v[:8]) + (" ..." if len(v) > 8 else "")
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows of dicts -> a GitHub markdown table (columns in first-seen order)."""
+    if not rows:
+        return "_(no rows)_\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            continue
+        else:
+            out[key] = v
+    return out
+
+
+def render_section(title: str, metrics: dict) -> str:
+    """One stage's metrics as markdown."""
+    parts = [f"## {title}\n"]
+    for caption, rows in metrics.get("tables", {}).items():
+        parts.append(f"**{caption}**\n\n" + markdown_table(rows))
+    scalars = _flatten({k: v for k, v in metrics.items() if k not in ("tables", "headline")})
+    if scalars:
+        parts.append(markdown_table([{"metric": k, "value": v} for k, v in scalars.items()]))
+    return "\n".join(parts)
+
+
+def overview_figure(sections: dict[str, dict], data_report: dict, out_png: str | Path) -> None:
+    """Bars: dialogues kept/dropped per split, and each stage's headline metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = [(t, k, float(v)) for t, m in sections.items() for k, v in m.get("headline", {}).items()
+             if isinstance(v, (int, float))]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
+    splits = list(data_report.get("kept", {}))
+    kept = [data_report["kept"][s] for s in splits]
+    dropped = [data_report.get("dropped", {}).get(s, 0) for s in splits]
+    axes[0].bar(splits, kept, label="kept")
+    axes[0].bar(splits, dropped, bottom=kept, label="dropped")
+    axes[0].set_title("prepared data (items)")
+    axes[0].legend()
+    if heads:
+        labels = [f"{t}: {k}" for t, k, _ in heads]
+        axes[1].barh(labels, [v for *_, v in heads])
+        axes[1].invert_yaxis()
+        for i, (*_, v) in enumerate(heads):
+            axes[1].text(v, i, f" {v:.3g}", va="center")
+    axes[1].set_title("headline metrics")
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def build_report(title: str, sections: dict[str, str], figures: dict[str, str], data_report_path: str,
+                 out_md: str | Path, out_overview: str | Path, config: dict | None = None) -> str:
+    """Write the markdown report; `sections` maps a heading to a metrics.json path, `figures` a PNG to a caption."""
+    out_md = Path(out_md)
+    loaded = {t: json.loads(Path(p).read_text()) for t, p in sections.items()}
+    data_report = json.loads(Path(data_report_path).read_text())
+    overview_figure(loaded, data_report, out_overview)
+    rel = lambda p: os.path.relpath(p, out_md.parent)  # noqa: E731
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    source = (config or {}).get("data", {}).get("source", "?")
+    parts = [
+        f"# {title}\n",
+        f"Generated {now} from this run's `results/`. Data source: `{source}`. "
+        "Every number below is read from the stage's `metrics.json`.\n",
+        f"![overview]({rel(out_overview)})\n\n_Prepared data and each stage's headline metrics._\n",
+    ]
+    if data_report.get("items"):
+        parts.append(
+            f"**Dropped items:** {len(data_report['items'])} (see `results/data/data_report.json`): "
+            + ", ".join(f"{k} ({v})" for k, v in data_report.get("reasons", {}).items()) + "\n"
+        )
+    for t, m in loaded.items():
+        parts.append(render_section(t, m))
+        for fig, caption in figures.items():
+            if Path(fig).parts[:2] == Path(sections[t]).parts[:2]:
+                parts.append(f"![{caption}]({rel(fig)})\n\n_{caption}_\n")
+    text = "\n".join(parts)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text, encoding="utf-8")
+    logger.info("report written to %s (%d sections, %d figures)", out_md, len(loaded), len(figures))
+    return text

@@ -1,0 +1,199 @@
+"""Render a deterministic toy VisDial v1.0 dataset: images of coloured shapes, captions, 10-round dialogues
+whose answers follow from the image, 100 answer options per round and val dense relevance annotations.
+
+The files are written in the exact VisDial v1.0 schema, so they go through the same reader as real data.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from mmemory.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 210, 40),
+    "purple": (140, 60, 180),
+    "orange": (240, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+NUMBERS = ("zero", "one", "two", "three", "four")
+COLS = ("left", "center", "right")
+ROWS = ("top", "middle", "bottom")
+
+
+@dataclass(frozen=True)
+class Obj:
+    color: str
+    shape: str
+    row: int
+    col: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.color} {self.shape}"
+
+    @property
+    def where(self) -> str:
+        if self.row == 1 and self.col == 1:
+            return "in the center"
+        if self.row == 1:
+            return f"on the {COLS[self.col]}"
+        if self.col == 1:
+            return f"at the {ROWS[self.row]}"
+        return f"at the {ROWS[self.row]} {COLS[self.col]}"
+
+
+def sample_scene(rng: random.Random, max_objects: int = 3) -> list[Obj]:
+    """A few objects with distinct (colour, shape) pairs in distinct grid cells."""
+    n = rng.randint(1, max_objects)
+    cells = rng.sample([(r, c) for r in range(3) for c in range(3)], n)
+    kinds = rng.sample([(c, s) for c in COLORS for s in SHAPES], n)
+    return [Obj(c, s, r, col) for (c, s), (r, col) in zip(kinds, cells)]
+
+
+def render(objs: list[Obj], size: int) -> Image.Image:
+    """Draw the scene on a light-grey canvas, one object per 3x3 grid cell."""
+    im = Image.new("RGB", (size, size), (235, 235, 235))
+    draw = ImageDraw.Draw(im)
+    cell = size / 3
+    pad = cell * 0.15
+    for o in objs:
+        x0, y0 = o.col * cell + pad, o.row * cell + pad
+        x1, y1 = (o.col + 1) * cell - pad, (o.row + 1) * cell - pad
+        fill = COLORS[o.color]
+        if o.shape == "circle":
+            draw.ellipse([x0, y0, x1, y1], fill=fill)
+        elif o.shape == "square":
+            draw.rectangle([x0, y0, x1, y1], fill=fill)
+        else:
+            draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    return im
+
+
+def caption(objs: list[Obj]) -> str:
+    names = [f"a {o.name}" for o in objs]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"a picture of {listed}"
+
+
+def _plural(shape: str, n: int) -> str:
+    return shape if n == 1 else shape + "s"
+
+
+def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
+    """All question/answer pairs whose answers follow from the scene."""
+    present = {(o.color, o.shape) for o in objs}
+    pairs = [(f"how many shapes are there?", NUMBERS[len(objs)])]
+    for o in objs:
+        pairs += [
+            (f"what color is the {o.shape}?", o.color) if sum(p.shape == o.shape for p in objs) == 1 else None,
+            (f"what shape is the {o.color} object?", f"a {o.shape}")
+            if sum(p.color == o.color for p in objs) == 1 else None,
+            (f"where is the {o.name}?", o.where),
+            (f"is there a {o.name}?", "yes"),
+        ]
+    for shape in SHAPES:
+        n = sum(o.shape == shape for o in objs)
+        pairs.append((f"how many {shape}s are there?", NUMBERS[n]))
+        pairs.append((f"are there any {shape}s?", f"yes, {NUMBERS[n]}" if n else "no"))
+    for color in COLORS:
+        n = sum(o.color == color for o in objs)
+        pairs.append((f"is anything {color}?", f"yes, the {next(o.shape for o in objs if o.color == color)}"
+                      if n else "no"))
+    for _ in range(3):
+        c, s = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        if (c, s) not in present:
+            pairs.append((f"is there a {c} {s}?", "no"))
+    return [p for p in pairs if p is not None]
+
+
+def answer_vocabulary() -> list[str]:
+    """Every answer the generator can produce plus distractors: the pool that answer options are drawn from."""
+    vocab = ["yes", "no", *NUMBERS, *COLORS, *(f"a {s}" for s in SHAPES)]
+    vocab += [f"yes, {n}" for n in NUMBERS[1:]]
+    vocab += [f"yes, the {s}" for s in SHAPES]
+    vocab += [Obj("red", "circle", r, c).where for r in range(3) for c in range(3)]
+    vocab += [f"a {c} {s}" for c in COLORS for s in SHAPES]
+    vocab += [f"i think it is {c}" for c in COLORS]
+    vocab += [f"{n} {_plural(s, 2)}" for n in NUMBERS[2:] for s in SHAPES]
+    vocab += ["i can not tell", "maybe", "not sure", "i don't think so", "probably", "none", "all of them"]
+    vocab += [f"{a} and {b}" for i, a in enumerate(COLORS) for b in list(COLORS)[i + 1:]]
+    vocab += [f"it is {c}" for c in COLORS] + [f"a {c} one" for c in COLORS]
+    vocab += [f"on the {c} side" for c in ("left", "right")]
+    return list(dict.fromkeys(vocab))
+
+
+def _relevance(option: str, gt: str) -> float:
+    """Toy dense relevance: 1 for the answer, 0.5 for an option of the same kind (a colour for a colour), else 0."""
+    if option == gt:
+        return 1.0
+    kinds = [set(COLORS), set(NUMBERS), {"yes", "no"}, {f"a {s}" for s in SHAPES}]
+    return 0.5 if any(option in k and gt in k for k in kinds) else 0.0
+
+
+def make_split(
+    split: str, n_dialogs: int, first_image_id: int, out_dir: Path, image_size: int,
+    rounds: int, n_options: int, max_objects: int, seed: int,
+) -> tuple[dict, list[dict]]:
+    """Render one split's images and return (VisDial JSON, dense annotations)."""
+    rng = random.Random(f"{seed}-{split}")
+    img_dir = out_dir / "images" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    questions: dict[str, int] = {}
+    answers = {a: i for i, a in enumerate(answer_vocabulary())}
+    if len(answers) < n_options:
+        raise ValueError(f"toy answer vocabulary has {len(answers)} answers, fewer than n_options={n_options}")
+    dialogs, dense = [], []
+    for k in tqdm(range(n_dialogs), desc=f"toy VisDial {split}", unit="dialog"):
+        image_id = first_image_id + k
+        objs = sample_scene(rng, max_objects)
+        render(objs, image_size).save(img_dir / f"toy_{split}_{image_id:012d}.png")
+        pool = qa_pool(objs, rng)
+        chosen = rng.sample(pool, rounds) if len(pool) >= rounds else [rng.choice(pool) for _ in range(rounds)]
+        dialog = []
+        for q, a in chosen:
+            qi = questions.setdefault(q, len(questions))
+            ai = answers[a]
+            distractors = rng.sample([i for i in answers.values() if i != ai], n_options - 1)
+            gt_index = rng.randrange(n_options)
+            options = distractors[:gt_index] + [ai] + distractors[gt_index:]
+            dialog.append({"question": qi, "answer": ai, "answer_options": options, "gt_index": gt_index})
+        dialogs.append({"image_id": image_id, "caption": caption(objs), "dialog": dialog})
+        rnd = rng.randrange(rounds)
+        inv = {i: a for a, i in answers.items()}
+        gt = inv[dialog[rnd]["answer"]]
+        dense.append({
+            "image_id": image_id, "round_id": rnd + 1,
+            "gt_relevance": [_relevance(inv[o], gt) for o in dialog[rnd]["answer_options"]],
+        })
+    visdial = {
+        "version": "1.0", "split": split,
+        "data": {"questions": list(questions), "answers": list(answers), "dialogs": dialogs},
+    }
+    return visdial, dense
+
+
+def build_toy_visdial(out_dir: str | Path, n_train: int, n_val: int, image_size: int = 64, rounds: int = 10,
+                      n_options: int = 100, max_objects: int = 3, seed: int = 0) -> dict:
+    """Write visdial_1.0_{train,val}.json, the val dense annotations and the images under `out_dir`."""
+    out_dir = Path(out_dir)
+    counts = {}
+    for split, n, first in (("train", n_train, 1), ("val", n_val, 1_000_000)):
+        visdial, dense = make_split(split, n, first, out_dir, image_size, rounds, n_options, max_objects, seed)
+        atomic_write_json(out_dir / f"visdial_1.0_{split}.json", visdial)
+        if split == "val":
+            atomic_write_json(out_dir / "visdial_1.0_val_dense_annotations.json", dense)
+        counts[split] = n
+    logger.info("toy VisDial written to %s: %s", out_dir, counts)
+    return counts

@@ -1,0 +1,45 @@
+# Data: the toy VisDial renderer and prepare_data (validation + normalization, real or toy through one reader).
+
+
+rule toy_visdial:
+    output:
+        train_json="results/toy_visdial/visdial_1.0_train.json",
+        val_json="results/toy_visdial/visdial_1.0_val.json",
+        val_dense="results/toy_visdial/visdial_1.0_val_dense_annotations.json",
+        train_images=directory("results/toy_visdial/images/train"),
+        val_images=directory("results/toy_visdial/images/val"),
+    params:
+        toy=config["data"]["toy"],
+        n_options=config["data"]["n_options"],
+        seed=config["seed"],
+    log:
+        "results/logs/toy_visdial.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/toy_visdial.py"
+
+
+rule prepare_data:
+    input:
+        **visdial_source(),
+    output:
+        train="results/data/train.json",
+        val="results/data/val.json",
+        val_dense="results/data/val_dense.json",
+        report="results/data/data_report.json",
+        metrics="results/data/metrics.json",
+    params:
+        strict=config["data"]["strict"],
+        n_options=config["data"]["n_options"],
+        max_dialogs=config["data"].get("max_dialogs"),
+        check_images=config["data"].get("check_images", True),
+    log:
+        "results/logs/prepare_data.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/prepare_data.py"
+
+
+REPORT_METRICS["Data"] = "results/data/metrics.json"

@@ -1,0 +1,27 @@
+# report: gathers every registered stage's metrics.json and figures into results/report.md
+# (and, through report() captions, into `snakemake --report report.html`).
+
+
+rule report:
+    input:
+        metrics=list(REPORT_METRICS.values()),
+        figures=list(REPORT_FIGURES),
+        data_report="results/data/data_report.json",
+    output:
+        report="results/report.md",
+        overview=report(
+            "results/report/overview.png",
+            caption="../resources/report/overview.rst",
+            category="Overview",
+        ),
+    params:
+        title=config["report"]["title"],
+        sections=REPORT_METRICS,
+        figures=REPORT_FIGURES,
+        config=config,
+    log:
+        "results/logs/report.log",
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/report.py"
