@@ -20,6 +20,9 @@ report: "resources/report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+include: "rules/emr.smk"
+include: "rules/reminder.smk"
+include: "rules/memory.smk"
 include: "rules/report.smk"
 
 

@@ -217,6 +217,11 @@ def validate_visdial(
     return split
 
 
+def load_visdial(path: str | Path) -> VisDialSplit:
+    """Load a VisDial file written by prepare_data (dialogues carry `image_path`); any problem raises."""
+    return validate_visdial(path, image_dir=None, strict=True, n_options=None, check_images=False)
+
+
 def validate_dense(path: str | Path, split: VisDialSplit, strict: bool = True) -> tuple[list[dict], list[Problem]]:
     """Validate val dense annotations against a validated split; returns (kept entries, problems)."""
     raw = read_json(path)
