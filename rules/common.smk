@@ -1,4 +1,4 @@
-# Shared by every rule file: config validation, input functions, wildcard constraints, the report registry.
+# Shared by all stages: config validation, input functions, wildcard constraints, the report registry.
 import os
 from pathlib import Path
 
@@ -7,12 +7,14 @@ from snakemake.utils import validate
 
 validate(config, schema="schemas/config.schema.yaml")
 
-# Scripts run by `script:` import the mmemory package from this checkout, in any env.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+# Scripts run by `script:` import the mmemory package from this checkout, in any env (set, not required).
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+)
 
 BUILT_MODELS = "results/models/"
 
-# Each stage's rule file registers what the report gathers: metrics files and captioned figures.
+# Each stage registers what the report gathers (metrics files and captioned figures).
 # REPORT_METRICS: {section title: metrics.json path}; REPORT_FIGURES: {figure path: caption}.
 REPORT_METRICS = {}
 REPORT_FIGURES = {}

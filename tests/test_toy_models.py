@@ -1,0 +1,72 @@
+"""build_toy_models: tiny models saved with save_pretrained and loaded back by path with the Auto classes.
+Run: pytest tests/test_toy_models.py"""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from mmemory.toy_models import ToySizes, build_toy_models
+
+
+@pytest.fixture(scope="module")
+def built(toy_root, tmp_path_factory):
+    out_root = tmp_path_factory.mktemp("models")
+    out = {k: str(out_root / k) for k in ("tokenizer", "llm", "vlm", "clip")}
+    sizes = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
+                     image_size=48, vision_patch_size=8, mm_tokens_per_image=9)
+    metrics = build_toy_models([str(toy_root / "visdial_1.0_train.json")], [], sizes, out, seed=0)
+    return out, metrics, sizes
+
+
+def test_tokenizer_round_trips_text_and_keeps_tags(built):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built[0]["tokenizer"])
+    text = "<reminder>we said the circle is red.</reminder> red"
+    assert tok.decode(tok(text).input_ids) == text
+    assert tok.pad_token and tok.eos_token and tok.bos_token
+
+
+def test_tiny_llama_loads_by_path_and_generates(built):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built[0]["llm"])
+    model = AutoModelForCausalLM.from_pretrained(built[0]["llm"])
+    ids = tok("how many shapes are there?", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > ids.input_ids.shape[1]
+    assert model.config.vocab_size == len(tok)
+
+
+def test_tiny_gemma3_processor_and_chat_template(built, toy_root):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(built[0]["vlm"])
+    model = AutoModelForImageTextToText.from_pretrained(built[0]["vlm"])
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what color is it?"}]}]
+    text = proc.apply_chat_template(msgs, add_generation_prompt=True)
+    assert text.startswith("<bos><start_of_turn>user\n<start_of_image>") and text.endswith("<start_of_turn>model\n")
+    image = Image.open(next((toy_root / "images" / "train").glob("*.png")))
+    inputs = proc(text=[text], images=[[image]], return_tensors="pt")
+    n_image_tokens = (inputs.input_ids == model.config.image_token_id).sum().item()
+    assert n_image_tokens == built[2].mm_tokens_per_image
+    with torch.no_grad():
+        loss = model(**inputs, labels=inputs.input_ids).loss
+    assert torch.isfinite(loss)
+
+
+def test_tiny_clip_embeds_images_and_text(built, toy_root):
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    model = CLIPModel.from_pretrained(built[0]["clip"])
+    ip = AutoImageProcessor.from_pretrained(built[0]["clip"])
+    tok = AutoTokenizer.from_pretrained(built[0]["clip"])
+    image = Image.open(next((toy_root / "images" / "train").glob("*.png")))
+    with torch.no_grad():
+        img = model.get_image_features(**ip(image, return_tensors="pt"))
+        txt = model.get_text_features(**tok(["a red circle"], return_tensors="pt"))
+    img = getattr(img, "pooler_output", img)
+    txt = getattr(txt, "pooler_output", txt)
+    assert img.shape == txt.shape == (1, 32)
+    assert built[1]["clip_params"] > 0
