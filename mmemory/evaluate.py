@@ -1,0 +1,203 @@
+"""Generation evaluation of seed-format predictions against VisDial (stage evaluate_reminder, and a CLI):
+
+    python -m mmemory.evaluate --predictions P.json --visdial V.json --out M.json [--dense D.json]
+
+P is a JSON list of {"image_id", "conversation", "response"} (the seeds' format, read as it is). V is a VisDial
+v1.0 JSON; the reference for an image_id is the answer of its dialogue's LAST round. The final answer is the text
+after the last `</reminder>`, tags stripped, whitespace folded (`mmemory.reminder.response.final_answer`); a
+prediction without one scores as the empty string and is counted, never dropped.
+
+Metrics: ROUGE-1/2/L F1 (rouge-score, stemmer, mean over pairs), BLEU (sacrebleu corpus BLEU / 100), BERTScore
+P/R/F1 (bert-score; default model: the packaged all-MiniLM-L6-v2 with its 6 layers, offline), and where the last
+round has answer options, the VisDial ranking metrics (`mmemory.metrics`): the 100 options are ranked by cosine
+similarity between their sentence embedding and the generated final answer's (mean-pooled MiniLM), NDCG when
+dense annotations for that round are given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmemory.io import atomic_write_json
+from mmemory.metrics import ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus
+from mmemory.reminder.response import final_answer
+from mmemory.visdial import VisDialError, load_visdial, read_json
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionError(ValueError):
+    """A prediction file that cannot be scored as it is."""
+
+
+def load_predictions(path: str | Path) -> list[dict]:
+    """Read a seed-format prediction file; a bad entry raises naming its index and image_id."""
+    path = Path(path)
+    try:
+        raw = read_json(path)
+    except VisDialError as e:
+        raise PredictionError(str(e).replace("data.visdial.*", "--predictions")) from e
+    if not isinstance(raw, list):
+        raise PredictionError(f"{path}: must be a JSON list of {{image_id, conversation, response}}")
+    out, seen = [], {}
+    for i, p in enumerate(raw):
+        where = f"{path}: entry {i}"
+        if not isinstance(p, dict):
+            raise PredictionError(f"{where}: not an object; each entry needs image_id and response")
+        image_id = p.get("image_id")
+        if isinstance(image_id, str) and image_id.strip().isdigit():
+            image_id = int(image_id)
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise PredictionError(f"{where}: image_id {p.get('image_id')!r} is not an integer")
+        where += f" (image_id={image_id})"
+        if "response" not in p:
+            raise PredictionError(f"{where}: no 'response'; write the model output there (use \"\" for none)")
+        response = p["response"]
+        if response is None:
+            response = ""
+        if not isinstance(response, str):
+            raise PredictionError(f"{where}: response is {type(response).__name__}, expected a string")
+        if image_id in seen:
+            raise PredictionError(f"{where}: duplicate image_id (also entry {seen[image_id]}); keep one "
+                                  "prediction per dialogue")
+        seen[image_id] = i
+        out.append({"image_id": image_id, "conversation": p.get("conversation", ""), "response": response})
+    return out
+
+
+def _mean_pool_embed(texts: list[str], model_path: str, batch_size: int = 128, device: str = "cpu") -> np.ndarray:
+    """L2-normalised mean-pooled sentence embeddings (all-MiniLM-L6-v2 style)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModel.from_pretrained(model_path).to(device).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=64,
+                        return_tensors="pt").to(device)
+            h = model(**batch).last_hidden_state
+            m = batch["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(e, dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def bertscore(hypotheses: list[str], references: list[str], model: str, num_layers: int, batch_size: int = 64,
+              device: str | None = None) -> dict:
+    """BERTScore P/R/F1 means with bert-score (no baseline rescaling). Empty hypotheses score 0."""
+    import torch
+    from bert_score import BERTScorer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = BERTScorer(model_type=model, num_layers=num_layers, batch_size=batch_size, device=device)
+    idx = [i for i, h in enumerate(hypotheses) if h.strip()]
+    p = np.zeros(len(hypotheses))
+    r, f = p.copy(), p.copy()
+    if idx:
+        P, R, F = scorer.score([hypotheses[i] for i in idx], [references[i] for i in idx])
+        p[idx], r[idx], f[idx] = P.numpy(), R.numpy(), F.numpy()
+    n = max(1, len(hypotheses))
+    return {"bertscore_p": float(p.sum() / n), "bertscore_r": float(r.sum() / n), "bertscore_f1": float(f.sum() / n)}
+
+
+def rank_options(answers: list[str], rounds: list[dict], answer_pool: list[str], model_path: str,
+                 device: str = "cpu") -> np.ndarray:
+    """[N, n_options] cosine similarities between each generated answer and its round's answer options."""
+    option_ids = sorted({o for r in rounds for o in r["answer_options"]})
+    pos = {o: i for i, o in enumerate(option_ids)}
+    emb = _mean_pool_embed([answer_pool[o] for o in option_ids] + answers, model_path, device=device)
+    opt_emb, ans_emb = emb[: len(option_ids)], emb[len(option_ids):]
+    return np.stack([opt_emb[[pos[o] for o in r["answer_options"]]] @ ans_emb[k] for k, r in enumerate(rounds)])
+
+
+def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dense_path: str | Path | None = None,
+                         bertscore_model: str | None = None, bertscore_layers: int | None = None,
+                         ranking: str = "minilm", device: str | None = None) -> dict:
+    """Score predictions against the last round of their VisDial dialogues; returns the M.json content."""
+    from mmemory.minilm import minilm_path
+
+    split = load_visdial(visdial_path)
+    dialogs = split.by_image_id()
+    missing = [p["image_id"] for p in predictions if p["image_id"] not in dialogs]
+    if missing:
+        raise PredictionError(f"{len(missing)} prediction(s) name image_ids absent from {visdial_path}, e.g. "
+                              f"{missing[:3]}; evaluate against the split the predictions were made on")
+    if not predictions:
+        raise PredictionError("no predictions to evaluate")
+    hyps, refs, statuses, rounds = [], [], {"ok": 0, "no_reminder": 0, "no_final_answer": 0}, []
+    for p in predictions:
+        d = dialogs[p["image_id"]]
+        last = d["dialog"][-1]
+        if "answer" not in last:
+            raise PredictionError(f"{visdial_path}: image_id {p['image_id']}: the last round has no answer "
+                                  "(a VisDial test file?); references need answers")
+        answer, status = final_answer(p["response"])
+        statuses[status] += 1
+        hyps.append(answer)
+        refs.append(split.answer(last))
+        rounds.append(last)
+    if bertscore_model is None:
+        bertscore_model, bertscore_layers = minilm_path(), bertscore_layers or 6
+    if bertscore_layers is None:
+        raise ValueError("set the number of BERTScore layers for a custom model (e.g. roberta-large: 17)")
+    t0 = time.time()
+    m = {"n": len(predictions), "n_no_final_answer": statuses["no_final_answer"],
+         "n_without_reminder": statuses["no_reminder"], "reference": "answer of the last round",
+         **{f"{k}_f1": v for k, v in rouge_scores(hyps, refs).items()},
+         "bleu": sacrebleu_corpus(hyps, refs)}
+    m.update(bertscore(hyps, refs, bertscore_model, bertscore_layers, device=device))
+    m["bertscore_model"] = Path(bertscore_model).name if Path(bertscore_model).exists() else bertscore_model
+    m["bertscore_layers"] = bertscore_layers
+    m["n_dialogs_without_prediction"] = len(dialogs) - len(predictions)
+    has_options = all("answer_options" in r and "gt_index" in r for r in rounds)
+    if ranking != "none" and has_options:
+        scores = rank_options(hyps, rounds, split.answers, minilm_path(), device or "cpu")
+        m["ranking"] = {**ranking_metrics(scores, np.array([r["gt_index"] for r in rounds])),
+                        "method": "options ranked by MiniLM cosine similarity to the generated final answer"}
+        if dense_path:
+            dense = {(a["image_id"], a["round_id"]): a["gt_relevance"] for a in read_json(dense_path)}
+            keys = [(p["image_id"], len(dialogs[p["image_id"]]["dialog"])) for p in predictions]
+            rows = [k for k, key in enumerate(keys) if key in dense]
+            if rows:
+                m["ranking"]["ndcg"] = ndcg(scores[rows], np.array([dense[keys[k]] for k in rows]))
+                m["ranking"]["ndcg_rounds"] = len(rows)
+    m["eval_seconds"] = round(time.time() - t0, 1)
+    return m
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmemory.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--predictions", required=True, help="seed-format JSON: [{image_id, conversation, response}]")
+    ap.add_argument("--visdial", required=True, help="VisDial v1.0 JSON with the reference dialogues")
+    ap.add_argument("--out", required=True, help="where to write the metrics JSON")
+    ap.add_argument("--dense", help="VisDial dense annotations (adds NDCG where the last round is annotated)")
+    ap.add_argument("--bertscore-model", help="BERTScore model path or name (default: packaged all-MiniLM-L6-v2)")
+    ap.add_argument("--bertscore-layers", type=int, help="layer to use (MiniLM: 6, roberta-large: 17)")
+    ap.add_argument("--ranking", choices=["minilm", "none"], default="minilm",
+                    help="rank the answer options by similarity to the generated answer (or skip)")
+    ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        preds = load_predictions(args.predictions)
+        m = evaluate_predictions(preds, args.visdial, args.dense, args.bertscore_model, args.bertscore_layers,
+                                 args.ranking, args.device)
+    except (PredictionError, VisDialError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    m["predictions"] = str(args.predictions)
+    atomic_write_json(args.out, m, indent=2)
+    print(json.dumps({k: v for k, v in m.items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

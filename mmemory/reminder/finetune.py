@@ -1,0 +1,220 @@
+"""`finetune_vlm`: LoRA-tune a Gemma-3 VLM on the teacher's `<reminder>` data (config reminder.finetune).
+
+Both backends train on the same chat examples (`chat_example`: system instruction, user [image, conversation],
+assistant response), with the loss on the assistant response only, and write a PEFT adapter plus the processor:
+
+- `hf`: transformers + peft + TRL `SFTTrainer` (optionally 4-bit through bitsandbytes); runs anywhere, and is what
+  the embedded default uses on the tiny Gemma-3.
+- `unsloth`: Unsloth's `FastVisionModel` (4-bit, gradient checkpointing "unsloth") with
+  `UnslothVisionDataCollator`, as in the seeds' gemma3_finetuning.py; CUDA only (Unsloth raises without a GPU).
+- `auto`: unsloth when CUDA and the unsloth package are present, else hf.
+
+LoRA follows the seeds: r=16, alpha=16, dropout 0, bias none, on vision and language layers, attention and MLP.
+Training resumes from the newest checkpoint in `checkpoint_dir` after a kill.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mmemory.reminder.prompts import PromptBook, Sample, training_messages
+
+logger = logging.getLogger(__name__)
+
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")  # Gemma-3 text and SigLIP attention
+MLP = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2")  # Gemma-3 text MLP and SigLIP MLP
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyperparameters (config reminder.finetune); defaults are the seeds' values."""
+
+    backend: str = "auto"  # auto | hf | unsloth
+    load_in_4bit: bool = False  # hf: bitsandbytes 4-bit base weights (QLoRA); unsloth: its 4-bit loading
+    r: int = 16  # LoRA rank
+    lora_alpha: int = 16  # LoRA scaling numerator
+    lora_dropout: float = 0.0  # LoRA dropout
+    finetune_vision_layers: bool = True  # LoRA on the vision tower
+    finetune_language_layers: bool = True  # LoRA on the language model
+    finetune_attention_modules: bool = True  # LoRA on attention projections
+    finetune_mlp_modules: bool = True  # LoRA on MLP projections
+    learning_rate: float = 1e-5  # peak learning rate
+    epochs: float = 3  # passes over the teacher data
+    batch_size: int = 2  # per-device batch size
+    grad_accum: int = 4  # gradient accumulation steps
+    warmup_steps: int = 5  # linear warm-up steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    lr_scheduler: str = "linear"  # transformers scheduler name
+    optim: str = "adamw_torch"  # transformers optimizer name (seeds on GPU: adamw_8bit)
+    max_length: int | None = 2048  # truncate training sequences to this many tokens
+    logging_steps: int = 10  # log the loss every this many optimizer steps
+    seed: int = 3407  # training seed (the seeds' random_state)
+    extra: dict = field(default_factory=dict)  # anything else passed on to SFTConfig
+
+
+def lora_target_regex(cfg: FinetuneConfig) -> str:
+    """A peft `target_modules` regex choosing vision/language towers and attention/MLP projections, as Unsloth's
+    finetune_* switches do."""
+    towers = [t for t, on in (("vision_tower", cfg.finetune_vision_layers),
+                              ("language_model", cfg.finetune_language_layers)) if on]
+    mods = (ATTENTION if cfg.finetune_attention_modules else ()) + (MLP if cfg.finetune_mlp_modules else ())
+    if not towers or not mods:
+        raise ValueError("reminder.finetune: enable at least one of vision/language layers and one of "
+                         "attention/MLP modules")
+    return rf".*({'|'.join(towers)}).*\.({'|'.join(mods)})$"
+
+
+def chat_example(sample: Sample, response: str, book: PromptBook, image, with_instruction: bool = True) -> dict:
+    """One training example in the seeds' chat shape: {"messages": [system, user(image, text), assistant]}, with
+    the PIL image inside the user content. The user text is exactly the `finetuned` variant's prompt."""
+    pc = training_messages(sample, response, book, with_instruction)
+    messages = [dict(m) for m in pc["prompt"]] + pc["completion"]
+    for m in messages:
+        if m["role"] == "user":
+            m["content"] = [dict(c, image=image) if c["type"] == "image" else c for c in m["content"]]
+    return {"messages": messages}
+
+
+def to_prompt_completion(example: dict) -> dict:
+    """A `chat_example` as TRL's conversational prompt-completion row with string contents and an `images` list."""
+    images, prompt = [], []
+    for m in example["messages"][:-1]:
+        text = "".join(c["text"] for c in m["content"] if c["type"] == "text")
+        images += [c["image"] for c in m["content"] if c["type"] == "image"]
+        prompt.append({"role": m["role"], "content": text})
+    reply = "".join(c["text"] for c in example["messages"][-1]["content"] if c["type"] == "text")
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": reply}], "images": images}
+
+
+def choose_backend(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        has_unsloth = importlib.util.find_spec("unsloth") is not None
+        return "unsloth" if torch.cuda.is_available() and has_unsloth else "hf"
+    if name not in ("hf", "unsloth"):
+        raise ValueError(f"reminder.finetune.backend {name!r}: use auto, hf or unsloth")
+    return name
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
+    """The newest complete `checkpoint-N` directory (one with trainer_state.json), or None."""
+    d = Path(checkpoint_dir)
+    if not d.is_dir():
+        return None
+    done = [p for p in d.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, threads: int | None, **kw):
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    args = dict(
+        output_dir=checkpoint_dir, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler, optim=cfg.optim, logging_steps=cfg.logging_steps, seed=cfg.seed,
+        max_length=cfg.max_length, save_strategy="epoch", save_total_limit=1, report_to=[],
+        remove_unused_columns=False, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    args.update(kw)
+    args.update(cfg.extra)
+    return SFTConfig(**args)
+
+
+def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
+                threads: int | None = None) -> dict:
+    """transformers + peft + TRL SFTTrainer (prompt-completion, loss on the completion only)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import SFTTrainer
+
+    processor = AutoProcessor.from_pretrained(model_path)
+    kwargs = {}
+    if cfg.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
+                      target_modules=lora_target_regex(cfg), task_type="CAUSAL_LM")
+    dataset = Dataset.from_list([to_prompt_completion(e) for e in examples])
+    trainer = SFTTrainer(model=model, args=_sft_config(cfg, checkpoint_dir, threads, completion_only_loss=True),
+                         train_dataset=dataset, processing_class=processor, peft_config=lora)
+    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    logger.info("hf backend: %d LoRA parameters trainable of %d", n_trainable, trainer.model.num_parameters())
+    return _train_and_save(trainer, processor, out_dir, checkpoint_dir, n_trainable)
+
+
+def finetune_unsloth(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str,
+                     cfg: FinetuneConfig, threads: int | None = None) -> dict:
+    """Unsloth FastVisionModel (the seeds' recipe). Needs CUDA and the unsloth env (envs/unsloth.yaml)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("reminder.finetune.backend unsloth needs a CUDA GPU (Unsloth raises NotImplementedError "
+                           "without one); use backend hf or auto on this machine")
+    try:
+        from unsloth import FastVisionModel
+        from unsloth.trainer import UnslothVisionDataCollator
+    except ImportError as e:
+        raise RuntimeError("the unsloth backend needs the unsloth env: snakemake --use-conda (envs/unsloth.yaml)") from e
+    from trl import SFTTrainer
+
+    model, processor = FastVisionModel.from_pretrained(
+        model_path, load_in_4bit=cfg.load_in_4bit, use_gradient_checkpointing="unsloth")
+    model = FastVisionModel.get_peft_model(
+        model, finetune_vision_layers=cfg.finetune_vision_layers,
+        finetune_language_layers=cfg.finetune_language_layers,
+        finetune_attention_modules=cfg.finetune_attention_modules, finetune_mlp_modules=cfg.finetune_mlp_modules,
+        r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none", random_state=cfg.seed,
+        use_rslora=False, loftq_config=None)
+    FastVisionModel.for_training(model)
+    collator = UnslothVisionDataCollator(model, processor, train_on_responses_only=True,
+                                         instruction_part="<start_of_turn>user\n",
+                                         response_part="<start_of_turn>model\n")
+    args = _sft_config(cfg, checkpoint_dir, threads, dataset_text_field="",
+                       dataset_kwargs={"skip_prepare_dataset": True})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor.tokenizer,
+                         data_collator=collator)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return _train_and_save(trainer, processor, out_dir, checkpoint_dir, n_trainable)
+
+
+def _train_and_save(trainer, processor, out_dir: str, checkpoint_dir: str, n_trainable: int) -> dict:
+    resume = latest_checkpoint(checkpoint_dir)
+    if resume:
+        logger.info("resuming from %s", resume)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    elapsed = time.time() - t0
+    trainer.save_model(out_dir)  # the PEFT adapter (adapter_config.json + adapter_model.safetensors)
+    processor.save_pretrained(out_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    logger.info("trained %d steps in %.1f s (%.2f steps/s)", trainer.state.global_step, elapsed,
+                trainer.state.global_step / max(elapsed, 1e-9))
+    return {"steps": trainer.state.global_step, "train_loss": float(result.training_loss),
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "trainable_params": n_trainable, "train_seconds": round(elapsed, 1), "resumed_from": resume}
+
+
+def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
+                 threads: int | None = None) -> dict:
+    """Fine-tune with the configured backend; returns training figures for metrics.json."""
+    if not examples:
+        raise ValueError("no training examples: the teacher accepted nothing (see the rejects file)")
+    backend = choose_backend(cfg.backend)
+    logger.info("finetune_vlm: backend %s, %d examples, %s", backend, len(examples), asdict(cfg))
+    run = finetune_unsloth if backend == "unsloth" else finetune_hf
+    stats = run(examples, model_path, out_dir, checkpoint_dir, cfg, threads)
+    return {"backend": backend, "examples": len(examples), **stats}

@@ -1,0 +1,138 @@
+"""`generate_reminder_data`: ask a teacher for a `<reminder>` response for every training sample.
+
+Output rows (JSONL): {image_id, round, conversation, response}. Invalid responses are retried; after
+`max_attempts` the sample goes to the rejects file as {image_id, round, conversation, reason, response}.
+Transient server faults (timeouts, connection errors, 5xx, malformed bodies) are retried with exponential
+backoff and count against the same limit.
+
+Resume: finished rows (accepted or rejected) are appended to progress files with fsync as they arrive; a rerun
+skips their keys. The progress files carry a fingerprint of the teacher and prompts: when those change, the old
+progress is moved aside and the work starts over.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tqdm import tqdm
+
+from mmemory.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from mmemory.reminder.prompts import Sample
+from mmemory.reminder.response import validate_response
+from mmemory.reminder.teachers import TeacherError, TransientTeacherError
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(obj) -> str:
+    """A short stable hash of a JSON-able object (configuration, prompt text)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Progress:
+    """Append-only JSONL progress keyed by sample key, invalidated when its fingerprint changes."""
+
+    def __init__(self, path: str | Path, fp: str):
+        self.path = Path(path)
+        self.meta = self.path.with_suffix(".meta.json")
+        self.lock = threading.Lock()
+        if self.path.exists():
+            old = json.loads(self.meta.read_text()).get("fingerprint") if self.meta.exists() else None
+            if old != fp:
+                stale = self.path.with_suffix(f".stale-{old or 'unknown'}.jsonl")
+                logger.warning("%s was made with other settings (%s != %s); moving it to %s and starting over",
+                               self.path, old, fp, stale)
+                self.path.replace(stale)
+        atomic_write_json(self.meta, {"fingerprint": fp})
+        self.rows = read_jsonl(self.path) if self.path.exists() else []
+        if self.rows and self.path.read_bytes()[-1:] != b"\n":  # drop a torn last line before appending
+            with open(self.path, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows)
+
+    def keys(self) -> set[str]:
+        return {r["key"] for r in self.rows}
+
+    def append(self, row: dict) -> None:
+        with self.lock:
+            append_jsonl(self.path, [row])
+            self.rows.append(row)
+
+
+def ask_teacher(teacher, sample: Sample, max_attempts: int = 3, backoff_s: float = 1.0,
+                sleep: Callable[[float], None] = time.sleep) -> tuple[str | None, str | None, str | None]:
+    """(response, None, None) when valid, else (None, reason, last response). Retries invalid responses and
+    transient faults up to `max_attempts` in all; waits backoff_s * 2**k between tries after a fault."""
+    reason, last = "no attempt made", None
+    for attempt in range(max_attempts):
+        try:
+            last = teacher.respond(sample)
+        except TransientTeacherError as e:
+            reason = f"attempt {attempt + 1}/{max_attempts}: {e}"
+            logger.warning("%s: %s", sample.key, reason)
+            if attempt + 1 < max_attempts:
+                sleep(backoff_s * 2 ** attempt)
+            continue
+        problem = validate_response(last)
+        if problem is None:
+            return last, None, None
+        reason = f"invalid response after {attempt + 1} attempt(s): {problem}"
+    return None, reason, last
+
+
+def generate_reminder_data(samples: Iterable[Sample], teacher, out_jsonl: str | Path, rejects_jsonl: str | Path,
+                           progress_dir: str | Path, fp: str, max_attempts: int = 3, backoff_s: float = 1.0,
+                           concurrency: int = 1, sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Run the teacher over `samples` (resumable), then write the accepted rows and the rejects atomically."""
+    samples = list(samples)
+    progress_dir = Path(progress_dir)
+    done = Progress(progress_dir / "responses.jsonl", fp)
+    finished = done.keys()
+    todo = [s for s in samples if s.key not in finished]
+    logger.info("teacher %s: %d samples, %d already done, %d to go (concurrency %d)",
+                getattr(teacher, "name", type(teacher).__name__), len(samples), len(samples) - len(todo),
+                len(todo), concurrency)
+    t0 = time.time()
+
+    def work(s: Sample) -> dict:
+        response, reason, last = ask_teacher(teacher, s, max_attempts, backoff_s, sleep)
+        row = {"key": s.key, "image_id": s.image_id, "round": s.round, "conversation": s.conversation}
+        row.update({"response": response} if reason is None else {"reason": reason, "response": last})
+        return row
+
+    with tqdm(total=len(todo), desc="reminder teacher", unit="sample") as bar:
+        if concurrency <= 1:
+            for s in todo:
+                done.append(work(s))
+                bar.update()
+        else:
+            with ThreadPoolExecutor(concurrency) as pool:
+                futures = [pool.submit(work, s) for s in todo]
+                try:
+                    for f in as_completed(futures):
+                        done.append(f.result())
+                        bar.update()
+                except TeacherError:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    elapsed = time.time() - t0
+    if todo:
+        logger.info("teacher throughput: %.1f samples/s (%d in %.1f s)", len(todo) / max(elapsed, 1e-9),
+                    len(todo), elapsed)
+    order = {s.key: i for i, s in enumerate(samples)}
+    rows = sorted((r for r in done.rows if r["key"] in order), key=lambda r: order[r["key"]])
+    accepted = [{k: r[k] for k in ("image_id", "round", "conversation", "response")} for r in rows
+                if "reason" not in r]
+    rejected = [{k: r.get(k) for k in ("image_id", "round", "conversation", "reason", "response")} for r in rows
+                if "reason" in r]
+    for path, part in ((out_jsonl, accepted), (rejects_jsonl, rejected)):
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part))
+    logger.info("accepted %d, rejected %d", len(accepted), len(rejected))
+    return {"samples": len(samples), "accepted": len(accepted), "rejected": len(rejected),
+            "resumed": len(samples) - len(todo)}

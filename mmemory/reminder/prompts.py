@@ -1,0 +1,211 @@
+"""Conversations and prompts for the <reminder> stage, built only from what is known before the evaluated round.
+
+A *sample* is one (dialogue, round t) pair. Its conversation is rounds 1..t-1 as `Q:`/`A:` lines followed by the
+question of round t (`Q: ...`); the answer of round t is held out as the sample's `target`. Every variant's prompt
+is built from the same conversation, so the variants differ only in their instruction (and, for
+`finetuned_memory`, a delimited block of retrieved memories placed before the conversation):
+
+    base              user: [image, conversation]
+    prompt            system: instruction + few-shot examples;  user: [image, conversation]
+    finetuned         system: instruction, when the adapter was trained with it (reminder.finetune.with_instruction);
+                      user: [image, conversation]
+    finetuned_memory  as finetuned, with `<memories>...</memories>` before the conversation in the user text
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from mmemory.visdial import VisDialSplit
+
+VARIANTS = ("base", "prompt", "finetuned", "finetuned_memory")
+MEMORY_OPEN, MEMORY_CLOSE = "<memories>", "</memories>"
+
+
+class PromptError(ValueError):
+    """A prompt resource or memory file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluated or generated item: the conversation up to the question of `round` (1-based)."""
+
+    image_id: int
+    round: int
+    conversation: str  # Q:/A: lines of rounds 1..round-1, then "Q: <question of round>"
+    question: str
+    target: str  # the held-out answer of `round`; never part of any prompt
+    image_path: str | None = None
+    caption: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.image_id}:{self.round}"
+
+
+def build_conversation(questions: Sequence[str], answers: Sequence[str], caption: str | None = None) -> str:
+    """`Q:`/`A:` lines for every answered round, then the final question (len(questions) == len(answers) + 1)."""
+    if len(questions) != len(answers) + 1:
+        raise ValueError(f"need one more question than answers, got {len(questions)} and {len(answers)}")
+    lines = [f"Caption: {caption}"] if caption else []
+    for q, a in zip(questions, answers):
+        lines += [f"Q: {q.strip()}", f"A: {a.strip()}"]
+    lines.append(f"Q: {questions[-1].strip()}")
+    return "\n".join(lines)
+
+
+def make_sample(split: VisDialSplit, dialog: dict, rnd: int, include_caption: bool = False) -> Sample:
+    """The sample for round `rnd` (1-based) of `dialog`: the answer of that round is held out."""
+    rounds = dialog["dialog"]
+    if not 1 <= rnd <= len(rounds):
+        raise ValueError(f"{split.path}: image_id {dialog['image_id']}: round {rnd} is outside 1..{len(rounds)}")
+    if any("answer" not in r for r in rounds[: rnd - 1]):
+        raise ValueError(f"{split.path}: image_id {dialog['image_id']}: an earlier round has no answer; "
+                         "the conversation cannot be built (VisDial test files hold no answers)")
+    if "answer" not in rounds[rnd - 1]:
+        raise ValueError(f"{split.path}: image_id {dialog['image_id']}: round {rnd} has no answer to hold out")
+    qs = [split.question(r) for r in rounds[:rnd]]
+    ans = [split.answer(r) for r in rounds[: rnd - 1]]
+    caption = dialog.get("caption", "")
+    conv = build_conversation(qs, ans, caption if include_caption else None)
+    return Sample(dialog["image_id"], rnd, conv, qs[-1], split.answer(rounds[rnd - 1]),
+                  dialog.get("image_path"), caption)
+
+
+def last_round_samples(split: VisDialSplit, include_caption: bool = False) -> list[Sample]:
+    """The evaluation samples: the LAST round of each dialogue (the seeds' contract for the reference answer)."""
+    return [make_sample(split, d, len(d["dialog"]), include_caption) for d in split.dialogs]
+
+
+def training_samples(split: VisDialSplit, rounds_per_dialog: int | None, seed: int = 0,
+                     include_last: bool = True, include_caption: bool = False) -> list[Sample]:
+    """Teacher inputs: `rounds_per_dialog` rounds per dialogue (null: every round), chosen with `seed`.
+    With `include_last`, the last round (the seeds' choice) is always among them."""
+    rng = random.Random(f"reminder-rounds-{seed}")
+    out = []
+    for d in split.dialogs:
+        n = len(d["dialog"])
+        if rounds_per_dialog is None or rounds_per_dialog >= n:
+            chosen = list(range(1, n + 1))
+        else:
+            pool = list(range(1, n)) if include_last else list(range(1, n + 1))
+            k = rounds_per_dialog - 1 if include_last else rounds_per_dialog
+            chosen = sorted(rng.sample(pool, k)) + ([n] if include_last else [])
+        out += [make_sample(split, d, t, include_caption) for t in chosen]
+    return out
+
+
+@dataclass
+class PromptBook:
+    """The instruction and few-shot examples (resources/prompts/), loaded once."""
+
+    instruction: str
+    fewshot: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, instruction_path: str | Path, fewshot_path: str | Path | None = None,
+             max_fewshot: int | None = None) -> "PromptBook":
+        instruction_path = Path(instruction_path)
+        if not instruction_path.is_file():
+            raise PromptError(f"{instruction_path}: instruction file not found; set reminder.prompts.instruction")
+        fewshot = []
+        if fewshot_path:
+            try:
+                fewshot = json.loads(Path(fewshot_path).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise PromptError(f"{fewshot_path}: cannot read the few-shot examples ({e}); it must be a JSON "
+                                  "list of {conversation, response}") from e
+            for i, ex in enumerate(fewshot):
+                if not isinstance(ex, dict) or not {"conversation", "response"} <= set(ex):
+                    raise PromptError(f"{fewshot_path}: example {i} needs 'conversation' and 'response'")
+        if max_fewshot is not None:
+            fewshot = fewshot[:max_fewshot]
+        return cls(instruction_path.read_text(encoding="utf-8").strip(), fewshot)
+
+    def system_text(self, with_fewshot: bool) -> str:
+        """The instruction, followed by the few-shot examples when asked (the teacher and the `prompt` variant)."""
+        if not with_fewshot or not self.fewshot:
+            return self.instruction
+        shots = "\n\n".join(f"[Conversation]\n{ex['conversation']}\n[Answer]\n{ex['response']}" for ex in self.fewshot)
+        return f"{self.instruction}\n\nExamples:\n\n{shots}"
+
+
+def memory_block(memories: Sequence[dict]) -> str:
+    """Retrieved memories as a delimited block, best first: `[i] text (image: path) (score: s)` lines."""
+    lines = [MEMORY_OPEN]
+    for i, m in enumerate(memories, 1):
+        line = f"[{i}] {str(m['text']).strip()}"
+        if m.get("image"):
+            line += f" (image: {Path(str(m['image'])).name})"
+        lines.append(line)
+    lines.append(MEMORY_CLOSE)
+    return "\n".join(lines)
+
+
+def build_prompt(sample: Sample, variant: str, book: PromptBook | None = None,
+                 memories: Sequence[dict] | None = None, with_image: bool = True,
+                 finetuned_instruction: bool = True) -> list[dict]:
+    """Chat messages for one variant. Every variant's user text ends with the same conversation (and so with
+    the question of the evaluated round); `memories` (finetuned_memory) go in a block before it.
+    `finetuned_instruction`: whether the adapter was trained (and so is prompted) with the instruction."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown reminder variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    text = sample.conversation
+    if variant == "finetuned_memory":
+        if memories is None:
+            raise ValueError(f"variant finetuned_memory needs memories for image_id {sample.image_id}")
+        text = memory_block(memories) + "\n" + text
+    elif memories:
+        raise ValueError(f"memories are only used by finetuned_memory, not by {variant}")
+    user = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+    messages = []
+    if variant == "prompt" or (variant.startswith("finetuned") and finetuned_instruction):
+        if book is None:
+            raise ValueError(f"variant {variant} needs the prompt book (reminder.prompts)")
+        messages.append({"role": "system", "content": [{"type": "text",
+                                                         "text": book.system_text(variant == "prompt")}]})
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def teacher_messages(sample: Sample, book: PromptBook) -> list[dict]:
+    """The teacher's chat: the instruction + few-shot examples as system, the conversation as user text."""
+    return [
+        {"role": "system", "content": book.system_text(True)},
+        {"role": "user", "content": f"conversation:\n{sample.conversation}"},
+    ]
+
+
+def training_messages(sample: Sample, response: str, book: PromptBook, with_instruction: bool = True) -> dict:
+    """A prompt-completion chat example for SFT, the same for both fine-tuning backends (the image is added by
+    the caller): the prompt is exactly what the `finetuned` variant sees at evaluation."""
+    return {"prompt": build_prompt(sample, "finetuned", book, finetuned_instruction=with_instruction),
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": response}]}]}
+
+
+def load_memory_context(path: str | Path) -> dict[int, list[dict]]:
+    """Read results/memory/reminder_context.json: {"<image_id>": [{"text", "image", "score"}, ...]}."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PromptError(f"{path}: cannot read the memory context ({e}); the memory stage writes it") from e
+    if not isinstance(raw, dict):
+        raise PromptError(f"{path}: must be an object mapping image_id to a list of memories")
+    out = {}
+    for key, mems in raw.items():
+        try:
+            image_id = int(key)
+        except ValueError:
+            raise PromptError(f"{path}: key {key!r} is not an image_id") from None
+        if not isinstance(mems, list):
+            raise PromptError(f"{path}: image_id {key}: memories must be a list")
+        for j, m in enumerate(mems):
+            if not isinstance(m, dict) or not isinstance(m.get("text"), str) or "score" not in m:
+                raise PromptError(f"{path}: image_id {key}, memory {j}: needs 'text' (str), 'score' and "
+                                  "optionally 'image' (str or null)")
+        out[image_id] = sorted(mems, key=lambda m: -float(m["score"]))
+    return out

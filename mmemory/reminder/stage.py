@@ -1,0 +1,192 @@
+"""The reminder stage's steps as functions of config sections and paths (the workflow scripts call these).
+
+Each returns the dict written to the step's metrics file; all outputs are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from mmemory.io import atomic_write_json, read_jsonl
+from mmemory.visdial import load_visdial
+
+logger = logging.getLogger(__name__)
+
+TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1"), ("rouge2_f1", "ROUGE-2 F1"), ("rougeL_f1", "ROUGE-L F1"),
+                 ("bleu", "BLEU"), ("bertscore_f1", "BERTScore F1"))
+TRAINING_META = "reminder_training.json"  # written next to the adapter: how its prompts were built
+
+
+def prompt_book(prompts: dict):
+    from mmemory.reminder.prompts import PromptBook
+
+    return PromptBook.load(prompts["instruction"], prompts.get("fewshot"), prompts.get("max_fewshot"))
+
+
+def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, progress_dir: str, seed: int = 0,
+                 include_caption: bool = False) -> dict:
+    """generate_reminder_data: sample training rounds, ask the teacher, write data/rejects/metrics."""
+    from mmemory.reminder.generate import fingerprint, generate_reminder_data
+    from mmemory.reminder.prompts import training_samples
+    from mmemory.reminder.teachers import make_teacher
+
+    split = load_visdial(train_json)
+    if teacher_cfg.get("max_dialogs"):
+        split.dialogs = split.dialogs[: teacher_cfg["max_dialogs"]]
+    samples = training_samples(split, teacher_cfg.get("rounds_per_dialog"), seed,
+                               teacher_cfg.get("include_last_round", True), include_caption)
+    book = prompt_book(prompts)
+    teacher = make_teacher(teacher_cfg, book)
+    fp = fingerprint({"teacher": {k: v for k, v in teacher_cfg.items() if k not in ("concurrency", "timeout_s")},
+                      "instruction": book.instruction, "fewshot": book.fewshot, "train": train_json,
+                      "caption": include_caption, "seed": seed})
+    stats = generate_reminder_data(samples, teacher, out["data"], out["rejects"], progress_dir, fp,
+                                   teacher_cfg.get("max_attempts", 3), teacher_cfg.get("backoff_s", 1.0),
+                                   teacher_cfg.get("concurrency", 1))
+    reasons: dict[str, int] = {}
+    for r in read_jsonl(out["rejects"]):
+        key = r["reason"].split(":")[-1].strip()[:80]
+        reasons[key] = reasons.get(key, 0) + 1
+    metrics = {"teacher": teacher_cfg["backend"], **stats, "reject_reasons": reasons}
+    atomic_write_json(out["metrics"], metrics, indent=2)
+    return metrics
+
+
+def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, prompts: dict, adapter_dir: str,
+                 checkpoint_dir: str, metrics_path: str, include_caption: bool = False,
+                 threads: int | None = None) -> dict:
+    """finetune_vlm: teacher rows -> chat examples with their images -> LoRA adapter + processor."""
+    from PIL import Image
+
+    from mmemory.reminder.finetune import FinetuneConfig, chat_example, finetune_vlm
+    from mmemory.reminder.prompts import make_sample
+
+    split = load_visdial(train_json)
+    dialogs = split.by_image_id()
+    book = prompt_book(prompts)
+    with_instruction = bool(ft_cfg.get("with_instruction", True))
+    rows = read_jsonl(data_jsonl)
+    examples = []
+    for n, row in enumerate(rows, 1):
+        d = dialogs.get(row["image_id"])
+        if d is None:
+            raise ValueError(f"{data_jsonl}:{n}: image_id {row['image_id']} is not in {train_json}; regenerate "
+                             "the teacher data for this training split")
+        sample = make_sample(split, d, row["round"], include_caption)
+        if sample.conversation != row["conversation"]:
+            raise ValueError(f"{data_jsonl}:{n}: the conversation differs from the one rebuilt from {train_json} "
+                             f"(image_id {row['image_id']}, round {row['round']}); regenerate the teacher data")
+        image = Image.open(sample.image_path).convert("RGB") if sample.image_path else None
+        examples.append(chat_example(sample, row["response"], book, image, with_instruction))
+    known = set(FinetuneConfig.__dataclass_fields__)
+    cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
+    stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads)
+    atomic_write_json(Path(adapter_dir) / TRAINING_META,
+                      {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
+    atomic_write_json(metrics_path, stats, indent=2)
+    return stats
+
+
+def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg: dict, out: dict,
+                progress_dir: str, adapter: str | None = None, memories_path: str | None = None,
+                memory_top_k: int | None = None, include_caption: bool = False) -> dict:
+    """predict_reminder for one variant on the last round of each val dialogue."""
+    from mmemory.reminder.generate import fingerprint
+    from mmemory.reminder.predict import GenerationConfig, predict_reminder
+    from mmemory.reminder.prompts import last_round_samples, load_memory_context
+
+    split = load_visdial(val_json)
+    samples = last_round_samples(split, include_caption)
+    book = prompt_book(prompts)
+    finetuned_instruction = True
+    if adapter:
+        meta_path = Path(adapter) / TRAINING_META
+        if meta_path.exists():
+            finetuned_instruction = json.loads(meta_path.read_text())["with_instruction"]
+    memories = load_memory_context(memories_path) if memories_path else None
+    known = set(GenerationConfig.__dataclass_fields__)
+    gen = GenerationConfig(**{k: v for k, v in gen_cfg.items() if k in known})
+    adapter_fp = None
+    if adapter:
+        weights = Path(adapter) / "adapter_model.safetensors"
+        adapter_fp = weights.stat().st_mtime_ns if weights.exists() else None
+    fp = fingerprint({"variant": variant, "model": model, "adapter": adapter_fp, "gen": gen_cfg,
+                      "instruction": book.instruction, "fewshot": book.fewshot, "val": val_json,
+                      "memories": memories, "top_k": memory_top_k, "caption": include_caption,
+                      "finetuned_instruction": finetuned_instruction})
+    stats = predict_reminder(samples, variant, model, out["predictions"], out["generations"], progress_dir, fp,
+                             book, gen, adapter, memories, memory_top_k, finetuned_instruction)
+    atomic_write_json(out["metrics"], stats, indent=2)
+    return stats
+
+
+def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: dict, out_path: str) -> dict:
+    """evaluate_reminder: the generation metrics of one variant."""
+    from mmemory.evaluate import evaluate_predictions, load_predictions
+
+    m = evaluate_predictions(load_predictions(predictions), val_json, dense, eval_cfg.get("bertscore_model"),
+                             eval_cfg.get("bertscore_layers"), eval_cfg.get("ranking", "minilm"))
+    atomic_write_json(out_path, m, indent=2)
+    return m
+
+
+def variants_table(metrics: dict[str, dict]) -> list[dict]:
+    """One row per variant in the seeds' shape, plus a delta row finetuned_memory - finetuned when both exist."""
+    rows = []
+    for variant, m in metrics.items():
+        row = {"variant": variant, **{label: m[key] for key, label in TABLE_COLUMNS}}
+        if "ranking" in m:
+            row["MRR"] = m["ranking"]["mrr"]
+            row["R@1"] = m["ranking"]["r@1"]
+        row["no final answer"] = m["n_no_final_answer"]
+        row["n"] = m["n"]
+        rows.append(row)
+    if "finetuned" in metrics and "finetuned_memory" in metrics:
+        a, b = rows[list(metrics).index("finetuned")], rows[list(metrics).index("finetuned_memory")]
+        rows.append({"variant": "Δ finetuned_memory − finetuned",
+                     **{k: b[k] - a[k] for k in b if k not in ("variant", "n") and isinstance(b[k], (int, float))},
+                     "n": b["n"]})
+    return rows
+
+
+def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_metrics: str, out_json: str,
+                out_png: str) -> dict:
+    """reminder_table: gather the variants' metrics into the report's table, headline numbers and a figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = {v: json.loads(Path(p).read_text()) for v, p in variant_metrics.items()}
+    rows = variants_table(metrics)
+    teacher = json.loads(Path(teacher_metrics).read_text())
+    train = json.loads(Path(finetune_metrics).read_text())
+    any_m = next(iter(metrics.values()))
+    out = {
+        "tables": {f"Variants on the last round of {any_m['n']} val dialogues (final answer after </reminder>; "
+                   f"BERTScore: {any_m['bertscore_model']}, layer {any_m['bertscore_layers']})": rows},
+        "headline": {f"{v} ROUGE-1": m["rouge1_f1"] for v, m in metrics.items()},
+        "teacher": {k: v for k, v in teacher.items() if not isinstance(v, dict)},
+        "finetune": {k: v for k, v in train.items() if k in ("backend", "examples", "steps", "first_loss",
+                                                              "last_loss", "trainable_params", "train_seconds")},
+        "ranking_method": any_m.get("ranking", {}).get("method", "none"),
+    }
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(1, len(metrics))
+    for i, (v, m) in enumerate(metrics.items()):
+        ax.bar([j + i * width for j in range(len(TABLE_COLUMNS))], [m[k] for k, _ in TABLE_COLUMNS], width,
+               label=v)
+    ax.set_xticks([j + width * (len(metrics) - 1) / 2 for j in range(len(TABLE_COLUMNS))])
+    ax.set_xticklabels([label for _, label in TABLE_COLUMNS])
+    ax.set_ylabel("score")
+    ax.set_title("<reminder> variants (last round of each val dialogue)")
+    ax.legend()
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out_png).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out_png)
+    atomic_write_json(out_json, out, indent=2)
+    return out

@@ -1,0 +1,157 @@
+"""Teachers that write `<reminder>` training responses for a `Sample` (config reminder.teacher.backend).
+
+- `template`: deterministic and offline (the embedded default). It reminds itself of the earlier turns that share
+  words with the question (else the latest turn) and concludes with the held-out answer.
+- `ollama`: the official `ollama` Python client against an Ollama server (paper: gemma3:27b on 127.0.0.1:11434);
+  the image is sent base64-encoded, as in the seeds' generate_from_api.py.
+- `transformers`: any local image-text-to-text checkpoint (a path), run with `generate`.
+
+A teacher's `respond(sample)` returns the raw response text. It raises `TransientTeacherError` for faults worth
+retrying (timeouts, connection errors, 5xx, malformed bodies) and `TeacherError` for faults that are not.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from pathlib import Path
+
+from mmemory.reminder.prompts import PromptBook, Sample, build_prompt, teacher_messages
+
+logger = logging.getLogger(__name__)
+
+_WORD = re.compile(r"[a-z]+")
+_STOP = {"a", "an", "the", "is", "are", "there", "any", "what", "where", "how", "many", "of", "in", "on", "it",
+         "this", "that", "do", "does", "you", "can", "see", "to", "and", "or", "be", "color", "shape", "anything",
+         "object", "picture", "image"}
+
+
+class TeacherError(RuntimeError):
+    """A fault that retrying will not fix (bad configuration, a missing model)."""
+
+
+class TransientTeacherError(TeacherError):
+    """A fault worth retrying with backoff (timeout, connection error, HTTP 5xx, malformed body)."""
+
+
+class TemplateTeacher:
+    """Deterministic teacher: a reminder of the related earlier turns, then the held-out answer."""
+
+    name = "template"
+
+    def __init__(self, max_turns: int = 1):
+        self.max_turns = max_turns  # earlier turns quoted in the reminder
+
+    def respond(self, sample: Sample) -> str:
+        lines = sample.conversation.splitlines()
+        pairs = [(lines[i][3:], lines[i + 1][3:]) for i in range(len(lines) - 1)
+                 if lines[i].startswith("Q: ") and lines[i + 1].startswith("A: ")]
+        words = set(_WORD.findall(sample.question.lower())) - _STOP
+        related = [(t, q, a) for t, (q, a) in enumerate(pairs, 1) if words & set(_WORD.findall(q.lower()))]
+        if not related and pairs:
+            related = [(len(pairs), *pairs[-1])]
+        quoted = " ".join(f"Turn {t}: {q} {a}." for t, q, a in related[-self.max_turns:])
+        return f"<reminder>{quoted or 'No earlier turns.'}</reminder>\n{sample.target}"
+
+
+def _image_b64(path: str | None) -> list[str]:
+    if not path:
+        return []
+    p = Path(path)
+    if not p.is_file():
+        raise TeacherError(f"image {p} not found; re-run prepare_data or fix data.visdial.*_images")
+    return [base64.b64encode(p.read_bytes()).decode("ascii")]
+
+
+class OllamaTeacher:
+    """gemma3:27b (or any model) behind an Ollama server, through the official client (`ollama.Client.chat`)."""
+
+    name = "ollama"
+
+    def __init__(self, book: PromptBook, model: str = "gemma3:27b", host: str = "http://127.0.0.1:11434",
+                 timeout_s: float = 120.0, options: dict | None = None, client=None):
+        try:
+            import ollama
+        except ImportError as e:
+            raise TeacherError("the ollama backend needs `pip install ollama==0.6.3` (requirements.txt)") from e
+        self._ollama = ollama
+        self.book, self.model, self.host = book, model, host
+        self.options = dict(options or {})
+        self.client = client or ollama.Client(host=host, timeout=timeout_s)
+
+    def respond(self, sample: Sample) -> str:
+        import httpx
+        import pydantic
+
+        messages = teacher_messages(sample, self.book)
+        messages[-1]["images"] = _image_b64(sample.image_path)
+        try:
+            resp = self.client.chat(model=self.model, messages=messages, stream=False, options=self.options or None)
+        except self._ollama.ResponseError as e:
+            code = getattr(e, "status_code", -1)
+            if code >= 500 or code == 429:
+                raise TransientTeacherError(f"ollama server error {code}: {str(e.error)[:200]}") from e
+            if code == 404:
+                raise TeacherError(f"ollama at {self.host}: model {self.model!r} not found ({e.error}); "
+                                   f"run `ollama pull {self.model}` on the server") from e
+            raise TeacherError(f"ollama request rejected ({code}): {str(e.error)[:200]}") from e
+        except httpx.TimeoutException as e:
+            raise TransientTeacherError(f"ollama at {self.host} timed out ({type(e).__name__})") from e
+        except (ConnectionError, httpx.TransportError) as e:
+            raise TransientTeacherError(f"cannot reach ollama at {self.host} ({type(e).__name__}: {e})") from e
+        except (ValueError, TypeError, pydantic.ValidationError) as e:  # JSONDecodeError is a ValueError
+            raise TransientTeacherError(f"malformed reply from ollama at {self.host} ({type(e).__name__})") from e
+        try:
+            content = resp["message"]["content"]
+        except (KeyError, TypeError) as e:
+            raise TransientTeacherError(f"malformed reply from ollama at {self.host}: no message content") from e
+        if not isinstance(content, str):
+            raise TransientTeacherError(f"malformed reply from ollama at {self.host}: content is not text")
+        return content.strip()
+
+
+class TransformersTeacher:
+    """A local image-text-to-text checkpoint (`AutoModelForImageTextToText` + `AutoProcessor`) used as teacher."""
+
+    name = "transformers"
+
+    def __init__(self, book: PromptBook, model_path: str, max_new_tokens: int = 128, device: str | None = None):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if not Path(model_path).exists():
+            raise TeacherError(f"reminder.teacher.model_path {model_path!r} does not exist; the transformers "
+                               "teacher loads a local checkpoint (download it first)")
+        self.book, self.max_new_tokens = book, max_new_tokens
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path).to(self.device).eval()
+
+    def respond(self, sample: Sample) -> str:
+        import torch
+        from PIL import Image
+
+        messages = build_prompt(sample, "prompt", self.book, with_image=bool(sample.image_path))
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        images = [Image.open(sample.image_path).convert("RGB")] if sample.image_path else None
+        batch = self.processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False)
+        batch = batch.to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[0, batch["input_ids"].shape[1]:]
+        return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+def make_teacher(cfg: dict, book: PromptBook):
+    """The teacher named by config reminder.teacher."""
+    backend = cfg.get("backend", "template")
+    if backend == "template":
+        return TemplateTeacher(cfg.get("template_turns", 1))
+    if backend == "ollama":
+        return OllamaTeacher(book, cfg["model"], cfg.get("host", "http://127.0.0.1:11434"),
+                             cfg.get("timeout_s", 120.0), cfg.get("options"))
+    if backend == "transformers":
+        if not cfg.get("model_path"):
+            raise TeacherError("reminder.teacher.backend is transformers: set reminder.teacher.model_path")
+        return TransformersTeacher(book, cfg["model_path"], cfg.get("max_new_tokens", 128))
+    raise TeacherError(f"unknown reminder.teacher.backend {backend!r}: use template, ollama or transformers")
