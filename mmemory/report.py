@@ -90,8 +90,25 @@ def overview_figure(sections: dict[str, dict], data_report: dict, out_png: str |
     plt.close(fig)
 
 
+def benchmark_table(benchmarks_dir: str | Path) -> list[dict]:
+    """One row per rule from Snakemake `benchmark:` files (wall seconds, peak RSS), slowest first."""
+    import csv
+
+    rows = []
+    for tsv in sorted(Path(benchmarks_dir).glob("**/*.tsv")):
+        with open(tsv, newline="") as f:
+            recs = list(csv.DictReader(f, delimiter="\t"))
+        if not recs:
+            continue
+        num = lambda k: float(recs[-1].get(k) or "nan") if recs[-1].get(k) not in ("NA", "-") else float("nan")  # noqa: E731
+        rows.append({"job": str(tsv.relative_to(benchmarks_dir).with_suffix("")), "wall_s": num("s"),
+                     "max_rss_mb": num("max_rss")})
+    return sorted(rows, key=lambda r: -r["wall_s"])
+
+
 def build_report(title: str, sections: dict[str, str], figures: dict[str, str], data_report_path: str,
-                 out_md: str | Path, out_overview: str | Path, config: dict | None = None) -> str:
+                 out_md: str | Path, out_overview: str | Path, config: dict | None = None,
+                 benchmarks_dir: str | Path | None = None) -> str:
     """Write the markdown report; `sections` maps a heading to a metrics.json path, `figures` a PNG to a caption."""
     out_md = Path(out_md)
     loaded = {t: json.loads(Path(p).read_text()) for t, p in sections.items()}
@@ -116,6 +133,11 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
         for fig, caption in figures.items():
             if Path(fig).parts[:2] == Path(sections[t]).parts[:2]:
                 parts.append(f"![{caption}]({rel(fig)})\n\n_{caption}_\n")
+    if benchmarks_dir and Path(benchmarks_dir).is_dir():
+        rows = benchmark_table(benchmarks_dir)
+        total = sum(r["wall_s"] for r in rows if r["wall_s"] == r["wall_s"])
+        parts.append(f"## Run time\n\nWall time of each job (Snakemake `benchmark:`), {total:.0f} s in all "
+                     "(jobs may run in parallel).\n\n" + markdown_table(rows))
     text = "\n".join(parts)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text, encoding="utf-8")

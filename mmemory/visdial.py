@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -176,7 +178,8 @@ def validate_visdial(
     images = index_images(image_dir) if image_dir is not None else None
     split = VisDialSplit(name, str(raw.get("version", "1.0")), str(raw.get("split", "")), questions, answers, [])
     seen: set = set()
-    for i, d in enumerate(dialogs[: max_dialogs] if max_dialogs else dialogs):
+    todo = dialogs[:max_dialogs] if max_dialogs else dialogs
+    for i, d in enumerate(tqdm(todo, desc=f"validate {path.name}", unit="dialog", mininterval=2.0)):
         image_id = d.get("image_id") if isinstance(d, dict) else None
         problem = None
         if not isinstance(d, dict):

@@ -14,6 +14,8 @@ rule toy_visdial:
         seed=config["seed"],
     log:
         "results/logs/toy_visdial.log",
+    benchmark:
+        "results/benchmarks/toy_visdial.tsv"
     conda:
         "../envs/core.yaml"
     script:
@@ -36,6 +38,8 @@ rule prepare_data:
         check_images=config["data"].get("check_images", True),
     log:
         "results/logs/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data.tsv"
     conda:
         "../envs/core.yaml"
     script:

@@ -17,6 +17,8 @@ rule build_toy_models:
         seed=config["seed"],
     log:
         "results/logs/build_toy_models.log",
+    benchmark:
+        "results/benchmarks/build_toy_models.tsv"
     conda:
         "../envs/malmm.yaml"
     script:

@@ -19,6 +19,7 @@ rule report:
         sections=REPORT_METRICS,
         figures=REPORT_FIGURES,
         config=config,
+        benchmarks="results/benchmarks",
     log:
         "results/logs/report.log",
     conda:

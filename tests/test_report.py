@@ -31,3 +31,15 @@ def test_build_report_renders_every_section_and_figure(tmp_path):
     assert "![Loss curve](emr/loss.png)" in text
     assert "Dropped items:** 1" in text and "empty dialogue (1)" in text
     assert overview.stat().st_size > 1000
+
+
+def test_benchmark_table_reads_snakemake_benchmark_files(tmp_path):
+    from mmemory.report import benchmark_table
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (tmp_path / "fast.tsv").write_text(header + "1.5\t0:00:01\t30.0\t1\t1\t1\t0\t0\t10\t1\n")
+    (tmp_path / "slow.tsv").write_text(header + "12.0\t0:00:12\tNA\t1\t1\t1\t0\t0\t10\t1\n")
+    rows = benchmark_table(tmp_path)
+    assert [r["job"] for r in rows] == ["slow", "fast"]
+    assert rows[1]["wall_s"] == 1.5 and rows[1]["max_rss_mb"] == 30.0
+    assert rows[0]["max_rss_mb"] != rows[0]["max_rss_mb"]  # NA -> nan, never a made-up number

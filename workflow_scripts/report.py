@@ -7,4 +7,4 @@ from mmemory.report import build_report  # noqa: E402
 
 p = snakemake.params
 build_report(p.title, dict(p.sections), dict(p.figures), snakemake.input.data_report, snakemake.output.report,
-             snakemake.output.overview, config=dict(p.config))
+             snakemake.output.overview, config=dict(p.config), benchmarks_dir=p.benchmarks)
