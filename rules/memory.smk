@@ -1,1 +1,85 @@
-# Stage 'memory': see its issue. Registers its metrics and figures in REPORT_METRICS / REPORT_FIGURES when stage_active("memory").
+# Stage 'memory': a persistent multimodal memory store (mmemory.memory) scored by relevance, recency, frequency and
+# saliency; its ablation on long chained sessions, and the retrieved context that feeds the <reminder> prompt.
+#   results/memory/sessions/{turns,queries}.jsonl      chained toy sessions + back-referring queries
+#   results/memory/<encoder>/metrics.json              the ablation (report section), recall.png, per_query.json
+#   results/memory/reminder_context.json               top-k memories per val dialogue (read by the reminder stage)
+
+
+def memory_encoder_input():
+    """The encoder checkpoint as a DAG input when the workflow builds it (e.g. the toy CLIP of the emr stage)."""
+    path = config["memory"]["encoder"]["path"]
+    return [path] if path and path.startswith("results/") else []
+
+
+if stage_active("memory"):
+    MEMORY_VARIANT = config["memory"]["encoder"]["name"]
+
+    rule memory_sessions:
+        input:
+            dialogs=f"results/data/{config['memory']['sessions']['split']}.json",
+        output:
+            turns="results/memory/sessions/turns.jsonl",
+            queries="results/memory/sessions/queries.jsonl",
+        params:
+            sessions=config["memory"]["sessions"],
+            seed=config["seed"],
+        log:
+            "results/logs/memory_sessions.log",
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/memory_sessions.py"
+
+    rule memory_evaluate:
+        input:
+            turns="results/memory/sessions/turns.jsonl",
+            queries="results/memory/sessions/queries.jsonl",
+            encoder=memory_encoder_input(),
+        output:
+            metrics=f"results/memory/{MEMORY_VARIANT}/metrics.json",
+            per_query=f"results/memory/{MEMORY_VARIANT}/per_query.json",
+            figure=report(
+                f"results/memory/{MEMORY_VARIANT}/recall.png",
+                caption="../resources/report/memory_recall.rst",
+                category="Memory",
+            ),
+        params:
+            memory=config["memory"],
+            workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
+        threads: 2
+        log:
+            f"results/logs/memory_evaluate_{MEMORY_VARIANT}.log",
+        benchmark:
+            f"results/benchmarks/memory_evaluate_{MEMORY_VARIANT}.tsv"
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/memory_evaluate.py"
+
+    rule memory_reminder_context:
+        input:
+            val="results/data/val.json",
+            encoder=memory_encoder_input(),
+        output:
+            context="results/memory/reminder_context.json",
+            metrics=f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json",
+        params:
+            memory=config["memory"],
+            workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store",
+        threads: 2
+        log:
+            f"results/logs/memory_reminder_context_{MEMORY_VARIANT}.log",
+        benchmark:
+            f"results/benchmarks/memory_reminder_context_{MEMORY_VARIANT}.tsv"
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/memory_reminder_context.py"
+
+    REPORT_METRICS["Retrieval memory"] = f"results/memory/{MEMORY_VARIANT}/metrics.json"
+    REPORT_METRICS["Retrieval memory: context for <reminder>"] = (
+        f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json"
+    )
+    REPORT_FIGURES[f"results/memory/{MEMORY_VARIANT}/recall.png"] = (
+        "Retrieval memory: recall@k and MRR per scoring method"
+    )

@@ -1,0 +1,150 @@
+"""`python -m mmemory.memory {add,search,stats,forget,evaluate}`: the memory store from the command line.
+
+    python -m mmemory.memory add    STORE --text "the red circle is at the top left" --session s1 [--image x.png --caption ...]
+    python -m mmemory.memory search STORE --text "where was the red circle?" -k 5 [--weights relevance=1,recency=0.5]
+    python -m mmemory.memory stats  STORE
+    python -m mmemory.memory forget STORE [--threshold 0.05 --strength-hours 24 --dry-run]
+    python -m mmemory.memory evaluate --turns T.jsonl --queries Q.jsonl --out M.json [--methods "rel:relevance=1;..."]
+
+The encoder is chosen with --encoder {minilm,clip,imagebind} and --encoder-path (default: the packaged MiniLM).
+A store remembers its dimension: open it with the encoder it was built with.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from mmemory.io import atomic_write_json
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """"relevance=1,recency=0.5" -> {"relevance": 1.0, "recency": 0.5}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--weights: {part!r} is not name=number (e.g. relevance=1,recency=0.5)") from None
+    return out
+
+
+def parse_methods(text: str) -> dict[str, dict[str, float]]:
+    """"rel:relevance=1;full:relevance=1,recency=1" -> {"rel": {...}, "full": {...}}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, weights = part.partition(":")
+        if not sep:
+            raise SystemExit(f"--methods: {part!r} is not name:weights (e.g. full:relevance=1,recency=1)")
+        out[name.strip()] = parse_weights(weights)
+    return out
+
+
+def _encoder(args):
+    from mmemory.encoders import load_encoder
+
+    return load_encoder(args.encoder, args.encoder_path)
+
+
+def _store(args, readonly: bool = False):
+    from mmemory.memory.store import MemoryStore
+
+    return MemoryStore(args.store, encoder=_encoder(args) if args.encoder != "none" else None, index=args.index,
+                       half_life=args.half_life, recency_unit=args.recency_unit, readonly=readonly)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmemory.memory", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--encoder", default="minilm", help="minilm | clip | imagebind | none (vectors given)")
+    common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
+    common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfpq"], help="FAISS index type")
+    common.add_argument("--half-life", type=float, default=24.0, help="recency half-life")
+    common.add_argument("--recency-unit", default="hours", choices=["hours", "turns"])
+    for name in ("add", "search", "stats", "forget"):
+        p = sub.add_parser(name, parents=[common])
+        p.add_argument("store", help="store directory (created on first add)")
+        if name == "add":
+            p.add_argument("--text", default="")
+            p.add_argument("--session", default="default")
+            p.add_argument("--turn", type=int, default=None)
+            p.add_argument("--timestamp", default=None, help="ISO 8601 (default: now)")
+            p.add_argument("--speaker", default="user")
+            p.add_argument("--image", default=None)
+            p.add_argument("--caption", default=None)
+            p.add_argument("--saliency", type=float, default=None, help="1..10 (default: heuristic)")
+        if name == "search":
+            p.add_argument("--text", default=None, help="query text")
+            p.add_argument("--image", default=None, help="query image")
+            p.add_argument("-k", type=int, default=5)
+            p.add_argument("--weights", type=parse_weights, default=None, help="e.g. relevance=1,recency=0.5")
+            p.add_argument("--session", default=None)
+            p.add_argument("--now", default=None, help="ISO 8601 time recency is measured from (default: now)")
+            p.add_argument("--no-access-update", action="store_true", help="do not count this retrieval")
+        if name == "forget":
+            p.add_argument("--now", default=None)
+            p.add_argument("--threshold", type=float, default=0.05)
+            p.add_argument("--strength-hours", type=float, default=24.0)
+            p.add_argument("--dry-run", action="store_true")
+    p = sub.add_parser("evaluate", parents=[common], help="score retrieval methods on turns/queries JSONL")
+    p.add_argument("--turns", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--methods", type=parse_methods, default=None,
+                   help='"name:comp=w,...;name2:..." (default: relevance, +recency, +frequency, +saliency, full, '
+                        'bm25, hybrid)')
+    p.add_argument("--retrieve-k", type=int, default=5, help="top memories counted as accessed after a query")
+    p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.cmd == "evaluate":
+        from mmemory.memory.evaluate import DEFAULT_METHODS, evaluate, load_sessions, metrics_json
+
+        turns, queries = load_sessions(args.turns, args.queries)
+        methods = args.methods or DEFAULT_METHODS
+        res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,
+                       {"index": args.index, "half_life": args.half_life, "recency_unit": args.recency_unit})
+        out = metrics_json(res, methods, {"encoder": args.encoder, "turns": len(turns)})
+        out["per_query"] = res["per_query"]
+        atomic_write_json(args.out, out, indent=1)
+        for row in out["tables"]["Retrieval ablation on chained toy sessions (mean over queries)"]:
+            print(json.dumps(row))
+        return 0
+    if args.cmd == "add":
+        with _store(args) as s:
+            mid = s.add(args.text, session=args.session, turn=args.turn, timestamp=args.timestamp,
+                        speaker=args.speaker, image=args.image, caption=args.caption, saliency=args.saliency)
+            print(json.dumps({"id": mid}))
+        return 0
+    if args.cmd == "search":
+        with _store(args) as s:
+            hits = s.search(query_text=args.text, query_image=args.image, k=args.k, weights=args.weights,
+                            session=args.session, now=args.now,
+                            update_access=False if args.no_access_update else None)
+            for h in hits:
+                print(json.dumps({"score": round(h.score, 4), "components": {c: round(v, 4) for c, v in
+                                                                            h.components.items()},
+                                  **{k: v for k, v in h.memory.__dict__.items()}}, ensure_ascii=False))
+        return 0
+    if args.cmd == "stats":
+        from mmemory.memory.store import MemoryStore
+
+        with MemoryStore(args.store, index=args.index) as s:
+            print(json.dumps(s.stats(), indent=1))
+        return 0
+    if args.cmd == "forget":
+        with _store(args) as s:
+            gone = s.forget(now=args.now, threshold=args.threshold, strength_hours=args.strength_hours,
+                            dry_run=args.dry_run)
+            print(json.dumps({"forgotten": gone, "dry_run": args.dry_run}))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

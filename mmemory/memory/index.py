@@ -1,0 +1,156 @@
+"""FAISS vector index of a memory store: flat, HNSW or IVF-PQ over normalised vectors (inner product = cosine).
+
+The index is a cache of the `vectors` table in SQLite: it can always be rebuilt from the database. Its ids are the
+database's `vector_id`s. It is saved atomically beside the database with a small JSON sidecar that records the
+database generation it reflects, so that a store opened later can tell whether the index is out of step.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+
+
+@dataclass
+class IndexConfig:
+    """How the FAISS index is built. Every field has a sane default for a few thousand to a few million items."""
+
+    type: str = "flat"          # flat (exact), hnsw (graph, fast approximate), ivfpq (compressed, for very large stores)
+    hnsw_m: int = 32            # HNSW: neighbours per node
+    ef_construction: int = 80   # HNSW: build-time beam width
+    ef_search: int = 64         # HNSW: search-time beam width (recall vs latency)
+    ivf_nlist: int = 1024       # IVF-PQ: number of coarse clusters
+    pq_m: int = 64              # IVF-PQ: sub-quantisers (must divide the dimension)
+    nprobe: int = 16            # IVF-PQ: clusters visited per search
+    min_train: int = 40         # IVF-PQ: train only once nlist * min_train vectors exist; until then the index is flat
+
+    def __post_init__(self):
+        if self.type not in INDEX_TYPES:
+            raise ValueError(f"memory index type {self.type!r} is unknown; use one of {', '.join(INDEX_TYPES)}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "IndexConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown memory index setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[faiss.Index, str]:
+    """An empty id-mapped index; returns it and the kind actually built (ivfpq falls back to flat when too small)."""
+    if cfg.type == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = cfg.ef_construction
+        inner.hnsw.efSearch = cfg.ef_search
+        return faiss.IndexIDMap2(inner), "hnsw"
+    if cfg.type == "ivfpq" and train is not None and len(train) >= cfg.ivf_nlist * cfg.min_train:
+        if dim % cfg.pq_m:
+            raise ValueError(f"memory index: pq_m={cfg.pq_m} must divide the embedding dimension {dim}")
+        quantizer = faiss.IndexFlatIP(dim)
+        inner = faiss.IndexIVFPQ(quantizer, dim, cfg.ivf_nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        logger.info("training IVF-PQ (nlist=%d, m=%d) on %d vectors", cfg.ivf_nlist, cfg.pq_m, len(train))
+        inner.train(train)
+        inner.nprobe = cfg.nprobe
+        return faiss.IndexIDMap2(inner), "ivfpq"
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat"
+
+
+class VectorIndex:
+    """A FAISS index keyed by vector id, plus the database generation it reflects."""
+
+    def __init__(self, dim: int, cfg: IndexConfig):
+        self.dim, self.cfg = dim, cfg
+        self.index, self.kind = _new_index(dim, cfg, None)
+        self.generation = -1        # database generation this index reflects (-1: none yet)
+        self.max_vector_id = 0      # largest vector id in the index (appends above it can be caught up)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def rebuild(self, ids: np.ndarray, vecs: np.ndarray, generation: int) -> None:
+        """Replace the index with these vectors (trains IVF-PQ when there are enough)."""
+        self.index, self.kind = _new_index(self.dim, self.cfg, vecs if len(vecs) else None)
+        self.max_vector_id = 0
+        self.add(ids, vecs)
+        self.generation = generation
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self.max_vector_id = max(self.max_vector_id, int(np.max(ids)))
+
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, vector ids) for one query; `allowed` restricts the search to these vector ids."""
+        k = min(k, self.ntotal)
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        params = None
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            if self.kind == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.cfg.ef_search, k))
+            elif self.kind == "ivfpq":
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=sel)
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.cfg.ef_search, k))
+        scores, ids = self.index.search(np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32), k, params=params)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    # --- persistence -------------------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write index + sidecar atomically (temp file, then rename): a kill never leaves a half-written index."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        meta = {"generation": self.generation, "ntotal": self.ntotal, "max_vector_id": self.max_vector_id,
+                "kind": self.kind, "dim": self.dim, "config": asdict(self.cfg)}
+        from mmemory.io import atomic_write_json
+
+        atomic_write_json(sidecar(path), meta)
+
+    @classmethod
+    def load(cls, path: Path, dim: int, cfg: IndexConfig) -> "VectorIndex | None":
+        """The saved index, or None when it is missing, unreadable or built with other settings."""
+        path = Path(path)
+        if not path.exists() or not sidecar(path).exists():
+            return None
+        try:
+            meta = json.loads(sidecar(path).read_text())
+            index = faiss.read_index(str(path))
+        except Exception as e:  # a torn or foreign file: the database is the truth, rebuild from it
+            logger.warning("memory index %s is unreadable (%s); it will be rebuilt from the database", path, e)
+            return None
+        if meta.get("dim") != dim or meta.get("config", {}).get("type") != cfg.type or index.ntotal != meta.get("ntotal"):
+            logger.warning("memory index %s does not match its sidecar or the configured settings; rebuilding", path)
+            return None
+        self = cls(dim, cfg)
+        self.index, self.kind = index, meta["kind"]
+        self.generation, self.max_vector_id = int(meta["generation"]), int(meta["max_vector_id"])
+        if self.kind == "ivfpq":
+            faiss.extract_index_ivf(self.index.index).nprobe = cfg.nprobe
+        return self
+
+
+def sidecar(path: Path) -> Path:
+    return Path(str(path) + ".json")

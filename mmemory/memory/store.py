@@ -1,0 +1,613 @@
+"""`MemoryStore(path)`: a persistent multimodal memory of an agent, in SQLite (WAL) with a FAISS index beside it.
+
+    store = MemoryStore("agent.mem", encoder=load_encoder("minilm", minilm_path()))
+    store.add("the red circle is at the top left", session="s1", speaker="assistant")
+    store.add("here is my dog", image="dog.png", caption="a brown dog", session="s1")
+    for hit in store.search(query_text="where was the red circle?", k=5):
+        print(hit.score, hit.components, hit.memory.text)
+
+Layout of `path` (a directory): `memory.sqlite` (the truth: memories, their vectors, a generation counter) and
+`index.faiss` + `index.faiss.json` (a cache of the vectors, rebuilt from the database when missing or out of step).
+
+Each memory has one vector per modality (its text, its caption, its image), all in the encoder's shared space;
+relevance is the best cosine over them. Every write is one SQLite transaction, so a crash in the middle of `add`
+never loses memories committed before it; the index catches up from the database when it is opened again.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from mmemory.memory.index import IndexConfig, VectorIndex
+from mmemory.memory.scoring import COMPONENTS, bm25_scores, check_weights, combine, frequency, recency
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "memory.sqlite"
+INDEX_NAME = "index.faiss"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memories (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    timestamp REAL NOT NULL,            -- unix seconds (UTC)
+    speaker TEXT NOT NULL,
+    text TEXT NOT NULL,
+    image TEXT,                         -- image path, or NULL
+    caption TEXT,
+    access_count INTEGER NOT NULL DEFAULT 0,
+    last_access REAL,                   -- unix seconds of the last retrieval (NULL: never retrieved)
+    saliency REAL NOT NULL,             -- 1..10
+    source TEXT                         -- free-form provenance (e.g. a turn id of an evaluation file)
+);
+CREATE INDEX IF NOT EXISTS memories_session_time ON memories(session, timestamp);
+CREATE TABLE IF NOT EXISTS vectors (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+    modality TEXT NOT NULL,             -- text | caption | image
+    vec BLOB NOT NULL                   -- float32, L2-normalised, `dim` values
+);
+CREATE INDEX IF NOT EXISTS vectors_memory ON vectors(memory_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class MemoryInputError(ValueError):
+    """Bad input to the memory store: the message names the item and the fix."""
+
+
+@dataclass
+class Memory:
+    id: int
+    session: str
+    turn: int
+    timestamp: str          # ISO 8601, UTC
+    speaker: str
+    text: str
+    image: str | None
+    caption: str | None
+    access_count: int
+    last_access: str | None
+    saliency: float
+    source: str | None = None
+
+
+@dataclass
+class Retrieved:
+    """One search hit: the memory, its final score and each component (normalised over the candidates, and raw)."""
+
+    memory: Memory
+    score: float
+    components: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, float] = field(default_factory=dict)
+
+
+def to_unix(ts: Any) -> float:
+    """ISO 8601 string, datetime (naive = UTC) or unix seconds -> unix seconds."""
+    if ts is None:
+        return time.time()
+    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        if not math.isfinite(ts):
+            raise MemoryInputError(f"timestamp {ts!r} is not finite; give an ISO 8601 time or unix seconds")
+        return float(ts)
+    if isinstance(ts, str):
+        try:
+            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise MemoryInputError(f"timestamp {ts!r} is not ISO 8601 (e.g. 2024-05-01T12:00:00Z)") from e
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+    raise MemoryInputError(f"timestamp {ts!r} has type {type(ts).__name__}; give an ISO 8601 string or unix seconds")
+
+
+def to_iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def heuristic_saliency(novelty: float, has_image: bool) -> float:
+    """Default saliency on the teacher's 1-10 scale: novel content and shared images are worth remembering."""
+    return 1.0 + 9.0 * (0.6 * float(np.clip(novelty, 0.0, 1.0)) + 0.4 * float(has_image))
+
+
+class MemoryStore:
+    """Persistent memory: SQLite (WAL) holds memories and vectors; a FAISS index (flat | hnsw | ivfpq) serves search.
+
+    encoder: anything with `encode_texts(list[str])`, `encode_images(list[path])` and `.dim`
+        (`mmemory.encoders.load_encoder(kind, path)`); None to pass vectors yourself (`vector=`, `query_vector=`).
+    index: an IndexConfig, a dict of its fields, or just the type name.
+    half_life / recency_unit: recency decays by half every `half_life` hours ("hours") or turns ("turns").
+    update_access: retrieval increments the access count and last-access time of the returned memories.
+    n_candidates: FAISS candidates rescored per search when the filtered store is larger than `exhaustive_below`
+        (below it, every memory that passes the filters is scored exactly).
+    saliency_fn: optional rater `(text, caption, image) -> 1..10` (e.g. a teacher LLM); default: heuristic.
+    save_every: write the index file after this many added vectors (and on flush/close).
+    synchronous: SQLite `synchronous` pragma (FULL: a committed memory survives power loss; NORMAL: an app crash).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        encoder: Any = None,
+        dim: int | None = None,
+        index: IndexConfig | dict | str | None = None,
+        half_life: float = 24.0,
+        recency_unit: str = "hours",
+        update_access: bool = True,
+        n_candidates: int = 100,
+        exhaustive_below: int = 4096,
+        weights: dict[str, float] | None = None,
+        saliency_fn: Callable[[str, str | None, str | None], float] | None = None,
+        save_every: int = 10000,
+        readonly: bool = False,
+        synchronous: str = "FULL",
+    ):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise MemoryInputError(f"memory store path {self.path} is a file; give a directory (it holds {DB_NAME})")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if recency_unit not in ("hours", "turns"):
+            raise ValueError(f"recency_unit must be 'hours' or 'turns', got {recency_unit!r}")
+        self.encoder, self.half_life, self.recency_unit = encoder, float(half_life), recency_unit
+        self.update_access, self.n_candidates, self.exhaustive_below = update_access, n_candidates, exhaustive_below
+        self.weights = check_weights(weights or {"relevance": 1, "recency": 1, "frequency": 1, "saliency": 1})
+        self.saliency_fn, self.save_every, self.readonly = saliency_fn, save_every, readonly
+        self.index_cfg = index if isinstance(index, IndexConfig) else (
+            IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index))
+        self.db = sqlite3.connect(self.path / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        with self._Tx(self.db):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('delete_generation', '0')")
+        self.dim = self._init_dim(dim)
+        self._index: VectorIndex | None = None
+        self._unsaved = 0
+        self.images_embedded = True   # False once a text-only encoder refused an image
+
+    # --- plumbing ----------------------------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db):
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type, exc, tb):
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _write(self):
+        if self.readonly:
+            raise PermissionError(f"memory store {self.path} was opened read-only")
+        return self._Tx(self.db)
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _init_dim(self, dim: int | None) -> int | None:
+        stored = self._meta("dim")
+        enc_dim = getattr(self.encoder, "dim", None) if self.encoder is not None else None
+        want = dim or enc_dim
+        if stored is not None:
+            if want is not None and int(want) != int(stored):
+                raise MemoryInputError(
+                    f"memory store {self.path} holds {stored}-d vectors but the encoder/dim gives {want}-d; "
+                    "use the encoder the store was built with, or a new store path")
+            return int(stored)
+        if want is not None:
+            with self._Tx(self.db):
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('dim', ?)", (str(int(want)),))
+            return int(want)
+        return None
+
+    def generation(self) -> int:
+        return int(self._meta("generation"))
+
+    def _check_vector(self, v: Any, what: str) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float32).reshape(-1)
+        if self.dim is None:
+            with self._Tx(self.db):
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('dim', ?)", (str(v.size),))
+            self.dim = int(self._meta("dim"))
+        if v.size != self.dim:
+            raise MemoryInputError(f"{what}: embedding has dimension {v.size}, the store {self.path} holds "
+                                   f"{self.dim}-d vectors; encode with the store's encoder")
+        if not np.all(np.isfinite(v)):
+            raise MemoryInputError(f"{what}: embedding contains NaN or inf; check the encoder input (empty image?)")
+        n = float(np.linalg.norm(v))
+        if n == 0:
+            raise MemoryInputError(f"{what}: embedding is all zeros; a zero vector has no direction to compare")
+        return v / n
+
+    def _need_encoder(self, what: str):
+        if self.encoder is None:
+            raise MemoryInputError(f"{what}: the store has no encoder; pass encoder= to MemoryStore or give vectors")
+        return self.encoder
+
+    def _encode_texts(self, texts: list[str], what: str) -> np.ndarray:
+        return np.asarray(self._need_encoder(what).encode_texts(texts), dtype=np.float32).reshape(len(texts), -1)
+
+    def _encode_images(self, paths: list[str], what: str) -> np.ndarray:
+        for p in paths:
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"{what}: image {p} does not exist; fix the path or drop the image")
+        return np.asarray(self._need_encoder(what).encode_images(paths), dtype=np.float32).reshape(len(paths), -1)
+
+    # --- index synchronisation ---------------------------------------------------------------------------------
+
+    def _all_vectors(self, where: str = "", args: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute(f"SELECT vector_id, vec FROM vectors {where} ORDER BY vector_id", args).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim or 0)
+        return ids, vecs
+
+    def rebuild_index(self) -> None:
+        """Rebuild the FAISS index from the database (the truth) and save it."""
+        gen = self.generation()
+        ids, vecs = self._all_vectors()
+        t0 = time.perf_counter()
+        self._index = VectorIndex(self.dim, self.index_cfg)
+        self._index.rebuild(ids, vecs, gen)
+        logger.info("memory index rebuilt from %s: %d vectors (%s) in %.2fs", self.path / DB_NAME, len(ids),
+                    self._index.kind, time.perf_counter() - t0)
+        self._save_index()
+
+    def _save_index(self) -> None:
+        if not self.readonly and self._index is not None:
+            self._index.save(self.path / INDEX_NAME)
+            self._unsaved = 0
+
+    def _sync(self) -> VectorIndex | None:
+        """Bring the index in step with the database: load it, catch up appended vectors, or rebuild."""
+        if self.dim is None:
+            return None
+        if self._index is None:
+            self._index = VectorIndex.load(self.path / INDEX_NAME, self.dim, self.index_cfg)
+            if self._index is None:
+                self.rebuild_index()
+                return self._index
+        gen = self.generation()
+        if gen == self._index.generation:
+            return self._index
+        n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        if int(self._meta("delete_generation")) > self._index.generation or gen < self._index.generation:
+            logger.warning("memory index of %s is out of step (memories deleted or index from the future); rebuilding",
+                           self.path)
+            self.rebuild_index()
+            return self._index
+        ids, vecs = self._all_vectors("WHERE vector_id > ?", (self._index.max_vector_id,))
+        if self._index.ntotal + len(ids) != n_db:
+            logger.warning("memory index of %s is out of step (%d indexed + %d new != %d in the database); rebuilding",
+                           self.path, self._index.ntotal, len(ids), n_db)
+            self.rebuild_index()
+            return self._index
+        self._index.add(ids, vecs)
+        self._index.generation = gen
+        self._unsaved += len(ids)
+        if self._unsaved >= self.save_every:
+            self._save_index()
+        return self._index
+
+    def check_index(self) -> dict:
+        """Compare the index with the database without changing either: {'in_step': bool, ...}."""
+        n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        idx = self._index or (VectorIndex.load(self.path / INDEX_NAME, self.dim, self.index_cfg) if self.dim else None)
+        n_idx = idx.ntotal if idx else 0
+        gen = self.generation()
+        return {"in_step": idx is not None and n_idx == n_db and idx.generation == gen, "vectors_in_db": n_db,
+                "vectors_in_index": n_idx, "db_generation": gen, "index_generation": idx.generation if idx else None}
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    def add(self, text: str = "", *, session: str = "default", turn: int | None = None, timestamp: Any = None,
+            speaker: str = "user", image: str | None = None, caption: str | None = None,
+            saliency: float | None = None, vector: Any = None, image_vector: Any = None,
+            source: str | None = None) -> int:
+        """Remember one turn; returns its id. `vector` / `image_vector` skip the encoder for text / image."""
+        return self.add_many([dict(text=text, session=session, turn=turn, timestamp=timestamp, speaker=speaker,
+                                   image=image, caption=caption, saliency=saliency, vector=vector,
+                                   image_vector=image_vector, source=source)])[0]
+
+    def add_many(self, items: Sequence[dict], batch_size: int = 256) -> list[int]:
+        """Remember many turns (dicts with add()'s keywords), encoded in batches, one transaction per batch."""
+        ids: list[int] = []
+        for start in range(0, len(items), batch_size):
+            ids += self._add_batch(items[start:start + batch_size], start)
+        return ids
+
+    def _add_batch(self, items: Sequence[dict], offset: int) -> list[int]:
+        prepared = []
+        for i, it in enumerate(items, offset):
+            unknown = set(it) - {"text", "session", "turn", "timestamp", "speaker", "image", "caption", "saliency",
+                                 "vector", "image_vector", "source"}
+            if unknown:
+                raise MemoryInputError(f"memory item {i}: unknown field(s) {sorted(unknown)}")
+            text = (it.get("text") or "").strip()
+            caption = (it.get("caption") or "").strip() or None
+            image = it.get("image")
+            what = f"memory item {i} (session {it.get('session', 'default')!r}, turn {it.get('turn')})"
+            if not text and not caption and not image:
+                raise MemoryInputError(f"{what}: text is empty and there is no image or caption; nothing to remember")
+            if image is not None and it.get("image_vector") is None and not Path(image).is_file():
+                raise FileNotFoundError(f"{what}: image {image} does not exist; fix the path or drop the image")
+            sal = it.get("saliency")
+            if sal is not None and not (isinstance(sal, (int, float)) and 1 <= sal <= 10):
+                raise MemoryInputError(f"{what}: saliency {sal!r} must be a number in 1..10")
+            prepared.append(dict(it, text=text, caption=caption, image=image, what=what, ts=to_unix(it.get("timestamp")),
+                                 session=str(it.get("session", "default")), speaker=str(it.get("speaker", "user"))))
+        # Encode what has no vector yet, in batches per modality.
+        vecs: list[dict[str, np.ndarray]] = [{} for _ in prepared]
+        todo_text = [(j, "text", p["text"]) for j, p in enumerate(prepared) if p["text"] and p.get("vector") is None]
+        todo_text += [(j, "caption", p["caption"]) for j, p in enumerate(prepared) if p["caption"]]
+        if todo_text:
+            enc = self._encode_texts([t for _, _, t in todo_text], prepared[todo_text[0][0]]["what"])
+            for (j, mod, _), v in zip(todo_text, enc):
+                vecs[j][mod] = v
+        todo_img = [j for j, p in enumerate(prepared) if p["image"] and p.get("image_vector") is None]
+        if todo_img and self.images_embedded:
+            try:
+                enc = self._encode_images([prepared[j]["image"] for j in todo_img], prepared[todo_img[0]]["what"])
+            except NotImplementedError as e:  # a text-only encoder (MiniLM): keep the image path and caption only
+                logger.warning("memory store %s: %s; images are remembered by path and caption only", self.path, e)
+                self.images_embedded = False
+            else:
+                for j, v in zip(todo_img, enc):
+                    vecs[j]["image"] = v
+        for j, p in enumerate(prepared):
+            if p.get("vector") is not None:
+                vecs[j]["text"] = p["vector"]
+            if p.get("image_vector") is not None:
+                vecs[j]["image"] = p["image_vector"]
+            vecs[j] = {m: self._check_vector(v, f"{p['what']} [{m}]") for m, v in vecs[j].items()}
+        # Saliency: given, a rater, or the heuristic (novelty against the session's earlier memories).
+        for j, p in enumerate(prepared):
+            if p.get("saliency") is None:
+                if self.saliency_fn is not None:
+                    s = float(self.saliency_fn(p["text"], p["caption"], p["image"]))
+                    if not (1 <= s <= 10):
+                        raise MemoryInputError(f"{p['what']}: saliency rater returned {s}; it must return 1..10")
+                    p["saliency"] = s
+                else:
+                    novelty = self._novelty(p["session"], list(vecs[j].values()),
+                                            [v for q, vv in zip(prepared[:j], vecs[:j]) if q["session"] == p["session"]
+                                             for v in vv.values()])
+                    p["saliency"] = heuristic_saliency(novelty, bool(p["image"]))
+        ids = []
+        with self._write():
+            for j, p in enumerate(prepared):
+                turn = p.get("turn")
+                if turn is None:
+                    turn = self.db.execute("SELECT COALESCE(MAX(turn) + 1, 0) FROM memories WHERE session=?",
+                                           (p["session"],)).fetchone()[0]
+                cur = self.db.execute(
+                    "INSERT INTO memories (session, turn, timestamp, speaker, text, image, caption, saliency, source)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (p["session"], int(turn), p["ts"], p["speaker"], p["text"], p["image"], p["caption"],
+                     float(p["saliency"]), p.get("source")))
+                mid = cur.lastrowid
+                self.db.executemany("INSERT INTO vectors (memory_id, modality, vec) VALUES (?,?,?)",
+                                    [(mid, m, v.astype(np.float32).tobytes()) for m, v in vecs[j].items()])
+                ids.append(mid)
+            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+        if self._index is not None:
+            self._sync()
+        return ids
+
+    def _novelty(self, session: str, vs: list[np.ndarray], batch_prev: list[np.ndarray]) -> float:
+        """1 - the best cosine of this memory's vectors against the session's earlier memories (1 when first)."""
+        best = -1.0
+        if batch_prev:
+            best = max(best, float(np.max(np.stack(batch_prev) @ np.stack(vs).T)))
+        n = self.db.execute("SELECT COUNT(*) FROM vectors v JOIN memories m ON v.memory_id=m.id WHERE m.session=?",
+                            (session,)).fetchone()[0]
+        if 0 < n <= self.exhaustive_below:
+            _, prev = self._all_vectors("WHERE memory_id IN (SELECT id FROM memories WHERE session=?)", (session,))
+            best = max(best, float(np.max(prev @ np.stack(vs).T)))
+        elif n > self.exhaustive_below and (idx := self._sync()) is not None:
+            for v in vs:
+                s, _ = idx.search(v, 1)
+                if len(s):
+                    best = max(best, float(s[0]))
+        return 1.0 if best < -0.5 else float(np.clip(1.0 - best, 0.0, 1.0))
+
+    def mark_accessed(self, memory_ids: Iterable[int], now: Any = None) -> None:
+        """Count a retrieval of these memories at `now` (what search() does itself when update_access is on)."""
+        now_ts = to_unix(now)
+        with self._write():
+            self.db.executemany("UPDATE memories SET access_count = access_count + 1, last_access=? WHERE id=?",
+                                [(now_ts, int(m)) for m in memory_ids])
+
+    def forget(self, now: Any = None, threshold: float = 0.05, strength_hours: float = 24.0,
+               dry_run: bool = False) -> list[int]:
+        """MemoryBank-style forgetting: retention exp(-dt / S) with S = strength_hours * (1 + access count) and
+        dt the hours since the last access (or creation); memories whose retention < threshold are deleted."""
+        now_ts = to_unix(now)
+        rows = self.db.execute("SELECT id, timestamp, last_access, access_count FROM memories").fetchall()
+        gone = [mid for mid, ts, la, ac in rows
+                if math.exp(-max(0.0, now_ts - (la or ts)) / 3600.0 / (strength_hours * (1 + ac))) < threshold]
+        if gone and not dry_run:
+            with self._write():
+                self.db.executemany("DELETE FROM memories WHERE id=?", [(m,) for m in gone])
+                self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                self.db.execute("UPDATE meta SET value = (SELECT value FROM meta WHERE key='generation') "
+                                "WHERE key='delete_generation'")
+            logger.info("forgot %d of %d memories (retention < %g)", len(gone), len(rows), threshold)
+        return gone
+
+    # --- searching ---------------------------------------------------------------------------------------------
+
+    def search(self, query_text: str | None = None, query_image: str | None = None, query_vector: Any = None,
+               now: Any = None, k: int = 10, weights: dict[str, float] | None = None, session: str | None = None,
+               before: Any = None, update_access: bool | None = None) -> list[Retrieved]:
+        """Top-k memories by the weighted sum of min-max normalised components.
+
+        Give exactly one of query_text, query_image, query_vector. `session` and `before` (strictly older than this
+        time) filter the memories; `now` (default: the current time) is the time recency is measured from.
+        """
+        given = [x is not None for x in (query_text, query_image, query_vector)]
+        if sum(given) != 1:
+            raise MemoryInputError("search: give exactly one of query_text, query_image or query_vector")
+        if query_text is not None and not query_text.strip():
+            raise MemoryInputError("search: query_text is empty; ask something")
+        if k < 1:
+            raise MemoryInputError(f"search: k must be >= 1, got {k}")
+        weights = check_weights(weights) if weights is not None else self.weights
+        if query_vector is not None:
+            q = self._check_vector(query_vector, "search query")
+        elif query_text is not None:
+            q = self._check_vector(self._encode_texts([query_text], "search query")[0], "search query")
+        else:
+            q = self._check_vector(self._encode_images([query_image], "search query")[0], "search query")
+        now_ts = to_unix(now)
+        cand = self._candidates(q, session, None if before is None else to_unix(before))
+        if not cand:
+            return []
+        mids = list(cand)
+        rows = {r[0]: r for r in self._rows(mids)}
+        mids = [m for m in mids if m in rows]
+        raw = {"relevance": np.array([cand[m] for m in mids])}
+        raw["recency"] = recency(self._ages(mids, rows, now_ts), self.half_life)
+        raw["frequency"] = frequency(np.array([rows[m][8] for m in mids]))
+        raw["saliency"] = np.array([rows[m][10] for m in mids], dtype=np.float64)
+        if weights.get("lexical", 0) > 0:
+            if query_text is None:
+                raise MemoryInputError("search: the lexical component needs query_text")
+            raw["lexical"] = bm25_scores(query_text, [" ".join(x for x in (rows[m][5], rows[m][7]) if x) for m in mids])
+        score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw})
+        order = np.lexsort((-raw["relevance"], -score))[:k]   # ties: more relevant first
+        hits = [Retrieved(self._memory(rows[mids[i]]), float(score[i]),
+                          {c: float(norm[c][i]) for c in raw}, {c: float(raw[c][i]) for c in raw}) for i in order]
+        if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
+            self.mark_accessed([h.memory.id for h in hits], now_ts)
+        return hits
+
+    def _candidates(self, q: np.ndarray, session: str | None, before: float | None) -> dict[int, float]:
+        """{memory id: relevance (best cosine over its vectors)} for the memories to score."""
+        where, args = [], []
+        if session is not None:
+            where.append("m.session = ?")
+            args.append(session)
+        if before is not None:
+            where.append("m.timestamp < ?")
+            args.append(before)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        n = self.db.execute(f"SELECT COUNT(*) FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}",
+                            args).fetchone()[0]
+        if n == 0:
+            return {}
+        if n <= self.exhaustive_below:
+            rows = self.db.execute(f"SELECT v.memory_id, v.vec FROM vectors v JOIN memories m ON v.memory_id = m.id "
+                                   f"{cond}", args).fetchall()
+            sims = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim) @ q
+            out: dict[int, float] = {}
+            for (mid, _), s in zip(rows, sims):
+                out[mid] = max(out.get(mid, -2.0), float(s))
+            return out
+        idx = self._sync()
+        allowed = None
+        if where:
+            allowed = np.fromiter((r[0] for r in self.db.execute(
+                f"SELECT v.vector_id FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}", args)), np.int64)
+        _, vids = idx.search(q, self.n_candidates, allowed)
+        if len(vids) == 0:
+            return {}
+        # Rescore exactly from the stored vectors (the index may be approximate or compressed).
+        ph = ",".join("?" * len(vids))
+        rows = self.db.execute(f"SELECT memory_id, vec FROM vectors WHERE memory_id IN "
+                               f"(SELECT memory_id FROM vectors WHERE vector_id IN ({ph}))",
+                               [int(v) for v in vids]).fetchall()
+        sims = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim) @ q
+        out = {}
+        for (mid, _), s in zip(rows, sims):
+            out[mid] = max(out.get(mid, -2.0), float(s))
+        return out
+
+    _COLS = "id, session, turn, timestamp, speaker, text, image, caption, access_count, last_access, saliency, source"
+
+    def _rows(self, mids: list[int]) -> list[tuple]:
+        out = []
+        for start in range(0, len(mids), 900):
+            chunk = mids[start:start + 900]
+            out += self.db.execute(f"SELECT {self._COLS} FROM memories WHERE id IN ({','.join('?' * len(chunk))})",
+                                   chunk).fetchall()
+        return out
+
+    @staticmethod
+    def _memory(r: tuple) -> Memory:
+        return Memory(id=r[0], session=r[1], turn=r[2], timestamp=to_iso(r[3]), speaker=r[4], text=r[5], image=r[6],
+                      caption=r[7], access_count=r[8], last_access=to_iso(r[9]), saliency=r[10], source=r[11])
+
+    def _ages(self, mids: list[int], rows: dict, now_ts: float) -> np.ndarray:
+        if self.recency_unit == "hours":
+            return np.array([(now_ts - rows[m][3]) / 3600.0 for m in mids])
+        latest = {}
+        for s in {rows[m][1] for m in mids}:
+            latest[s] = self.db.execute("SELECT COALESCE(MAX(turn), 0) FROM memories WHERE session=? AND timestamp<=?",
+                                        (s, now_ts)).fetchone()[0]
+        return np.array([latest[rows[m][1]] + 1 - rows[m][2] for m in mids], dtype=np.float64)
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def get(self, memory_id: int) -> Memory:
+        rows = self._rows([memory_id])
+        if not rows:
+            raise KeyError(f"memory {memory_id} is not in {self.path}")
+        return self._memory(rows[0])
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
+
+    def memories(self, session: str | None = None) -> Iterable[Memory]:
+        cond, args = ("WHERE session=?", (session,)) if session is not None else ("", ())
+        for r in self.db.execute(f"SELECT {self._COLS} FROM memories {cond} ORDER BY timestamp, id", args):
+            yield self._memory(r)
+
+    def stats(self) -> dict:
+        n, sessions, images, acc = self.db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT session), COUNT(image), COALESCE(SUM(access_count), 0) FROM memories"
+        ).fetchone()
+        db_bytes = sum(f.stat().st_size for f in self.path.glob(DB_NAME + "*"))
+        return {"path": str(self.path), "memories": n, "sessions": sessions, "with_image": images,
+                "total_accesses": acc, "dim": self.dim, "index_type": self.index_cfg.type,
+                "db_bytes": db_bytes, **{f"index_{k}": v for k, v in self.check_index().items()}}
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Save the index if it has unsaved additions (the database is always committed)."""
+        if self.dim is None or self.readonly:
+            return
+        self._sync()
+        if self._unsaved or not (self.path / INDEX_NAME).exists():
+            self._save_index()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    def __enter__(self) -> "MemoryStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
