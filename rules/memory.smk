@@ -5,14 +5,13 @@
 #   results/memory/reminder_context.json               top-k memories per val dialogue (read by the reminder stage)
 
 
-def memory_encoder_input():
-    """The encoder checkpoint as a DAG input when the workflow builds it (e.g. the toy CLIP of the emr stage)."""
-    path = config["memory"]["encoder"]["path"]
-    return [path] if path and path.startswith("results/") else []
-
-
 if stage_active("memory"):
     MEMORY_VARIANT = config["memory"]["encoder"]["name"]
+    # The encoder checkpoint is a DAG input when the workflow builds it (e.g. the toy CLIP of the emr stage).
+    MEMORY_ENCODER_PATH = config["memory"]["encoder"]["path"]
+    MEMORY_ENCODER_INPUT = [MEMORY_ENCODER_PATH] if str(MEMORY_ENCODER_PATH).startswith("results/") else []
+    # ImageBind only runs in its own env (the store needs faiss-cpu and rank-bm25 there too); the rest in core.
+    MEMORY_ENV = "../envs/imagebind.yaml" if config["memory"]["encoder"]["kind"] == "imagebind" else "../envs/core.yaml"
 
     rule memory_sessions:
         input:
@@ -34,7 +33,7 @@ if stage_active("memory"):
         input:
             turns="results/memory/sessions/turns.jsonl",
             queries="results/memory/sessions/queries.jsonl",
-            encoder=memory_encoder_input(),
+            encoder=MEMORY_ENCODER_INPUT,
         output:
             metrics=f"results/memory/{MEMORY_VARIANT}/metrics.json",
             per_query=f"results/memory/{MEMORY_VARIANT}/per_query.json",
@@ -52,14 +51,14 @@ if stage_active("memory"):
         benchmark:
             f"results/benchmarks/memory_evaluate_{MEMORY_VARIANT}.tsv"
         conda:
-            "../envs/core.yaml"
+            MEMORY_ENV
         script:
             "../workflow_scripts/memory_evaluate.py"
 
     rule memory_reminder_context:
         input:
             val="results/data/val.json",
-            encoder=memory_encoder_input(),
+            encoder=MEMORY_ENCODER_INPUT,
         output:
             context="results/memory/reminder_context.json",
             metrics=f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json",
@@ -72,7 +71,7 @@ if stage_active("memory"):
         benchmark:
             f"results/benchmarks/memory_reminder_context_{MEMORY_VARIANT}.tsv"
         conda:
-            "../envs/core.yaml"
+            MEMORY_ENV
         script:
             "../workflow_scripts/memory_reminder_context.py"
 

@@ -12,7 +12,7 @@ from mmemory.memory.evaluate import evaluate, load_sessions, metrics_json, plot_
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.memory
 turns, queries = load_sessions(snakemake.input.turns, snakemake.input.queries)
-encoder = load_encoder(cfg["encoder"]["kind"], cfg["encoder"]["path"])
+encoder = load_encoder(cfg["encoder"]["kind"], cfg["encoder"]["path"], device=cfg["encoder"].get("device", "cpu"))
 store_kwargs = {"index": cfg["index"], "half_life": cfg["half_life"], "recency_unit": cfg["recency_unit"]}
 result = evaluate(turns, queries, encoder, cfg["methods"], snakemake.params.workdir, cfg["retrieve_k"], store_kwargs)
 info = {"encoder": f"{cfg['encoder']['kind']} ({cfg['encoder']['path'] or 'packaged all-MiniLM-L6-v2'})",

@@ -13,7 +13,7 @@ from mmemory.visdial import load_visdial
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.memory
 rc = cfg["reminder"]
-encoder = load_encoder(cfg["encoder"]["kind"], cfg["encoder"]["path"])
+encoder = load_encoder(cfg["encoder"]["kind"], cfg["encoder"]["path"], device=cfg["encoder"].get("device", "cpu"))
 context, stats = build_reminder_context(
     load_visdial(snakemake.input.val), encoder, snakemake.params.workdir, k=rc["k"],
     dialogs_per_session=rc["dialogs_per_session"], weights=rc["weights"],

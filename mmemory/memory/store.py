@@ -285,6 +285,14 @@ class MemoryStore:
             if self._index is None:
                 self.rebuild_index()
                 return self._index
+            n_db, max_id = self.db.execute("SELECT COUNT(*), COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()
+            if self._index.generation == self.generation() and (n_db, max_id) != (self._index.ntotal,
+                                                                                  self._index.max_vector_id):
+                logger.warning("memory index of %s claims generation %d but holds %d vectors (max id %d) while the "
+                               "database holds %d (max id %d); rebuilding", self.path, self._index.generation,
+                               self._index.ntotal, self._index.max_vector_id, n_db, max_id)
+                self.rebuild_index()
+                return self._index
         gen = self.generation()
         if gen == self._index.generation:
             return self._index
@@ -451,6 +459,8 @@ class MemoryStore:
                 self.db.execute("UPDATE meta SET value = (SELECT value FROM meta WHERE key='generation') "
                                 "WHERE key='delete_generation'")
             logger.info("forgot %d of %d memories (retention < %g)", len(gone), len(rows), threshold)
+            self._sync()  # deletions: the index is rebuilt from the database, then saved
+            self._save_index()
         return gone
 
     # --- searching ---------------------------------------------------------------------------------------------
