@@ -16,6 +16,7 @@ dense annotations for that round are given.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -71,13 +72,18 @@ def load_predictions(path: str | Path) -> list[dict]:
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def _sentence_encoder(model_path: str, device: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path), AutoModel.from_pretrained(model_path).to(device).eval()
+
+
 def _mean_pool_embed(texts: list[str], model_path: str, batch_size: int = 128, device: str = "cpu") -> np.ndarray:
     """L2-normalised mean-pooled sentence embeddings (all-MiniLM-L6-v2 style)."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModel.from_pretrained(model_path).to(device).eval()
+    tok, model = _sentence_encoder(model_path, device)
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
@@ -90,14 +96,20 @@ def _mean_pool_embed(texts: list[str], model_path: str, batch_size: int = 128, d
     return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
 
 
-def bertscore(hypotheses: list[str], references: list[str], model: str, num_layers: int, batch_size: int = 64,
-              device: str | None = None) -> dict:
-    """BERTScore P/R/F1 means with bert-score (no baseline rescaling). Empty hypotheses score 0."""
+@functools.lru_cache(maxsize=2)
+def bertscorer(model: str, num_layers: int, batch_size: int = 64, device: str | None = None):
+    """A loaded bert-score `BERTScorer` (no baseline rescaling), reusable across calls."""
     import torch
     from bert_score import BERTScorer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scorer = BERTScorer(model_type=model, num_layers=num_layers, batch_size=batch_size, device=device)
+    return BERTScorer(model_type=model, num_layers=num_layers, batch_size=batch_size, device=device)
+
+
+def bertscore(hypotheses: list[str], references: list[str], model: str, num_layers: int, batch_size: int = 64,
+              device: str | None = None, scorer=None) -> dict:
+    """BERTScore P/R/F1 means with bert-score. Empty hypotheses score 0 (bert-score would warn and still embed)."""
+    scorer = scorer or bertscorer(model, num_layers, batch_size, device)
     idx = [i for i, h in enumerate(hypotheses) if h.strip()]
     p = np.zeros(len(hypotheses))
     r, f = p.copy(), p.copy()
@@ -144,8 +156,9 @@ def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dens
         hyps.append(answer)
         refs.append(split.answer(last))
         rounds.append(last)
+    model_name = bertscore_model
     if bertscore_model is None:
-        bertscore_model, bertscore_layers = minilm_path(), bertscore_layers or 6
+        model_name, bertscore_model, bertscore_layers = "all-MiniLM-L6-v2", minilm_path(), bertscore_layers or 6
     if bertscore_layers is None:
         raise ValueError("set the number of BERTScore layers for a custom model (e.g. roberta-large: 17)")
     t0 = time.time()
@@ -154,7 +167,7 @@ def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dens
          **{f"{k}_f1": v for k, v in rouge_scores(hyps, refs).items()},
          "bleu": sacrebleu_corpus(hyps, refs)}
     m.update(bertscore(hyps, refs, bertscore_model, bertscore_layers, device=device))
-    m["bertscore_model"] = Path(bertscore_model).name if Path(bertscore_model).exists() else bertscore_model
+    m["bertscore_model"] = model_name
     m["bertscore_layers"] = bertscore_layers
     m["n_dialogs_without_prediction"] = len(dialogs) - len(predictions)
     has_options = all("answer_options" in r and "gt_index" in r for r in rounds)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ def choose_backend(name: str) -> str:
     import torch
 
     if name == "auto":
-        has_unsloth = importlib.util.find_spec("unsloth") is not None
+        has_unsloth = "unsloth" in sys.modules or importlib.util.find_spec("unsloth") is not None
         return "unsloth" if torch.cuda.is_available() and has_unsloth else "hf"
     if name not in ("hf", "unsloth"):
         raise ValueError(f"reminder.finetune.backend {name!r}: use auto, hf or unsloth")

@@ -76,13 +76,13 @@ def load_vlm(model_path: str, adapter: str | None = None, load_in_4bit: bool = F
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    if adapter and not (Path(adapter) / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter}: no adapter_config.json; run the finetune_vlm rule first")
     processor = AutoProcessor.from_pretrained(adapter or model_path)
     model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
     if adapter:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{adapter}: no adapter_config.json; run the finetune_vlm rule first")
         model = PeftModel.from_pretrained(model, adapter)
         if not load_in_4bit:
             model = model.merge_and_unload()

@@ -1,0 +1,170 @@
+"""Conversations, variant prompts and the leak test (the seeds' fine-tuned model saw its target answer).
+
+Run: pytest tests/test_reminder_prompts.py
+"""
+import copy
+import json
+
+import pytest
+from _reminder_fixtures import PROMPTS, shared_world
+
+from mmemory.reminder.predict import LeakError, check_no_leak, render_prompts
+from mmemory.reminder.prompts import (VARIANTS, PromptBook, build_conversation, build_prompt, last_round_samples,
+                                      load_memory_context, make_sample, memory_block, training_samples)
+from mmemory.visdial import VisDialSplit, load_visdial
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return shared_world()
+
+
+@pytest.fixture(scope="module")
+def processor(world):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(world["vlm"])
+
+
+@pytest.fixture(scope="module")
+def book():
+    return PromptBook.load(PROMPTS["instruction"], PROMPTS["fewshot"], PROMPTS["max_fewshot"])
+
+
+def sentinel_split(world) -> VisDialSplit:
+    """The val split with every answer replaced by a unique sentinel, so any leak is a plain substring."""
+    split = load_visdial(world["val"])
+    answers = []
+    for d in split.dialogs:
+        for r, rnd in enumerate(d["dialog"], 1):
+            rnd["answer"] = len(answers)
+            answers.append(f"sentinel{d['image_id']}x{r}")
+            rnd.pop("answer_options", None)
+            rnd.pop("gt_index", None)
+    split.answers = answers
+    return split
+
+
+def fake_memories(split):
+    return {d["image_id"]: [{"text": "the previous picture showed a red circle", "image": d["image_path"],
+                             "score": 0.9}] for d in split.dialogs}
+
+
+def test_conversation_holds_out_the_answer():
+    conv = build_conversation(["is it red?", "how many?"], ["yes"])
+    assert conv == "Q: is it red?\nA: yes\nQ: how many?"
+    with pytest.raises(ValueError):
+        build_conversation(["a?"], ["x"])
+
+
+def test_training_samples_rounds(world):
+    split = load_visdial(world["train"])
+    samples = training_samples(split, 3, seed=1)
+    assert len(samples) == 3 * len(split.dialogs)
+    assert all(s.round == 10 for s in samples[2::3])  # the last round is always chosen
+    assert samples == training_samples(split, 3, seed=1)  # deterministic
+    every = training_samples(split, None)
+    assert len(every) == 10 * len(split.dialogs) and every[0].conversation.count("A: ") == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("instructed", [True, False])
+def test_no_evaluated_prompt_contains_its_target(world, processor, book, variant, instructed):
+    split = sentinel_split(world)
+    samples = last_round_samples(split)
+    prompts = render_prompts(processor, samples, variant, book, fake_memories(split), 3, instructed)
+    for s, p in zip(samples, prompts):
+        assert s.target == f"sentinel{s.image_id}x10"
+        assert s.target not in p
+        # ...while every earlier answer of the dialogue is there: the builder really reads the answers.
+        assert all(f"A: sentinel{s.image_id}x{r}\n" in p for r in range(1, 10))
+        assert p.rstrip().endswith("model") and f"Q: {s.question}" in p
+    check_no_leak(samples, prompts)
+
+
+def test_prompts_do_not_depend_on_the_held_out_answer(world, processor, book):
+    split = load_visdial(world["val"])
+    changed = copy.deepcopy(split)
+    for d in changed.dialogs:
+        d["dialog"][-1]["answer"] = (d["dialog"][-1]["answer"] + 1) % len(changed.answers)
+    for variant in VARIANTS:
+        a = render_prompts(processor, last_round_samples(split), variant, book, fake_memories(split), 3)
+        b = render_prompts(processor, last_round_samples(changed), variant, book, fake_memories(split), 3)
+        assert a == b
+
+
+def test_variants_share_the_conversation(world, book):
+    split = load_visdial(world["val"])
+    s = last_round_samples(split)[0]
+    users = {v: build_prompt(s, v, book, memories=[{"text": "m", "image": None, "score": 1.0}]
+                             if v == "finetuned_memory" else None)[-1]["content"] for v in VARIANTS}
+    texts = {v: u[-1]["text"] for v, u in users.items()}
+    assert texts["base"] == texts["prompt"] == texts["finetuned"] == s.conversation
+    assert texts["finetuned_memory"].endswith("\n" + s.conversation)
+    assert texts["finetuned_memory"].startswith("<memories>\n[1] m\n</memories>")
+    assert all(u[0] == {"type": "image"} for u in users.values())
+    assert len(build_prompt(s, "base", book)) == 1  # no instruction
+    assert "Examples:" in build_prompt(s, "prompt", book)[0]["content"][0]["text"]
+    assert "Examples:" not in build_prompt(s, "finetuned", book)[0]["content"][0]["text"]
+    assert len(build_prompt(s, "finetuned", book, finetuned_instruction=False)) == 1
+
+
+def test_leak_checker_catches_the_seeds_mistake(world, processor, book):
+    split = load_visdial(world["val"])
+    samples = last_round_samples(split)
+    prompts = render_prompts(processor, samples, "finetuned", book)
+    check_no_leak(samples, prompts)
+    # the seeds' fine-tuned prompt carried the reference response after the question
+    leaky = [p + f"<reminder>recall</reminder>\n{s.target}" for s, p in zip(samples, prompts)]
+    with pytest.raises(LeakError):
+        check_no_leak(samples, leaky)
+    # a conversation that kept the last round's answer
+    s = samples[0]
+    bad = type(s)(s.image_id, s.round, s.conversation + f"\nA: {s.target}", s.question, s.target)
+    with pytest.raises(LeakError):
+        check_no_leak([bad], [bad.conversation])
+    # an instruction or memory block that pairs the evaluated question with its answer
+    with pytest.raises(LeakError):
+        check_no_leak([s], [f"Q: {s.question}\nA: {s.target}\n" + prompts[0]])
+
+
+def test_training_prompt_is_the_finetuned_prompt(world, processor, book):
+    """TRL renders the SFT prompt exactly as predict_reminder renders the finetuned variant's prompt."""
+    from PIL import Image
+    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
+
+    from mmemory.reminder.finetune import chat_example, to_prompt_completion
+
+    split = load_visdial(world["val"])
+    for instructed in (True, False):
+        s = last_round_samples(split)[1]
+        ex = to_prompt_completion(chat_example(s, "<reminder>r</reminder>\nx", book,
+                                               Image.open(s.image_path), instructed))
+        ex["prompt"] = prepare_multimodal_messages(ex["prompt"], images=ex["images"])
+        ex["completion"] = prepare_multimodal_messages(ex["completion"])
+        rendered = apply_chat_template({"prompt": ex["prompt"], "completion": ex["completion"]}, processor)
+        assert rendered["prompt"] == render_prompts(processor, [s], "finetuned", book,
+                                                    finetuned_instruction=instructed)[0]
+        assert rendered["completion"].startswith("<reminder>r</reminder>\nx")
+
+
+def test_memory_context_file(tmp_path):
+    p = tmp_path / "ctx.json"
+    p.write_text(json.dumps({"7": [{"text": "a", "image": None, "score": 0.1},
+                                   {"text": "b", "image": "x/img_7.png", "score": 0.9, "source": "7:0"}]}))
+    mems = load_memory_context(p)
+    assert [m["text"] for m in mems[7]] == ["b", "a"]  # best first
+    assert memory_block(mems[7]) == "<memories>\n[1] b (image: img_7.png)\n[2] a\n</memories>"
+    p.write_text(json.dumps({"7": [{"image": None}]}))
+    with pytest.raises(ValueError, match="image_id 7, memory 0"):
+        load_memory_context(p)
+
+
+def test_make_sample_rejects_unanswered_rounds(world):
+    split = load_visdial(world["val"])
+    d = copy.deepcopy(split.dialogs[0])
+    del d["dialog"][3]["answer"]
+    with pytest.raises(ValueError, match="earlier round has no answer"):
+        make_sample(split, d, 10)
+    with pytest.raises(ValueError, match="outside"):
+        make_sample(split, d, 11)
