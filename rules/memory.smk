@@ -1,6 +1,6 @@
 # Stage 'memory': a persistent multimodal memory store (mmemory.memory) scored by relevance, recency, frequency and
 # saliency; its ablation on long chained sessions, and the retrieved context that feeds the <reminder> prompt.
-#   results/memory/sessions/{turns,queries}.jsonl      chained toy sessions + back-referring queries
+#   results/memory/sessions/{,tune_}{turns,queries}.jsonl  chained sessions + back-referring queries (eval, tuning)
 #   results/memory/<encoder>/metrics.json              the ablation (report section), recall.png, per_query.json
 #   results/memory/reminder_context.json               top-k memories per val dialogue (read by the reminder stage)
 
@@ -16,11 +16,15 @@ if stage_active("memory"):
     rule memory_sessions:
         input:
             dialogs=f"results/data/{config['memory']['sessions']['split']}.json",
+            tune_dialogs=f"results/data/{config['memory']['tune']['split']}.json",
         output:
             turns="results/memory/sessions/turns.jsonl",
             queries="results/memory/sessions/queries.jsonl",
+            tune_turns="results/memory/sessions/tune_turns.jsonl",
+            tune_queries="results/memory/sessions/tune_queries.jsonl",
         params:
             sessions=config["memory"]["sessions"],
+            tune=config["memory"]["tune"],
             seed=config["seed"],
         log:
             "results/logs/memory_sessions.log",
@@ -33,6 +37,8 @@ if stage_active("memory"):
         input:
             turns="results/memory/sessions/turns.jsonl",
             queries="results/memory/sessions/queries.jsonl",
+            tune_turns="results/memory/sessions/tune_turns.jsonl",
+            tune_queries="results/memory/sessions/tune_queries.jsonl",
             encoder=MEMORY_ENCODER_INPUT,
         output:
             metrics=f"results/memory/{MEMORY_VARIANT}/metrics.json",

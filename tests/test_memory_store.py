@@ -123,16 +123,16 @@ def test_session_and_before_filters(store):
     assert [h.memory.id for h in hits] == [b]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfflat", "ivfpq"])
 def test_index_types_find_the_nearest(tmp_path, kind):
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(600, 16)).astype(np.float32)
-    cfg = IndexConfig(type=kind, ivf_nlist=4, pq_m=4, min_train=40)
+    cfg = IndexConfig(type=kind, ivf_nlist=4, pq_m=4, min_train=40 if kind == "ivfflat" else 2, nprobe=4)
     with MemoryStore(tmp_path / kind, dim=16, index=cfg, exhaustive_below=0, n_candidates=50) as s:
         ids = s.add_many([{"text": f"m{i}", "vector": v, "saliency": 5} for i, v in enumerate(vecs)])
         hits = s.search(query_vector=vecs[123], k=1, weights={"relevance": 1})
         assert hits[0].memory.id == ids[123] and hits[0].raw["relevance"] == pytest.approx(1.0, abs=1e-5)
-        assert s._index.kind == kind  # ivfpq was trained (600 >= 4 * 40)
+        assert s._index.kind == kind  # the IVF indexes were trained (600 >= 4 * 40, 256 * 2)
 
 
 def test_bad_input_gives_clear_errors(tmp_path, store):

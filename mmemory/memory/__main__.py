@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--encoder", default="minilm", help="minilm | clip | imagebind | none (vectors given)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
-    common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfpq"], help="FAISS index type")
+    common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfflat", "ivfpq"], help="FAISS index type")
     common.add_argument("--half-life", type=float, default=24.0, help="recency half-life")
     common.add_argument("--recency-unit", default="hours", choices=["hours", "turns"])
     for name in ("add", "search", "stats", "forget"):

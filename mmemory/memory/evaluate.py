@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mmemory.io import read_jsonl
-from mmemory.memory.scoring import check_weights
+from mmemory.memory.scoring import COMPONENTS, check_weights, minmax
 from mmemory.memory.store import MemoryInputError, MemoryStore, to_unix
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class CachedEncoder:
         if todo:
             for t, v in zip(todo, tqdm(self.encoder.encode_texts(todo), desc="texts", unit="text", leave=False)):
                 self._text[t] = np.asarray(v, dtype=np.float32)
-        todo_img = list(dict.fromkeys(p for p in images if p not in self._image))
+        todo_img = list(dict.fromkeys(p for p in images if p not in self._image)) if self.images_supported else []
         if todo_img:
             try:
                 for p, v in zip(todo_img, self.encoder.encode_images(todo_img)):
@@ -61,6 +61,7 @@ class CachedEncoder:
             except NotImplementedError as e:
                 logger.warning("encoder has no image tower (%s): images are remembered by caption only", e)
                 self.images_supported = False
+                todo_img = []
         dt = time.perf_counter() - t0
         logger.info("encoded %d texts and %d images in %.1fs (%.0f items/s)", len(todo), len(todo_img), dt,
                     (len(todo) + len(todo_img)) / max(dt, 1e-9))
@@ -77,6 +78,8 @@ class CachedEncoder:
         missing = [p for p in paths if p not in self._image]
         if missing:
             self.warm([], missing)
+        if not self.images_supported:
+            raise NotImplementedError("the encoder has no image tower")
         return np.stack([self._image[p] for p in paths])
 
 
@@ -116,7 +119,7 @@ def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[lis
 
 
 def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[str, float], workdir: str | Path,
-           retrieve_k: int = 5, store_kwargs: dict | None = None, desc: str = "") -> list[dict]:
+           retrieve_k: int = 5, store_kwargs: dict | None = None, desc: str = "", collect: bool = False) -> list[dict]:
     """Run one method over the sessions; returns per query {query_id, type, ranks of evidence (1-based or None)}."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -143,11 +146,63 @@ def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[s
         pos = {tid: r for r, tid in enumerate(ranked, 1)}
         out.append({"query_id": q["query_id"], "type": q.get("type", "all"), "candidates": len(ranked),
                     "ranks": [pos.get(e) for e in q["evidence"]], "top": ranked[:5]})
+        if collect:  # raw components of every candidate, for weight tuning without replaying
+            ev = set(q["evidence"])
+            out[-1]["raw"] = {c: np.array([h.raw[c] for h in hits]) for c in COMPONENTS if hits and c in hits[0].raw}
+            out[-1]["is_evidence"] = np.array([tid in ev for tid in ranked])
         if retrieve_k:
             store.mark_accessed([h.memory.id for h in hits[:retrieve_k]], q["_ts"])
     store.close()
     shutil.rmtree(workdir, ignore_errors=True)
     return out
+
+
+TUNE_GRID = {"recency": (0, 0.1, 0.25, 0.5, 1), "frequency": (0, 0.1, 0.25, 0.5),
+             "saliency": (0, 0.1, 0.25, 0.5, 1), "lexical": (0, 0.25, 0.5, 1)}
+
+
+def tune_weights(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
+                 store_kwargs: dict | None = None, grid: dict[str, tuple] | None = None, metric: str = "recall@5"
+                 ) -> tuple[dict[str, float], dict]:
+    """Weights (relevance fixed at 1) that maximise `metric` on these (training) sessions, by grid search.
+
+    The sessions are replayed once with hybrid weights (relevance + lexical) to record every candidate's raw
+    components; each weight setting then re-ranks the recorded candidates. The frequency component is therefore
+    the one that this single replay's retrievals produced, an approximation of the access counts the tuned
+    weights would produce themselves.
+    """
+    grid = grid or TUNE_GRID
+    cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
+    recorded = replay(turns, queries, cached, {"relevance": 1.0, "lexical": 1.0}, workdir, retrieve_k,
+                      {**(store_kwargs or {})}, desc="tune", collect=True)
+    k = int(metric.split("@")[1]) if "@" in metric else None
+    names = list(grid)
+    norm = [{c: minmax(q["raw"][c]) for c in ("relevance", *names)} for q in recorded if q.get("raw")]
+    flags = [q["is_evidence"] for q in recorded if q.get("raw")]
+    best, best_score, tried = None, -1.0, 0
+    import itertools
+
+    for values in itertools.product(*(grid[n] for n in names)):
+        w = dict(zip(names, values))
+        total = 0.0
+        for comp, ev in zip(norm, flags):
+            score = comp["relevance"] + sum(w[n] * comp[n] for n in names if w[n])
+            order = np.argsort(-score, kind="stable")
+            hit = ev[order]
+            if k is not None:
+                total += hit[:k].sum() / max(ev.sum(), 1)
+            else:
+                first = np.flatnonzero(hit)
+                total += 1.0 / (first[0] + 1) if len(first) else 0.0
+        tried += 1
+        if total > best_score + 1e-12:
+            best, best_score = w, total
+    weights = {"relevance": 1.0, **{n: float(v) for n, v in best.items() if v}}
+    info = {"tuned_on_queries": len(flags), "tuned_metric": metric, "tuned_score": best_score / max(len(flags), 1),
+            "settings_tried": tried}
+    logger.info("tuned weights %s (%s %.3f on %d training queries, %d settings)", weights, metric,
+                info["tuned_score"], len(flags), tried)
+    return weights, info
 
 
 def summarise(per_query: list[dict], ks=KS) -> dict:

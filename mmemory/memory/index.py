@@ -18,21 +18,22 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+INDEX_TYPES = ("flat", "hnsw", "ivfflat", "ivfpq")
 
 
 @dataclass
 class IndexConfig:
     """How the FAISS index is built. Every field has a sane default for a few thousand to a few million items."""
 
-    type: str = "flat"          # flat (exact), hnsw (graph, fast approximate), ivfpq (compressed, for very large stores)
+    type: str = "flat"          # flat (exact) | hnsw (graph) | ivfflat (clustered lists, full vectors; fast to build)
+    #                             | ivfpq (clustered lists, compressed codes: the smallest index for very large stores)
     hnsw_m: int = 32            # HNSW: neighbours per node
     ef_construction: int = 80   # HNSW: build-time beam width
     ef_search: int = 64         # HNSW: search-time beam width (recall vs latency)
-    ivf_nlist: int = 1024       # IVF-PQ: number of coarse clusters
+    ivf_nlist: int = 1024       # IVF: number of coarse clusters
     pq_m: int = 64              # IVF-PQ: sub-quantisers (must divide the dimension)
-    nprobe: int = 16            # IVF-PQ: clusters visited per search
-    min_train: int = 40         # IVF-PQ: train only once nlist * min_train vectors exist; until then the index is flat
+    nprobe: int = 16            # IVF: clusters visited per search
+    min_train: int = 40         # IVF: train once nlist * min_train vectors exist (on that many); until then flat
 
     def __post_init__(self):
         if self.type not in INDEX_TYPES:
@@ -47,6 +48,11 @@ class IndexConfig:
         return cls(**d)
 
 
+def train_size(cfg: IndexConfig) -> int:
+    """Vectors an IVF index trains on (and waits for): min_train per list (PQ: per 256 codes, at least)."""
+    return (max(cfg.ivf_nlist, 256) if cfg.type == "ivfpq" else cfg.ivf_nlist) * cfg.min_train
+
+
 def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[faiss.Index, str]:
     """An empty id-mapped index; returns it and the kind actually built (ivfpq falls back to flat when too small)."""
     if cfg.type == "hnsw":
@@ -54,15 +60,21 @@ def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[fa
         inner.hnsw.efConstruction = cfg.ef_construction
         inner.hnsw.efSearch = cfg.ef_search
         return faiss.IndexIDMap2(inner), "hnsw"
-    if cfg.type == "ivfpq" and train is not None and len(train) >= cfg.ivf_nlist * cfg.min_train:
-        if dim % cfg.pq_m:
-            raise ValueError(f"memory index: pq_m={cfg.pq_m} must divide the embedding dimension {dim}")
+    if cfg.type in ("ivfpq", "ivfflat") and train is not None and len(train) >= train_size(cfg):
         quantizer = faiss.IndexFlatIP(dim)
-        inner = faiss.IndexIVFPQ(quantizer, dim, cfg.ivf_nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        logger.info("training IVF-PQ (nlist=%d, m=%d) on %d vectors", cfg.ivf_nlist, cfg.pq_m, len(train))
-        inner.train(train)
+        if cfg.type == "ivfflat":
+            inner = faiss.IndexIVFFlat(quantizer, dim, cfg.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            if dim % cfg.pq_m:
+                raise ValueError(f"memory index: pq_m={cfg.pq_m} must divide the embedding dimension {dim}")
+            inner = faiss.IndexIVFPQ(quantizer, dim, cfg.ivf_nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        n_train = min(len(train), train_size(cfg))  # k-means needs ~40 points per centroid, not more
+        sample = train[np.random.default_rng(0).choice(len(train), n_train, replace=False)] \
+            if n_train < len(train) else train
+        logger.info("training %s (nlist=%d) on %d of %d vectors", cfg.type, cfg.ivf_nlist, n_train, len(train))
+        inner.train(np.ascontiguousarray(sample, dtype=np.float32))
         inner.nprobe = cfg.nprobe
-        return faiss.IndexIDMap2(inner), "ivfpq"
+        return faiss.IndexIDMap2(inner), cfg.type
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat"
 
 
@@ -101,13 +113,18 @@ class VectorIndex:
             sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
             if self.kind == "hnsw":
                 params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.cfg.ef_search, k))
-            elif self.kind == "ivfpq":
+            elif self.kind in ("ivfpq", "ivfflat"):
                 params = faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.nprobe)
             else:
                 params = faiss.SearchParameters(sel=sel)
         elif self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.cfg.ef_search, k))
-        scores, ids = self.index.search(np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32), k, params=params)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP threads only add hand-off latency (worse on a busy machine)
+        try:
+            scores, ids = self.index.search(np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32), k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
@@ -147,7 +164,7 @@ class VectorIndex:
         self = cls(dim, cfg)
         self.index, self.kind = index, meta["kind"]
         self.generation, self.max_vector_id = int(meta["generation"]), int(meta["max_vector_id"])
-        if self.kind == "ivfpq":
+        if self.kind in ("ivfpq", "ivfflat"):
             faiss.extract_index_ivf(self.index.index).nprobe = cfg.nprobe
         return self
 

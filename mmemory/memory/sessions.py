@@ -60,7 +60,8 @@ def paraphrase(question: str, toy: bool) -> str | None:
 
 def build_sessions(split: VisDialSplit, dialogs_per_session: int = 8, hours_between_dialogs: float = 6.0,
                    minutes_between_rounds: float = 1.0, queries_per_type: int = 1, seed: int = 0,
-                   start: str = "2024-01-01T09:00:00Z", prefix: str | None = None) -> tuple[list[dict], list[dict]]:
+                   start: str = "2024-01-01T09:00:00Z", prefix: str | None = None,
+                   max_sessions: int | None = None) -> tuple[list[dict], list[dict]]:
     """(turns, queries) for sessions of `dialogs_per_session` chained dialogues of one VisDial split."""
     rng = random.Random(f"{seed}-memory-sessions-{split.split}")
     dialogs = list(split.dialogs)
@@ -68,7 +69,8 @@ def build_sessions(split: VisDialSplit, dialogs_per_session: int = 8, hours_betw
     t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
     prefix = prefix or split.split
     turns, queries = [], []
-    for s in range(len(dialogs) // dialogs_per_session):
+    n_sessions = len(dialogs) // dialogs_per_session
+    for s in range(n_sessions if max_sessions is None else min(n_sessions, max_sessions)):
         sid = f"{prefix}-s{s:03d}"
         chain = dialogs[s * dialogs_per_session:(s + 1) * dialogs_per_session]
         past: list[dict] = []          # per earlier dialogue: image turn, rounds, objects

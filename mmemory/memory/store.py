@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from mmemory.memory.index import IndexConfig, VectorIndex
+from mmemory.memory.index import IndexConfig, VectorIndex, train_size
 from mmemory.memory.scoring import COMPONENTS, bm25_scores, check_weights, combine, frequency, recency
 
 logger = logging.getLogger(__name__)
@@ -311,6 +311,11 @@ class MemoryStore:
         self._index.add(ids, vecs)
         self._index.generation = gen
         self._unsaved += len(ids)
+        cfg = self.index_cfg
+        if cfg.type in ("ivfpq", "ivfflat") and self._index.kind == "flat" and n_db >= train_size(cfg):
+            logger.info("memory store %s reached %d vectors: training the %s index", self.path, n_db, cfg.type)
+            self.rebuild_index()
+            return self._index
         if self._unsaved >= self.save_every:
             self._save_index()
         return self._index
@@ -400,12 +405,17 @@ class MemoryStore:
                                              for v in vv.values()])
                     p["saliency"] = heuristic_saliency(novelty, bool(p["image"]))
         ids = []
+        next_turn: dict[str, int] = {}
         with self._write():
             for j, p in enumerate(prepared):
                 turn = p.get("turn")
                 if turn is None:
-                    turn = self.db.execute("SELECT COALESCE(MAX(turn) + 1, 0) FROM memories WHERE session=?",
-                                           (p["session"],)).fetchone()[0]
+                    if p["session"] not in next_turn:
+                        next_turn[p["session"]] = self.db.execute(
+                            "SELECT COALESCE(MAX(turn) + 1, 0) FROM memories WHERE session=?",
+                            (p["session"],)).fetchone()[0]
+                    turn = next_turn[p["session"]]
+                next_turn[p["session"]] = max(next_turn.get(p["session"], 0), int(turn) + 1)
                 cur = self.db.execute(
                     "INSERT INTO memories (session, turn, timestamp, speaker, text, image, caption, saliency, source)"
                     " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -520,8 +530,12 @@ class MemoryStore:
             where.append("m.timestamp < ?")
             args.append(before)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
-        n = self.db.execute(f"SELECT COUNT(*) FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}",
-                            args).fetchone()[0]
+        if where:
+            n = self.db.execute(f"SELECT COUNT(*) FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}",
+                                args).fetchone()[0]
+        else:  # no filter: the index knows the count (a COUNT(*) over millions of rows would dominate the search)
+            idx = self._sync()
+            n = idx.ntotal if idx is not None else 0
         if n == 0:
             return {}
         if n <= self.exhaustive_below:
