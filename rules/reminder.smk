@@ -7,6 +7,8 @@
 
 
 if stage_active("reminder"):
+    from mmemory.reminder.stage import variant_inputs
+
     RCFG = config["reminder"]
     # finetuned_memory reads the memory stage's retrieved context, so it runs only when that stage does.
     REMINDER_VARIANTS = [
@@ -16,15 +18,6 @@ if stage_active("reminder"):
         "instruction": RCFG["prompts"]["instruction"],
         **({"fewshot": RCFG["prompts"]["fewshot"]} if RCFG["prompts"].get("fewshot") else {}),
     }
-
-    def reminder_variant_inputs(wildcards):
-        """The adapter for the finetuned variants, the memory context for finetuned_memory."""
-        inputs = {}
-        if wildcards.variant.startswith("finetuned"):
-            inputs["adapter"] = "results/reminder/finetuned/adapter"
-        if wildcards.variant == "finetuned_memory":
-            inputs["memories"] = "results/memory/reminder_context.json"
-        return inputs
 
     rule generate_reminder_data:
         input:
@@ -60,7 +53,7 @@ if stage_active("reminder"):
             adapter=directory("results/reminder/finetuned/adapter"),
             metrics="results/reminder/finetuned/train_metrics.json",
         params:
-            model=model_path("vlm"),
+            model=lambda w, input: input.vlm if input.vlm else model_path("vlm"),
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
             include_caption=RCFG.get("include_caption", False),
@@ -79,7 +72,7 @@ if stage_active("reminder"):
 
     rule predict_reminder:
         input:
-            unpack(reminder_variant_inputs),
+            unpack(lambda w: variant_inputs(w.variant)),
             val="results/data/val.json",
             vlm=model_input("vlm"),
             **REMINDER_PROMPTS,
@@ -90,7 +83,7 @@ if stage_active("reminder"):
         wildcard_constraints:
             variant="base|prompt|finetuned|finetuned_memory",
         params:
-            model=model_path("vlm"),
+            model=lambda w, input: input.vlm if input.vlm else model_path("vlm"),
             prompts=RCFG["prompts"],
             generation=RCFG["generation"],
             include_caption=RCFG.get("include_caption", False),

@@ -18,6 +18,17 @@ TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1"), ("rouge2_f1", "ROUGE-2 F1"), ("rou
 TRAINING_META = "reminder_training.json"  # written next to the adapter: how its prompts were built
 
 
+def variant_inputs(variant: str) -> dict:
+    """predict_reminder's extra inputs: the adapter for the finetuned variants, the memory context for
+    finetuned_memory (written by the memory stage)."""
+    inputs = {}
+    if variant.startswith("finetuned"):
+        inputs["adapter"] = "results/reminder/finetuned/adapter"
+    if variant == "finetuned_memory":
+        inputs["memories"] = "results/memory/reminder_context.json"
+    return inputs
+
+
 def prompt_book(prompts: dict):
     from mmemory.reminder.prompts import PromptBook
 
