@@ -215,3 +215,30 @@ def test_cli_add_search_stats(tmp_path, monkeypatch, capsys):
     assert cli.main(["stats", path]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["memories"] == 2 and stats["index_in_step"]
+
+
+def test_ollama_saliency_rater_with_a_fake_client(tmp_path):
+    from mmemory.memory.saliency import OllamaSaliencyRater, parse_rating
+
+    class FakeClient:
+        def __init__(self, reply):
+            self.reply, self.calls = reply, []
+
+        def chat(self, model, messages, stream, options):
+            self.calls.append((model, messages))
+            return {"message": {"content": self.reply}}
+
+    img = tmp_path / "p.png"
+    img.write_bytes(b"png")
+    client = FakeClient("Rating: 8")
+    store = MemoryStore(tmp_path / "rated", encoder=FakeEncoder(), saliency_fn=OllamaSaliencyRater(client=client))
+    mid = store.add("look at my new car", image=str(img), caption="a red car")
+    assert store.get(mid).saliency == 8.0
+    model, messages = client.calls[0]
+    assert model == "gemma3:27b" and "a red car" in messages[0]["content"] and messages[0]["images"]
+    assert parse_rating("I'd say 10.") == 10.0
+    with pytest.raises(ValueError, match="no rating"):
+        parse_rating("very important")
+    with pytest.raises(ValueError, match="no rating"):
+        MemoryStore(tmp_path / "r2", encoder=FakeEncoder(),
+                    saliency_fn=OllamaSaliencyRater(client=FakeClient("dunno"))).add("x")

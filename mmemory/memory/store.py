@@ -551,10 +551,19 @@ class MemoryStore:
         if where:
             allowed = np.fromiter((r[0] for r in self.db.execute(
                 f"SELECT v.vector_id FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}", args)), np.int64)
-        _, vids = idx.search(q, self.n_candidates, allowed)
+        scores, vids = idx.search(q, self.n_candidates, allowed)
         if len(vids) == 0:
             return {}
-        # Rescore exactly from the stored vectors (the index may be approximate or compressed).
+        if idx.kind != "ivfpq":
+            # flat / hnsw / ivfflat hold the vectors themselves: their scores are exact cosines. A memory's best
+            # vector scores at least as high as any of its returned ones, so the max over returned ones is exact.
+            out = {}
+            ph = ",".join("?" * len(vids))
+            for vid, mid in self.db.execute(f"SELECT vector_id, memory_id FROM vectors WHERE vector_id IN ({ph})",
+                                            [int(v) for v in vids]):
+                out[mid] = max(out.get(mid, -2.0), float(scores[int(np.flatnonzero(vids == vid)[0])]))
+            return out
+        # IVF-PQ scores are approximate: rescore exactly from the stored vectors.
         ph = ",".join("?" * len(vids))
         rows = self.db.execute(f"SELECT memory_id, vec FROM vectors WHERE memory_id IN "
                                f"(SELECT memory_id FROM vectors WHERE vector_id IN ({ph}))",
