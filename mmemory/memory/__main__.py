@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         out = metrics_json(res, methods, {"encoder": args.encoder, "turns": len(turns)})
         out["per_query"] = res["per_query"]
         atomic_write_json(args.out, out, indent=1)
-        for row in out["tables"]["Retrieval ablation on chained toy sessions (mean over queries)"]:
+        for row in out["tables"]["Retrieval ablation on chained sessions (mean over queries)"]:
             print(json.dumps(row))
         return 0
     if args.cmd == "add":

@@ -256,7 +256,7 @@ def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict)
     best = max(result["methods"], key=lambda m: result["methods"][m]["recall@5"])
     head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full", best)
             if m in result["methods"]}
-    return {"tables": {"Retrieval ablation on chained toy sessions (mean over queries)": table,
+    return {"tables": {"Retrieval ablation on chained sessions (mean over queries)": table,
                        "Recall@5 by query type": by_type},
             "headline": head, "best_method_by_recall@5": best, **info}
 

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 DB_NAME = "memory.sqlite"
 INDEX_NAME = "index.faiss"
 SCHEMA_VERSION = 1
+VECTOR_SLOTS = 8                                        # vector ids per memory: id * 8 + slot
+MODALITY_SLOT = {"text": 0, "caption": 1, "image": 2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -53,7 +55,7 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_session_time ON memories(session, timestamp);
 CREATE TABLE IF NOT EXISTS vectors (
-    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vector_id INTEGER PRIMARY KEY,      -- memory_id * 8 + modality slot: the FAISS id names its memory
     memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
     modality TEXT NOT NULL,             -- text | caption | image
     vec BLOB NOT NULL                   -- float32, L2-normalised, `dim` values
@@ -422,8 +424,9 @@ class MemoryStore:
                     (p["session"], int(turn), p["ts"], p["speaker"], p["text"], p["image"], p["caption"],
                      float(p["saliency"]), p.get("source")))
                 mid = cur.lastrowid
-                self.db.executemany("INSERT INTO vectors (memory_id, modality, vec) VALUES (?,?,?)",
-                                    [(mid, m, v.astype(np.float32).tobytes()) for m, v in vecs[j].items()])
+                self.db.executemany("INSERT INTO vectors (vector_id, memory_id, modality, vec) VALUES (?,?,?,?)",
+                                    [(mid * VECTOR_SLOTS + MODALITY_SLOT[m], mid, m, v.astype(np.float32).tobytes())
+                                     for m, v in vecs[j].items()])
                 ids.append(mid)
             self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
         if self._index is not None:
@@ -530,6 +533,7 @@ class MemoryStore:
             where.append("m.timestamp < ?")
             args.append(before)
         cond = ("WHERE " + " AND ".join(where)) if where else ""
+        idx = None
         if where:
             n = self.db.execute(f"SELECT COUNT(*) FROM vectors v JOIN memories m ON v.memory_id = m.id {cond}",
                                 args).fetchone()[0]
@@ -546,7 +550,7 @@ class MemoryStore:
             for (mid, _), s in zip(rows, sims):
                 out[mid] = max(out.get(mid, -2.0), float(s))
             return out
-        idx = self._sync()
+        idx = idx or self._sync()
         allowed = None
         if where:
             allowed = np.fromiter((r[0] for r in self.db.execute(
@@ -558,10 +562,9 @@ class MemoryStore:
             # flat / hnsw / ivfflat hold the vectors themselves: their scores are exact cosines. A memory's best
             # vector scores at least as high as any of its returned ones, so the max over returned ones is exact.
             out = {}
-            ph = ",".join("?" * len(vids))
-            for vid, mid in self.db.execute(f"SELECT vector_id, memory_id FROM vectors WHERE vector_id IN ({ph})",
-                                            [int(v) for v in vids]):
-                out[mid] = max(out.get(mid, -2.0), float(scores[int(np.flatnonzero(vids == vid)[0])]))
+            for vid, score in zip(vids.tolist(), scores.tolist()):
+                mid = vid // VECTOR_SLOTS
+                out[mid] = max(out.get(mid, -2.0), score)
             return out
         # IVF-PQ scores are approximate: rescore exactly from the stored vectors.
         ph = ",".join("?" * len(vids))
