@@ -1,1 +1,190 @@
-# Stage 'emr': see its issue. Registers its metrics and figures in REPORT_METRICS / REPORT_FIGURES when stage_active("emr").
+# Stage 'emr' (issue 3): Extraction-Memorization.
+#   train_toy_clip      contrastive training of the tiny CLIP (toy only)      -> results/emr/toy_clip/
+#   pretrain_toy_llm    LM pre-training of the tiny Llama on train text (toy) -> results/emr/toy_llm/
+#   extract_embeddings  image + per-round question embeddings, sharded      -> results/emr/embeddings/{split}/
+#   train_emr           the MA-LMM bridge for one variant                    -> results/emr/{variant}/bridge.*
+#   eval_emr            BLEU-4 / ROUGE-L (beam search) + VisDial ranking     -> results/emr/{variant}/eval.json
+#   emr_metrics         the variants' table, toy-encoder retrieval, loss curves -> results/emr/metrics.json
+# Shards (results/emr/embeddings/{split}/shard-*.safetensors), training checkpoints ({variant}/ckpt/) and partial
+# evaluations ({variant}/work/) are not declared outputs, so that a rerun after a kill resumes from them.
+
+
+if stage_active("emr"):
+    EMR = config["emr"]
+    EMR_TRAINED = ["after", "no_turn_pe", "no_memory_bank"]
+    EMR_VARIANTS = EMR["variants"]
+
+    # The toy CLIP / toy LM are trained by the workflow when models.clip / models.llm are the build_toy_models ones.
+    EMR_TOY_CLIP = EMR["encoder"]["kind"] == "clip" and bool(model_input("clip")) and not EMR["encoder"]["checkpoint"]
+    EMR_TOY_LLM = bool(model_input("llm"))
+    EMR_ENCODER_INPUT = ["results/emr/toy_clip"] if EMR_TOY_CLIP else []
+    EMR_ENCODER_PATH = EMR["encoder"]["checkpoint"] or (model_path("clip") if EMR["encoder"]["kind"] == "clip" else None)
+    EMR_LLM_INPUT = ["results/emr/toy_llm"] if EMR_TOY_LLM else []
+    EMR_TOY_METRICS = (["results/emr/toy_models/clip_metrics.json"] if EMR_TOY_CLIP else []) + (
+        ["results/emr/toy_models/llm_metrics.json"] if EMR_TOY_LLM else []
+    )
+
+    if EMR_TOY_CLIP:
+
+        rule train_toy_clip:
+            input:
+                clip=model_path("clip"),
+                train="results/data/train.json",
+                val="results/data/val.json",
+            output:
+                model=directory("results/emr/toy_clip"),
+                metrics="results/emr/toy_models/clip_metrics.json",
+            params:
+                settings=EMR["toy_clip"],
+                seed=config["seed"],
+            log:
+                "results/logs/emr/train_toy_clip.log",
+            benchmark:
+                "results/benchmarks/emr/train_toy_clip.tsv"
+            threads: 2
+            conda:
+                "../envs/malmm.yaml"
+            script:
+                "../workflow_scripts/emr_train_toy_clip.py"
+
+    if EMR_TOY_LLM:
+
+        rule pretrain_toy_llm:
+            input:
+                llm=model_path("llm"),
+                train="results/data/train.json",
+                val="results/data/val.json",
+            output:
+                model=directory("results/emr/toy_llm"),
+                metrics="results/emr/toy_models/llm_metrics.json",
+            params:
+                settings=EMR["toy_llm"],
+                prompt_template=lambda wildcards: EMR["prompt_template"],
+                seed=config["seed"],
+            log:
+                "results/logs/emr/pretrain_toy_llm.log",
+            benchmark:
+                "results/benchmarks/emr/pretrain_toy_llm.tsv"
+            threads: 2
+            conda:
+                "../envs/malmm.yaml"
+            script:
+                "../workflow_scripts/emr_pretrain_toy_llm.py"
+
+    rule extract_embeddings:
+        input:
+            data="results/data/{split}.json",
+            encoder=EMR_ENCODER_INPUT,
+        output:
+            index="results/emr/embeddings/{split}/index.json",
+            metrics="results/emr/embeddings/{split}/metrics.json",
+        params:
+            kind=EMR["encoder"]["kind"],
+            path=lambda w, input: (list(input.encoder) or [EMR_ENCODER_PATH])[0],
+            batch_size=EMR["encoder"]["batch_size"],
+            shard_size=EMR["extract"]["shard_size"],
+            on_bad_image=EMR["extract"]["on_bad_image"],
+            device=EMR["device"],
+        log:
+            "results/logs/emr/extract_embeddings_{split}.log",
+        benchmark:
+            "results/benchmarks/emr/extract_embeddings_{split}.tsv"
+        threads: 1
+        conda:
+            "../envs/imagebind.yaml" if EMR["encoder"]["kind"] == "imagebind" else "../envs/malmm.yaml"
+        script:
+            "../workflow_scripts/emr_extract_embeddings.py"
+
+    rule train_emr:
+        input:
+            train="results/data/train.json",
+            val="results/data/val.json",
+            train_emb="results/emr/embeddings/train/index.json",
+            val_emb="results/emr/embeddings/val/index.json",
+            llm=EMR_LLM_INPUT,
+        output:
+            bridge="results/emr/{variant}/bridge.safetensors",
+            config="results/emr/{variant}/bridge_config.json",
+            loss_csv="results/emr/{variant}/loss.csv",
+            loss_png="results/emr/{variant}/loss.png",
+            summary="results/emr/{variant}/train_summary.json",
+        wildcard_constraints:
+            variant="|".join(EMR_TRAINED),
+        params:
+            llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
+            bridge=EMR["bridge"],
+            train=EMR["train"],
+            llm_4bit=EMR["llm_4bit"],
+            llm_dtype=EMR["llm_dtype"],
+            llm_trainable=EMR["llm_trainable"],
+            prompt_template=lambda wildcards: EMR["prompt_template"],
+            device=EMR["device"],
+        log:
+            "results/logs/emr/train_emr_{variant}.log",
+        benchmark:
+            "results/benchmarks/emr/train_emr_{variant}.tsv"
+        threads: EMR["threads"]
+        conda:
+            "../envs/malmm.yaml"
+        script:
+            "../workflow_scripts/emr_train.py"
+
+    rule eval_emr:
+        input:
+            unpack(lambda w: {} if w.variant == "before" else {"bridge": f"results/emr/{w.variant}/bridge.safetensors"}),
+            val="results/data/val.json",
+            val_dense="results/data/val_dense.json",
+            val_emb="results/emr/embeddings/val/index.json",
+            llm=EMR_LLM_INPUT,
+        output:
+            metrics="results/emr/{variant}/eval.json",
+        wildcard_constraints:
+            variant="|".join(["before"] + EMR_TRAINED),
+        params:
+            llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
+            bridge=EMR["bridge"],
+            train=EMR["train"],
+            eval=EMR["eval"],
+            llm_4bit=EMR["llm_4bit"],
+            llm_dtype=EMR["llm_dtype"],
+            prompt_template=lambda wildcards: EMR["prompt_template"],
+            device=EMR["device"],
+        log:
+            "results/logs/emr/eval_emr_{variant}.log",
+        benchmark:
+            "results/benchmarks/emr/eval_emr_{variant}.tsv"
+        threads: EMR["threads"]
+        conda:
+            "../envs/malmm.yaml"
+        script:
+            "../workflow_scripts/emr_eval.py"
+
+    rule emr_metrics:
+        input:
+            evals=expand("results/emr/{variant}/eval.json", variant=EMR_VARIANTS),
+            losses=expand("results/emr/{variant}/loss.csv", variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED]),
+            summaries=expand("results/emr/{variant}/train_summary.json",
+                             variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED]),
+            extraction=expand("results/emr/embeddings/{split}/metrics.json", split=["train", "val"]),
+            toy=EMR_TOY_METRICS,
+        output:
+            metrics="results/emr/metrics.json",
+            curves=report(
+                "results/emr/loss_curves.png",
+                caption="../resources/report/emr_loss.rst",
+                category="EMR",
+            ),
+        params:
+            bridge=EMR["bridge"],
+            llm_trainable=EMR["llm_trainable"],
+        log:
+            "results/logs/emr/emr_metrics.log",
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/emr_metrics.py"
+
+    REPORT_METRICS["Extraction-Memorization (EMR)"] = "results/emr/metrics.json"
+    REPORT_FIGURES["results/emr/loss_curves.png"] = (
+        "EMR bridge: answer cross-entropy on train batches and on a fixed val subset, per trained variant."
+    )

@@ -1,0 +1,171 @@
+"""`eval_emr`: generation metrics (beam search; BLEU-4 as the seed computed it, ROUGE-L) and VisDial ranking metrics
+(the 100 answer options scored by LM log-likelihood: MRR, R@1/5/10, mean rank; NDCG on the dense annotations).
+
+    snakemake results/emr/after/eval.json --cores 2
+
+Predictions and option scores are appended to `<out>/work/*.jsonl` batch by batch; a rerun for the same bridge
+weights and settings skips the finished dialogues (a different bridge or setting discards them).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmemory.emr.bridge import BridgeConfig, load_bridge
+from mmemory.emr.data import batch_embeddings, dialog_records
+from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, generate_answers, load_llm, option_log_likelihood
+from mmemory.emr.train import TrainConfig, make_bridge
+from mmemory.io import append_jsonl, atomic_write_json, read_jsonl
+from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores
+from mmemory.shards import ShardedEmbeddings
+from mmemory.visdial import load_visdial
+
+logger = logging.getLogger(__name__)
+
+
+def rank_rounds(records, dense: list[dict] | None, max_rounds: int | None, seed: int = 0) -> list[tuple[int, int]]:
+    """(record index, 0-based round) pairs whose options are ranked: every dense-annotated round first, then a
+    seeded sample of the other rounds up to max_rounds (None: all rounds)."""
+    all_pairs = [(i, r) for i, rec in enumerate(records) for r in range(len(rec.questions))]
+    if max_rounds is None or max_rounds >= len(all_pairs):
+        return all_pairs
+    pos = {rec.image_id: i for i, rec in enumerate(records)}
+    dense_pairs = [(pos[d["image_id"]], d["round_id"] - 1) for d in (dense or []) if d["image_id"] in pos]
+    chosen = list(dict.fromkeys(dense_pairs))[:max_rounds]
+    rest = [p for p in all_pairs if p not in set(chosen)]
+    rng = np.random.default_rng(seed)
+    extra = max(0, max_rounds - len(chosen))
+    chosen += [rest[i] for i in sorted(rng.choice(len(rest), size=min(extra, len(rest)), replace=False))]
+    return sorted(chosen)
+
+
+def _fingerprint(bridge_dir, settings: dict) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    if bridge_dir:
+        h.update((Path(bridge_dir) / "bridge.safetensors").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, bridge: dict | None = None,
+                 train: dict | None = None, variant: str = "before", val_dense=None, num_beams: int = 5,
+                 max_new_tokens: int = 30, batch_dialogs: int = 8, max_dialogs: int | None = None,
+                 rank_max_rounds: int | None = None, length_normalize: bool = False, llm_4bit: bool = False,
+                 llm_dtype: str = "float32", prompt_template: str = DEFAULT_PROMPT, device: str = "cpu") -> dict:
+    """Evaluate one variant. bridge_dir=None evaluates the freshly initialised bridge ("before fine-tuning"),
+    built with the same seed and config the training starts from."""
+    out_json = Path(out_json)
+    work = out_json.parent / "work"
+    split = load_visdial(val_json)
+    emb = ShardedEmbeddings(val_emb)
+    records, skipped = dialog_records(split, emb)
+    if max_dialogs:
+        records = records[:max_dialogs]
+    dense = json.loads(Path(val_dense).read_text()) if val_dense else None
+
+    if bridge_dir:  # a variant trained with emr.llm_trainable carries its own LM
+        llm_path = json.loads((Path(bridge_dir) / "bridge_config.json").read_text()).get("llm", llm_path)
+    llm, tok = load_llm(llm_path, llm_4bit, device, llm_dtype)
+    codec = TextCodec(tok, prompt_template)
+    hidden = llm.get_input_embeddings().embedding_dim
+    if bridge_dir:
+        model = load_bridge(bridge_dir, hidden)
+    else:
+        seed = TrainConfig.from_dict(train or {}).seed
+        model = make_bridge(BridgeConfig.from_dict(bridge or {}), hidden, seed)
+    model = model.to(device).eval()
+    model.log_weights()
+
+    settings = {"variant": variant, "beams": num_beams, "max_new_tokens": max_new_tokens, "max_dialogs": max_dialogs,
+                "rank_max_rounds": rank_max_rounds, "length_normalize": length_normalize, "llm": llm_path,
+                "prompt": prompt_template, "bridge": None if bridge_dir else bridge, "val": str(val_json)}
+    fp = _fingerprint(bridge_dir, settings)
+    stamp = work / "fingerprint.txt"
+    if stamp.exists() and stamp.read_text().strip() != fp:
+        logger.info("%s: bridge or settings changed; discarding earlier partial results", work)
+        for f in work.glob("*.jsonl"):
+            f.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fp + "\n")
+
+    to_rank = rank_rounds(records, dense, rank_max_rounds)
+    rank_by_rec: dict[int, list[int]] = {}
+    for i, r in to_rank:
+        rank_by_rec.setdefault(i, []).append(r)
+
+    pred_path, score_path = work / "predictions.jsonl", work / "option_scores.jsonl"
+    done = {row["image_id"] for row in read_jsonl(pred_path)} if pred_path.exists() else set()
+    todo = [i for i, r in enumerate(records) if r.image_id not in done]
+    if done:
+        logger.info("resuming: %d/%d dialogues already evaluated", len(done), len(records))
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for b in tqdm(range(0, len(todo), batch_dialogs), desc=f"eval_emr {variant}", unit="batch"):
+            idx = todo[b:b + batch_dialogs]
+            recs = [records[i] for i in idx]
+            R = len(recs[0].questions)
+            groups = {}
+            for i in idx:  # equal round counts per forward pass
+                groups.setdefault(len(records[i].questions), []).append(i)
+            preds, scores = [], []
+            for _, gidx in groups.items():
+                grecs = [records[i] for i in gidx]
+                img, q = batch_embeddings(grecs, emb, device)
+                soft = model.query_outputs(img, q)  # [B, R, Q, E]
+                R = soft.shape[1]
+                prompts = [codec.prompt_ids(qq) for r in grecs for qq in r.questions]
+                gen = generate_answers(llm, codec, soft.reshape(-1, *soft.shape[2:]), prompts, num_beams,
+                                       max_new_tokens)
+                for k, (i, r) in enumerate(zip(gidx, grecs)):
+                    for t in range(R):
+                        preds.append({"image_id": r.image_id, "round": t + 1, "question": r.questions[t],
+                                      "answer": r.answers[t], "prediction": gen[k * R + t]})
+                    for t in rank_by_rec.get(i, []):
+                        opts = r.options[t]
+                        if not opts:
+                            raise ValueError(f"{val_json}: dialog image_id={r.image_id} round {t + 1} has no "
+                                             f"answer_options to rank")
+                        opt_ids = [codec.answer_ids(o) for o in opts]
+                        s = option_log_likelihood(llm, soft[k, t][None].expand(len(opts), -1, -1),
+                                                  [codec.prompt_ids(r.questions[t])] * len(opts), opt_ids,
+                                                  tok.pad_token_id, length_normalize, codec.lead_ids())
+                        scores.append({"image_id": r.image_id, "round": t + 1, "gt_index": r.gt_index[t],
+                                       "scores": [round(float(x), 5) for x in s]})
+            append_jsonl(score_path, scores)  # scores first: a dialogue counts as done once its predictions land
+            append_jsonl(pred_path, preds)
+    el = time.perf_counter() - t0
+    preds = read_jsonl(pred_path)
+    scores = read_jsonl(score_path) if score_path.exists() else []
+    keep = {r.image_id for r in records}
+    preds = [p for p in preds if p["image_id"] in keep]
+    scores = list({(s["image_id"], s["round"]): s for s in scores if s["image_id"] in keep}.values())
+
+    hyps, refs = [p["prediction"] for p in preds], [p["answer"] for p in preds]
+    metrics = {"variant": variant, "bleu4": bleu4_nltk(hyps, refs), "rougeL": rouge_scores(hyps, refs, ("rougeL",))
+               ["rougeL"], "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])) if hyps else 0.0,
+               "n_generated_rounds": len(preds), "n_dialogues": len(records), "skipped_quarantined": skipped}
+    if scores:
+        S = np.array([s["scores"] for s in scores])
+        metrics.update(ranking_metrics(S, np.array([s["gt_index"] for s in scores])))
+        metrics["n_ranked_rounds"] = len(scores)
+        if dense:
+            rel = {(d["image_id"], d["round_id"]): d["gt_relevance"] for d in dense}
+            pairs = [(s["scores"], rel[(s["image_id"], s["round"])]) for s in scores
+                     if (s["image_id"], s["round"]) in rel]
+            if pairs:
+                metrics["ndcg"] = ndcg(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+                metrics["n_ndcg_rounds"] = len(pairs)
+    metrics["ranking_subset"] = ("all rounds" if rank_max_rounds is None else
+                                 f"every dense-annotated round plus a seeded sample, {len(scores)} rounds in all")
+    metrics["seconds_this_run"] = round(el, 1)
+    metrics["examples"] = preds[:5]
+    atomic_write_json(out_json, metrics, indent=2)
+    logger.info("eval_emr %s: BLEU-4 %.2f ROUGE-L %.3f MRR %s (%.1fs)", variant, metrics["bleu4"], metrics["rougeL"],
+                metrics.get("mrr"), el)
+    return metrics

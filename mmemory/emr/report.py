@@ -1,0 +1,101 @@
+"""`emr_metrics`: the EMR stage's metrics.json (variants table, toy-encoder retrieval, extraction) and loss curves."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+from mmemory.io import atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+LABELS = {
+    "before": "before fine-tuning",
+    "after": "after",
+    "no_turn_pe": "after, without turn_pe",
+    "no_memory_bank": "after, without memory bank",
+}
+
+
+def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extraction: list[str], toy: list[str],
+                out_json, out_png, bridge: dict, llm_trainable: bool = False) -> dict:
+    trainable = " + ".join(list(bridge.get("trainable", [])) + (["LM"] if llm_trainable else []))
+    rows, headline = [], {}
+    for path in evals:
+        m = json.loads(Path(path).read_text())
+        v = m["variant"]
+        rows.append({
+            "variant": LABELS.get(v, v), "trained": "none" if v == "before" else trainable,
+            "BLEU-4": round(m["bleu4"], 2), "ROUGE-L": round(m["rougeL"], 4),
+            "exact match": round(m["exact_match"], 4), "MRR": round(m.get("mrr", float("nan")), 4),
+            "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),
+            "mean rank": round(m.get("mean_rank", float("nan")), 2), "NDCG": round(m.get("ndcg", float("nan")), 4),
+            "rounds generated": m["n_generated_rounds"], "rounds ranked": m.get("n_ranked_rounds", 0),
+        })
+        if v in ("before", "after"):
+            headline[f"EMR BLEU-4 {v}"] = round(m["bleu4"], 2)
+            headline[f"EMR MRR {v}"] = round(m.get("mrr", float("nan")), 4)
+    tables = {"EMR on VisDial val: generation (beam search) and option ranking (LM log-likelihood)": rows}
+    ranked = [json.loads(Path(p).read_text()).get("ranking_subset") for p in evals]
+    toy_rows = []
+    for p in toy:
+        m = json.loads(Path(p).read_text())
+        if "val_r@1" in m:
+            toy_rows.append({"model": "toy CLIP (contrastive)", "val image->caption R@1": round(m["val_r@1"], 4),
+                             "untrained R@1": round(m["val_r@1_untrained"], 4), "chance": round(m["val_chance"], 4),
+                             "val images": m["val_images"], "steps": m["steps"], "seconds": m["seconds"]})
+            headline["toy CLIP R@1"] = round(m["val_r@1"], 4)
+        else:
+            toy_rows.append({"model": "toy LM (pre-trained on train text)", "val loss": round(m["val_loss"], 4),
+                             "steps": m["steps"], "seconds": m["seconds"]})
+    if toy_rows:
+        tables["Toy stand-ins trained by the workflow"] = toy_rows
+    ext_rows = []
+    for p in extraction:
+        m = json.loads(Path(p).read_text())
+        ext_rows.append({"split": Path(p).parent.name, "images": m["n_images"], "questions": m["n_questions"],
+                         "items stored": m["n_items"], "quarantined": m["n_quarantined"], "shards": m["n_shards"],
+                         "dim": m["dim"], "encoder": m["encoder"]})
+    tables["Embedding extraction (safetensors shards)"] = ext_rows
+    train_rows = []
+    for p in summaries:
+        s = json.loads(Path(p).read_text())
+        train_rows.append({k: s.get(k) for k in ("variant", "steps", "train_dialogues", "first_val_loss",
+                                                 "final_val_loss", "final_train_loss", "dialogues_per_s")})
+    if train_rows:
+        tables["EMR training"] = train_rows
+    metrics = {"tables": tables, "headline": headline,
+               "ranking_subset": ranked[0] if ranked else None,
+               "bleu4": "nltk corpus_bleu on lower-cased whitespace tokens, x100 (the seeds' BLEU-4)"}
+    atomic_write_json(out_json, metrics, indent=2)
+    plot_curves(losses, out_png)
+    return metrics
+
+
+def plot_curves(losses: list[str], png) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, path in enumerate(losses):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        v = Path(path).parent.name
+        for split, style in (("train", "-"), ("val", "o--")):
+            pts = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == split]
+            if pts:
+                ax.plot(*zip(*pts), style, color=f"C{i}", alpha=0.5 if split == "train" else 1.0, markersize=3,
+                        label=f"{LABELS.get(v, v)} ({split})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("answer cross-entropy")
+    ax.set_title("EMR bridge training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(png, buf.getvalue())

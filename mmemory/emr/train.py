@@ -1,0 +1,269 @@
+"""`train_emr`: fine-tune the bridge (trainable parts from config) so that the frozen LM produces each round's ANSWER.
+
+    snakemake results/emr/after/bridge.safetensors --cores 2      # or: train_emr(...) from Python
+
+Checkpoints (`<out>/ckpt/last.pt`) carry the full config, the step, the optimizer, the RNG state and the loss rows;
+a rerun with the same config resumes from the last checkpoint (mid-epoch: the epoch's batch order is a function of
+seed and epoch, and finished batches are skipped). A changed config starts over, and says so.
+Train and val must not share an image id (checked here; a test pins it).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
+from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
+from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
+from mmemory.io import atomic_write_bytes, atomic_write_text
+from mmemory.shards import ShardedEmbeddings
+from mmemory.visdial import load_visdial
+
+logger = logging.getLogger(__name__)
+
+VARIANT_OVERRIDES = {
+    "after": {},
+    "no_turn_pe": {"use_turn_pe": False},
+    "no_memory_bank": {"use_memory_bank": False},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (config: emr.train)."""
+
+    epochs: float = 2  # passes over the training dialogues (seeds: 2)
+    batch_size: int = 16  # dialogues per step; every round of each is a sequence (seeds: 16)
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 0  # linear warm-up steps
+    grad_clip: float = 1.0  # gradient-norm clip (0: off)
+    eval_every: int = 50  # steps between val-loss evaluations
+    ckpt_every: int = 50  # steps between checkpoints
+    val_dialogs: int = 64  # val dialogues used for the val loss (a fixed subset)
+    seed: int = 0  # bridge init, batch order
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown emr.train keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def check_disjoint(train_ids, val_ids, train_path="train", val_path="val") -> None:
+    """Train and val must not share an image id."""
+    shared = set(train_ids) & set(val_ids)
+    if shared:
+        raise ValueError(f"{train_path} and {val_path} share {len(shared)} image ids (e.g. {sorted(shared)[:5]}); "
+                         f"EMR needs disjoint train/val images")
+
+
+def make_bridge(cfg: BridgeConfig, llm_hidden: int, seed: int) -> EMRBridge:
+    """A freshly initialised bridge (deterministic in seed); loads the Q-Former checkpoint when configured."""
+    torch.manual_seed(seed)
+    bridge = EMRBridge(cfg, llm_hidden)
+    if cfg.qformer_checkpoint:
+        bridge.load_qformer_checkpoint(cfg.qformer_checkpoint)
+    return bridge
+
+
+def round_batches(records, codec: TextCodec):
+    """Token ids per dialogue: (prompts per round, answers per round); the answer is the target."""
+    return [([codec.prompt_ids(q) for q in r.questions], [codec.answer_ids(a) for a in r.answers]) for r in records]
+
+
+def _loss(bridge, llm, recs, toks, emb, pad_id, device, lead):
+    img, q = batch_embeddings(recs, emb, device)
+    soft = bridge.query_outputs(img, q)  # [B, R, Q, E]
+    B, R = soft.shape[:2]
+    prompts = [p for t in toks for p in t[0]]
+    answers = [a for t in toks for a in t[1]]
+    return answer_loss(llm, soft.reshape(B * R, *soft.shape[2:]), prompts, answers, pad_id, lead)
+
+
+@torch.no_grad()
+def val_loss(bridge, llm, recs, toks, emb, pad_id, device, batch_size, lead) -> float:
+    bridge.eval()
+    was_training = llm.training
+    llm.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(recs), batch_size):
+        loss = _loss(bridge, llm, recs[i:i + batch_size], toks[i:i + batch_size], emb, pad_id, device, lead)
+        total += float(loss) * len(recs[i:i + batch_size])
+        n += len(recs[i:i + batch_size])
+    bridge.train()
+    llm.train(was_training)
+    return total / max(n, 1)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["step", "epoch", "split", "loss"])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_loss(rows: list[dict], png: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for split, style in (("train", "-"), ("val", "o-")):
+        pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split]
+        if pts:
+            ax.plot(*zip(*pts), style, label=split, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("answer cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(png, buf.getvalue())
+
+
+def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, bridge: dict, train: dict,
+              variant: str = "after", llm_4bit: bool = False, llm_dtype: str = "float32", llm_trainable: bool = False,
+              prompt_template: str = DEFAULT_PROMPT, device: str = "cpu") -> dict:
+    """Train one variant's bridge; writes bridge.safetensors, bridge_config.json, loss.csv, loss.png in out_dir."""
+    if variant not in VARIANT_OVERRIDES:
+        raise ValueError(f"unknown EMR variant {variant!r}; trainable variants: {', '.join(VARIANT_OVERRIDES)}")
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "ckpt" / "last.pt"
+    bcfg = BridgeConfig.from_dict({**bridge, **VARIANT_OVERRIDES[variant]})
+    tcfg = TrainConfig.from_dict(train)
+    run_config = {"variant": variant, "bridge": asdict(bcfg), "train": asdict(tcfg), "llm": llm_path,
+                  "llm_4bit": llm_4bit, "llm_trainable": llm_trainable, "prompt_template": prompt_template,
+                  "train_json": str(train_json), "train_emb": str(train_emb)}
+
+    train_split, val_split = load_visdial(train_json), load_visdial(val_json)
+    check_disjoint([d["image_id"] for d in train_split.dialogs], [d["image_id"] for d in val_split.dialogs],
+                   train_json, val_json)
+    temb, vemb = ShardedEmbeddings(train_emb), ShardedEmbeddings(val_emb)
+    if temb.dim != bcfg.embed_dim or vemb.dim != bcfg.embed_dim:
+        raise ValueError(f"embeddings are {temb.dim}-d ({train_emb}) but emr.bridge.embed_dim={bcfg.embed_dim}; "
+                         f"set embed_dim to the encoder's width")
+    train_recs, skipped_train = dialog_records(train_split, temb)
+    val_recs, _ = dialog_records(val_split, vemb)
+    val_recs = val_recs[:tcfg.val_dialogs]
+
+    llm, tok = load_llm(llm_path, llm_4bit, device, llm_dtype)
+    codec = TextCodec(tok, prompt_template)
+    model = make_bridge(bcfg, llm.get_input_embeddings().embedding_dim, tcfg.seed).to(device)
+    names = model.set_trainable()
+    model.log_weights()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if llm_trainable:  # toy only: the tiny LM is no pretrained LM (config emr.llm_trainable); paper: frozen
+        if llm_4bit:
+            raise ValueError("emr.llm_trainable cannot train a 4-bit LM; the paper setting keeps the LM frozen")
+        for p in llm.parameters():
+            p.requires_grad_(True)
+        params += list(llm.parameters())
+        logger.warning("emr.llm_trainable: the causal LM (%s) is fine-tuned together with the bridge", llm_path)
+    if not params:
+        raise ValueError("emr.bridge.trainable selects no parameters: nothing to train")
+    logger.info("variant %s: %d trainable tensors (%d params): %s", variant, len(names),
+                sum(p.numel() for p in params), ", ".join(sorted({n.split('.')[0] for n in names})))
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+    train_toks, val_toks = round_batches(train_recs, codec), round_batches(val_recs, codec)
+    steps_per_epoch = len(length_buckets(train_recs, tcfg.batch_size))
+    total_steps = max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0)
+
+    step, rows = 0, []
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck["config"] == run_config:
+            model.load_state_dict(ck["bridge"])
+            if llm_trainable:
+                llm.load_state_dict(ck["llm"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            step, rows = ck["step"], ck["rows"]
+            logger.info("resuming %s from %s at step %d/%d", variant, ckpt_path, step, total_steps)
+        else:
+            logger.warning("%s was written with a different config; training %s from scratch", ckpt_path, variant)
+
+    def save_ckpt():
+        buf = io.BytesIO()
+        torch.save({"config": run_config, "step": step, "bridge": model.state_dict(), "optimizer": opt.state_dict(),
+                    "llm": llm.state_dict() if llm_trainable else None,
+                    "scheduler": sched.state_dict(), "rows": rows}, buf)
+        atomic_write_bytes(ckpt_path, buf.getvalue())
+        _write_csv(out_dir / "loss.csv", rows)
+
+    model.train()
+    llm.train(llm_trainable)
+    pad, lead = tok.pad_token_id, codec.lead_ids()
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(total=total_steps, initial=step, desc=f"train_emr {variant}", unit="step")
+    if step == 0 and val_recs:
+        rows.append({"step": 0, "epoch": 0.0, "split": "val",
+                     "loss": val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)})
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        batches = length_buckets(train_recs, tcfg.batch_size, np.random.default_rng([tcfg.seed, epoch]))
+        for b in batches[step - epoch * steps_per_epoch:]:
+            if step >= total_steps:
+                break
+            loss = _loss(model, llm, [train_recs[i] for i in b], [train_toks[i] for i in b], temb, pad, device, lead)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            seen += len(b)
+            rows.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "split": "train",
+                         "loss": loss.item()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if val_recs and (step % tcfg.eval_every == 0 or step == total_steps):
+                vl = val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)
+                rows.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "split": "val", "loss": vl})
+                el = time.perf_counter() - t0
+                logger.info("step %d/%d train %.4f val %.4f (%.1f dialogues/s)", step, total_steps, float(loss),
+                            vl, seen / el if el else 0)
+            if step % tcfg.ckpt_every == 0 or step == total_steps:
+                save_ckpt()
+    bar.close()
+    el = time.perf_counter() - t0
+    if step and not ckpt_path.exists():
+        save_ckpt()
+    used_llm = llm_path
+    if llm_trainable:
+        used_llm = str(out_dir / "llm")
+        llm.save_pretrained(used_llm)
+        tok.save_pretrained(used_llm)
+    save_bridge(model, out_dir, {"variant": variant, "step": step, "trainable": names + (["llm"] if llm_trainable
+                                 else []), "llm": used_llm, "run_config": run_config})
+    _write_csv(out_dir / "loss.csv", rows)
+    plot_loss(rows, out_dir / "loss.png", f"EMR bridge ({variant})")
+    train_rows = [r["loss"] for r in rows if r["split"] == "train"]
+    val_rows = [r["loss"] for r in rows if r["split"] == "val"]
+    summary = {"variant": variant, "steps": step, "train_dialogues": len(train_recs),
+               "skipped_train_dialogues": skipped_train, "val_dialogues_for_loss": len(val_recs),
+               "first_val_loss": val_rows[0] if val_rows else None, "final_val_loss": val_rows[-1] if val_rows else None,
+               "final_train_loss": train_rows[-1] if train_rows else None, "seconds_this_run": round(el, 1),
+               "dialogues_per_s": round(seen / el, 1) if el and seen else None}
+    atomic_write_text(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    logger.info("train_emr %s done: %s", variant, summary)
+    return summary

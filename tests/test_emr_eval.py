@@ -1,0 +1,100 @@
+"""EMR evaluation: `pytest tests/test_emr_eval.py` (offline; a tiny toy world built in a temp dir).
+
+Checks the ranking-round selection, that every evaluated prompt is the question alone (never its answer), the
+metrics' shape, and that a rerun resumes instead of redoing finished dialogues.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _emr_fixtures import make_toy_world
+from mmemory.emr import evaluate as eval_mod
+from mmemory.emr.data import DialogRecord, extract_split
+from mmemory.emr.evaluate import evaluate_emr, rank_rounds
+from mmemory.encoders import load_encoder
+from mmemory.visdial import load_visdial
+
+BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_size=16, qformer_layers=1,
+              qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
+              trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emr_eval")
+    w = make_toy_world(root, n_train=2, n_val=3)
+    enc = load_encoder("clip", w["clip"])
+    w["val_emb"] = str(root / "emb" / "val")
+    extract_split(w["val"], w["val_emb"], enc, shard_size=8)
+    return w
+
+
+def _rec(image_id, rounds=10):
+    return DialogRecord(image_id, f"image/{image_id}", [f"q/{image_id}/{r}" for r in range(rounds)],
+                        ["q"] * rounds, ["a"] * rounds, [["a", "b"]] * rounds, [0] * rounds)
+
+
+def test_rank_rounds_keeps_every_dense_round_then_samples():
+    recs = [_rec(i) for i in range(5)]
+    dense = [{"image_id": i, "round_id": 3 + i} for i in range(5)]
+    assert len(rank_rounds(recs, dense, None)) == 50
+    chosen = rank_rounds(recs, dense, 12)
+    assert len(chosen) == 12 and len(set(chosen)) == 12
+    assert {(i, 2 + i) for i in range(5)} <= set(chosen)  # all dense-annotated rounds (0-based round index)
+    assert chosen == rank_rounds(recs, dense, 12)  # deterministic
+
+
+def test_evaluated_prompts_never_contain_their_target(world, tmp_path, monkeypatch):
+    seen = []
+    real_gen, real_rank = eval_mod.generate_answers, eval_mod.option_log_likelihood
+
+    def spy_gen(llm, codec, soft, prompts, *a, **k):
+        seen.extend(codec.decode(p) for p in prompts)
+        return real_gen(llm, codec, soft, prompts, *a, **k)
+
+    def spy_rank(llm, soft, prompts, options, *a, **k):
+        assert all(len(set(map(tuple, prompts))) == 1 for _ in [0])  # one question, all 100 options after it
+        return real_rank(llm, soft, prompts, options, *a, **k)
+
+    monkeypatch.setattr(eval_mod, "generate_answers", spy_gen)
+    monkeypatch.setattr(eval_mod, "option_log_likelihood", spy_rank)
+    evaluate_emr(world["val"], world["val_emb"], world["llm"], tmp_path / "eval.json", bridge=BRIDGE,
+                 variant="before", val_dense=world["val_dense"], num_beams=2, max_new_tokens=4,
+                 rank_max_rounds=4)
+    split = load_visdial(world["val"])
+    expected = [f"question: {split.question(r)} answer:" for d in split.dialogs for r in d["dialog"]]
+    assert seen == expected  # exactly the question in the template: the answer is never part of the input
+
+
+def test_metrics_and_resume(world, tmp_path, monkeypatch):
+    out = tmp_path / "before" / "eval.json"
+    m = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, bridge=BRIDGE, variant="before",
+                     val_dense=world["val_dense"], num_beams=2, max_new_tokens=4, batch_dialogs=2,
+                     rank_max_rounds=5)
+    for k in ("bleu4", "rougeL", "mrr", "r@1", "r@5", "r@10", "mean_rank", "ndcg"):
+        assert k in m
+    assert m["n_generated_rounds"] == 30 and m["n_ranked_rounds"] == 5 and m["n_ndcg_rounds"] == 3
+    assert 0 <= m["bleu4"] <= 100 and 0 < m["mrr"] <= 1 and 1 <= m["mean_rank"] <= 100
+    assert json.loads(out.read_text())["mrr"] == m["mrr"]
+    preds = (out.parent / "work" / "predictions.jsonl").read_text().splitlines()
+    assert len(preds) == 30
+
+    def boom(*a, **k):
+        raise AssertionError("finished dialogues must not be evaluated again")
+
+    monkeypatch.setattr(eval_mod, "generate_answers", boom)
+    again = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, bridge=BRIDGE, variant="before",
+                         val_dense=world["val_dense"], num_beams=2, max_new_tokens=4, batch_dialogs=2,
+                         rank_max_rounds=5)
+    assert again["mrr"] == m["mrr"] and again["bleu4"] == m["bleu4"]
+
+
+def test_changed_settings_discard_partial_results(world, tmp_path):
+    out = tmp_path / "v" / "eval.json"
+    kw = dict(bridge=BRIDGE, variant="before", val_dense=world["val_dense"], num_beams=1, max_new_tokens=3,
+              rank_max_rounds=3)
+    evaluate_emr(world["val"], world["val_emb"], world["llm"], out, **kw)
+    m = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, **{**kw, "rank_max_rounds": 6})
+    assert m["n_ranked_rounds"] == 6 and m["n_generated_rounds"] == 30

@@ -1,0 +1,143 @@
+"""EMR training: `pytest tests/test_emr_train.py` (offline; a tiny toy world built in a temp dir).
+
+Pins the seeds' mistakes: the target is the round's ANSWER (the seeds trained on the question), train/val image ids
+are disjoint, and training resumes from its checkpoint after a kill.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _emr_fixtures import make_toy_world
+from mmemory.emr import train as train_mod
+from mmemory.emr.data import dialog_records, extract_split
+from mmemory.emr.lm import TextCodec, assemble
+from mmemory.emr.train import check_disjoint, round_batches, train_emr
+from mmemory.encoders import load_encoder
+from mmemory.shards import ShardedEmbeddings
+from mmemory.visdial import load_visdial
+
+BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_size=16, qformer_layers=1,
+              qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
+              qformer_initializer_range=0.1,
+              trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
+TRAIN = dict(epochs=1, batch_size=4, lr=1e-3, eval_every=1, ckpt_every=1, val_dialogs=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emr_world")
+    w = make_toy_world(root, n_train=12, n_val=4)
+    enc = load_encoder("clip", w["clip"])
+    for split in ("train", "val"):
+        w[f"{split}_emb"] = str(root / "emb" / split)
+        extract_split(w[split], w[f"{split}_emb"], enc, shard_size=16)
+    return w
+
+
+def test_target_is_the_answer_not_the_question(world):
+    from transformers import AutoTokenizer
+
+    split = load_visdial(world["train"])
+    recs, _ = dialog_records(split, ShardedEmbeddings(world["train_emb"]))
+    codec = TextCodec(AutoTokenizer.from_pretrained(world["llm"]))
+    toks = round_batches(recs, codec)
+    for rec, (prompts, targets) in zip(recs, toks):
+        assert [codec.decode(t) for t in targets] == rec.answers
+        assert all(t[-1] == codec.tokenizer.eos_token_id for t in targets)
+        assert [codec.decode(t) for t in targets] != rec.questions
+        # the labels of an assembled training batch are exactly the answer tokens, nothing of the prompt
+        from transformers import AutoModelForCausalLM
+
+        llm = AutoModelForCausalLM.from_pretrained(world["llm"])
+        batch = assemble(llm, torch.zeros(len(prompts), 2, llm.config.hidden_size), prompts, targets,
+                         codec.tokenizer.pad_token_id, left_pad=False, lead=codec.lead_ids())
+        for row, t in zip(batch["labels"], targets):
+            assert row[row != -100].tolist() == t
+        break
+
+
+def test_records_keep_answers_and_skip_only_quarantined(world):
+    split = load_visdial(world["val"])
+    recs, skipped = dialog_records(split, ShardedEmbeddings(world["val_emb"]))
+    assert skipped == 0 and len(recs) == len(split.dialogs)
+    d = split.dialogs[0]
+    assert recs[0].answers == [split.answer(r) for r in d["dialog"]]
+    assert recs[0].questions == [split.question(r) for r in d["dialog"]]
+
+
+def test_train_and_val_images_are_disjoint(world):
+    tr = [d["image_id"] for d in load_visdial(world["train"]).dialogs]
+    va = [d["image_id"] for d in load_visdial(world["val"]).dialogs]
+    assert not set(tr) & set(va)
+    check_disjoint(tr, va)
+    with pytest.raises(ValueError, match="share 1 image ids"):
+        check_disjoint(tr, va + tr[:1])
+    with pytest.raises(ValueError, match="share"):  # training refuses overlapping splits
+        train_emr(world["train"], world["train"], world["train_emb"], world["train_emb"], world["llm"],
+                  "/nonexistent", BRIDGE, TRAIN)
+
+
+def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypatch):
+    out = tmp_path / "after"
+    calls = {"n": 0}
+    real = train_mod.answer_loss
+
+    def dying_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # dies during the 3rd training step (1 val-loss call at step 0 comes first)
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "answer_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
+                  TRAIN)
+    ck = torch.load(out / "ckpt" / "last.pt", weights_only=False)
+    assert ck["step"] == 1 and ck["config"]["bridge"]["trainable"] == BRIDGE["trainable"]
+    assert not (out / "bridge.safetensors").exists()
+
+    steps_run = {"n": 0}
+
+    def counting_loss(*a, **k):
+        steps_run["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "answer_loss", counting_loss)
+    summary = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
+                        BRIDGE, TRAIN)
+    assert summary["steps"] == 3  # 12 dialogues / batch 4, one epoch
+    # resumed at step 1: two training steps + one val loss after each, no step-0 val loss again
+    assert steps_run["n"] == 2 + 2
+    for f in ("bridge.safetensors", "bridge_config.json", "loss.csv", "loss.png", "train_summary.json"):
+        assert (out / f).stat().st_size > 0
+    rows = (out / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,split,loss" and sum(",train," in r for r in rows) == 3
+    cfg = json.loads((out / "bridge_config.json").read_text())
+    assert cfg["weights"]["imagebind_fc"]["trainable"] > 0
+
+
+def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog):
+    out = tmp_path / "v"
+    train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
+              {**TRAIN, "epochs": 0.3})
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        s = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
+                      BRIDGE, {**TRAIN, "lr": 2e-3, "epochs": 0.3})
+    assert "different config" in caplog.text and s["steps"] == 1
+
+
+def test_unknown_settings_are_rejected(world, tmp_path):
+    with pytest.raises(ValueError, match="unknown emr.bridge keys"):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
+                  {**BRIDGE, "qformer_layer": 2}, TRAIN)
+    with pytest.raises(ValueError, match="unknown EMR variant"):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
+                  BRIDGE, TRAIN, variant="before")
+    with pytest.raises(ValueError, match="embed_dim"):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
+                  {**BRIDGE, "embed_dim": 16}, TRAIN)

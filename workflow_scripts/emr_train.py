@@ -1,0 +1,17 @@
+"""Train the EMR bridge for one variant (rule train_emr)."""
+from mmemory.io import setup_logging
+
+setup_logging(snakemake.log[0])
+
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from mmemory.emr.train import train_emr  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+p, inp = snakemake.params, snakemake.input
+train_emr(inp.train, inp.val, Path(inp.train_emb).parent, Path(inp.val_emb).parent, p.llm,
+          Path(snakemake.output.bridge).parent, p.bridge, p.train, variant=snakemake.wildcards.variant,
+          llm_4bit=p.llm_4bit, llm_dtype=p.llm_dtype, llm_trainable=p.llm_trainable,
+          prompt_template=p.prompt_template, device=p.device)
