@@ -55,7 +55,7 @@ def test_evaluated_prompts_never_contain_their_target(world, tmp_path, monkeypat
         return real_gen(llm, codec, soft, prompts, *a, **k)
 
     def spy_rank(llm, soft, prompts, options, *a, **k):
-        assert all(len(set(map(tuple, prompts))) == 1 for _ in [0])  # one question, all 100 options after it
+        assert len(set(map(tuple, prompts))) == 1  # one question; every option is scored after the same prompt
         return real_rank(llm, soft, prompts, options, *a, **k)
 
     monkeypatch.setattr(eval_mod, "generate_answers", spy_gen)
@@ -98,3 +98,25 @@ def test_changed_settings_discard_partial_results(world, tmp_path):
     evaluate_emr(world["val"], world["val_emb"], world["llm"], out, **kw)
     m = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, **{**kw, "rank_max_rounds": 6})
     assert m["n_ranked_rounds"] == 6 and m["n_generated_rounds"] == 30
+
+
+def test_left_padding_does_not_change_scores_or_generations(world):
+    import torch
+
+    from mmemory.emr.lm import TextCodec, generate_answers, load_llm, option_log_likelihood
+
+    llm, tok = load_llm(world["llm"])
+    codec = TextCodec(tok)
+    torch.manual_seed(0)
+    soft = torch.randn(2, 2, llm.config.hidden_size)
+    prompts = [codec.prompt_ids("is there a red circle?"),
+               codec.prompt_ids("what color is the square at the top left of the picture?")]
+    opts = [codec.answer_ids("yes"), codec.answer_ids("at the top left")]
+    both = option_log_likelihood(llm, soft, prompts, opts, tok.pad_token_id, lead=codec.lead_ids())
+    alone = [option_log_likelihood(llm, soft[i:i + 1], prompts[i:i + 1], opts[i:i + 1], tok.pad_token_id,
+                                   lead=codec.lead_ids()) for i in range(2)]
+    torch.testing.assert_close(both, torch.cat(alone), atol=1e-4, rtol=1e-4)
+    gen_both = generate_answers(llm, codec, soft, prompts, num_beams=2, max_new_tokens=5)
+    gen_alone = [generate_answers(llm, codec, soft[i:i + 1], prompts[i:i + 1], num_beams=2, max_new_tokens=5)[0]
+                 for i in range(2)]
+    assert gen_both == gen_alone
