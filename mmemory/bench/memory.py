@@ -64,9 +64,11 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=200, help="timed store searches")
     ap.add_argument("--brute-queries", type=int, default=20, help="timed brute-force searches (slow at 1M)")
     ap.add_argument("--index", default="ivfflat", choices=["flat", "hnsw", "ivfflat", "ivfpq"])
-    ap.add_argument("--nlist", type=int, default=2048, help="IVF coarse clusters")
+    ap.add_argument("--nlist", type=int, default=4096, help="IVF coarse clusters (~4 * sqrt(n))")
     ap.add_argument("--pq-m", type=int, default=64, help="IVF-PQ sub-quantisers (bytes per vector)")
     ap.add_argument("--nprobe", type=int, default=8, help="IVF lists visited per search")
+    ap.add_argument("--train-per-list", type=int, default=20, help="IVF training vectors per list")
+    ap.add_argument("--kmeans-niter", type=int, default=10, help="IVF k-means iterations")
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=80)
     ap.add_argument("--ef-search", type=int, default=64)
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     shutil.rmtree(args.store, ignore_errors=True)
     cfg = IndexConfig(type=args.index, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                      ef_search=args.ef_search, ivf_nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe)
+                      ef_search=args.ef_search, ivf_nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe,
+                      min_train=args.train_per_list, kmeans_niter=args.kmeans_niter)
     store = MemoryStore(args.store, dim=args.dim, index=cfg, n_candidates=args.candidates, exhaustive_below=0,
                         update_access=False, save_every=1 << 62, synchronous="NORMAL")
     store._sync()  # an empty index from the start: every batch is indexed as it is committed
@@ -153,7 +156,8 @@ def main(argv=None) -> int:
         "n": args.n, "dim": args.dim, "index": store._index.kind,
         "index_params": (f"M={args.hnsw_m} efSearch={args.ef_search}" if args.index == "hnsw" else
                          f"nlist={args.nlist} m={args.pq_m} nprobe={args.nprobe}" if args.index == "ivfpq" else
-                         f"nlist={args.nlist} nprobe={args.nprobe}" if args.index == "ivfflat" else "exact"),
+                         f"nlist={args.nlist} nprobe={args.nprobe} train={args.nlist * args.train_per_list} "
+                         f"niter={args.kmeans_niter}" if args.index == "ivfflat" else "exact"),
         "noise": args.noise, "clusters": args.clusters,
         "candidates_rescored": args.candidates, "threads": os.cpu_count(),
         "insert_per_s_db": args.n / t_db, "insert_per_s_db_and_index": args.n / (t_db + t_index),

@@ -34,6 +34,7 @@ class IndexConfig:
     pq_m: int = 64              # IVF-PQ: sub-quantisers (must divide the dimension)
     nprobe: int = 16            # IVF: clusters visited per search
     min_train: int = 40         # IVF: train once nlist * min_train vectors exist (on that many); until then flat
+    kmeans_niter: int = 25      # IVF: k-means iterations of the coarse quantiser (faiss' default)
 
     def __post_init__(self):
         if self.type not in INDEX_TYPES:
@@ -72,6 +73,7 @@ def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[fa
         sample = train[np.random.default_rng(0).choice(len(train), n_train, replace=False)] \
             if n_train < len(train) else train
         logger.info("training %s (nlist=%d) on %d of %d vectors", cfg.type, cfg.ivf_nlist, n_train, len(train))
+        inner.cp.niter = cfg.kmeans_niter
         inner.train(np.ascontiguousarray(sample, dtype=np.float32))
         inner.nprobe = cfg.nprobe
         return faiss.IndexIDMap2(inner), cfg.type
