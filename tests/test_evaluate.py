@@ -3,7 +3,7 @@
 Run: pytest tests/test_evaluate.py
 """
 import json
-import subprocess
+import runpy
 import sys
 
 import pytest
@@ -84,11 +84,13 @@ def test_unknown_image_id_and_cli_error(world, tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_module_runs_as_a_command(world, refs, tmp_path):
+def test_module_runs_as_a_command(world, refs, tmp_path, monkeypatch):
+    """`python -m mmemory.evaluate ...` (run in-process through runpy, so no second interpreter start-up)."""
     rows = [{"image_id": i, "conversation": "", "response": f"<reminder>x</reminder>{a}"} for i, a in refs.items()]
     out = tmp_path / "M.json"
-    proc = subprocess.run([sys.executable, "-m", "mmemory.evaluate", "--predictions", str(write(tmp_path, rows)),
-                           "--visdial", world["val"], "--out", str(out), "--ranking", "none"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setattr(sys, "argv", ["mmemory.evaluate", "--predictions", str(write(tmp_path, rows)),
+                                      "--visdial", world["val"], "--out", str(out), "--ranking", "none"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("mmemory.evaluate", run_name="__main__", alter_sys=True)
+    assert e.value.code == 0
     assert json.loads(out.read_text())["rouge1_f1"] == pytest.approx(1.0)

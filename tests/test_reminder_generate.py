@@ -48,6 +48,9 @@ def test_related_turn_is_quoted():
                "where is the red circle?", "on the left")
     assert TemplateTeacher().respond(s) == ("<reminder>Turn 1: is there a red circle? yes.</reminder>\n"
                                             "on the left")
+    assert TemplateTeacher(quote="answer").respond(s) == "<reminder>Turn 1: yes.</reminder>\non the left"
+    with pytest.raises(TeacherError):
+        TemplateTeacher(quote="everything")
 
 
 class Flaky:

@@ -1,7 +1,8 @@
 """Teachers that write `<reminder>` training responses for a `Sample` (config reminder.teacher.backend).
 
-- `template`: deterministic and offline (the embedded default). It reminds itself of the earlier turns that share
-  words with the question (else the latest turn) and concludes with the held-out answer.
+- `template`: deterministic and offline (the embedded default). It recalls the latest earlier turn that shares a
+  content word with the question (else the latest turn), quoting its question and answer (`quote="turn"`) or its
+  answer only (`quote="answer"`), and concludes with the held-out answer.
 - `ollama`: the official `ollama` Python client against an Ollama server (paper: gemma3:27b on 127.0.0.1:11434);
   the image is sent base64-encoded, as in the seeds' generate_from_api.py.
 - `transformers`: any local image-text-to-text checkpoint (a path), run with `generate`.
@@ -39,8 +40,11 @@ class TemplateTeacher:
 
     name = "template"
 
-    def __init__(self, max_turns: int = 1):
-        self.max_turns = max_turns  # earlier turns quoted in the reminder
+    def __init__(self, max_turns: int = 1, quote: str = "turn"):
+        if quote not in ("turn", "answer"):
+            raise TeacherError(f"reminder.teacher.template_quote {quote!r}: use turn or answer")
+        self.max_turns = max_turns  # earlier turns recalled in the reminder
+        self.quote = quote  # "turn": question and answer of the recalled turn; "answer": its answer only
 
     def respond(self, sample: Sample) -> str:
         lines = sample.conversation.splitlines()
@@ -50,7 +54,8 @@ class TemplateTeacher:
         related = [(t, q, a) for t, (q, a) in enumerate(pairs, 1) if words & set(_WORD.findall(q.lower()))]
         if not related and pairs:
             related = [(len(pairs), *pairs[-1])]
-        quoted = " ".join(f"Turn {t}: {q} {a}." for t, q, a in related[-self.max_turns:])
+        quoted = " ".join(f"Turn {t}: {q} {a}." if self.quote == "turn" else f"Turn {t}: {a}."
+                          for t, q, a in related[-self.max_turns:])
         return f"<reminder>{quoted or 'No earlier turns.'}</reminder>\n{sample.target}"
 
 
@@ -146,7 +151,7 @@ def make_teacher(cfg: dict, book: PromptBook):
     """The teacher named by config reminder.teacher."""
     backend = cfg.get("backend", "template")
     if backend == "template":
-        return TemplateTeacher(cfg.get("template_turns", 1))
+        return TemplateTeacher(cfg.get("template_turns", 1), cfg.get("template_quote", "turn"))
     if backend == "ollama":
         return OllamaTeacher(book, cfg["model"], cfg.get("host", "http://127.0.0.1:11434"),
                              cfg.get("timeout_s", 120.0), cfg.get("options"))
