@@ -139,7 +139,7 @@ if stage_active("reminder"):
         script:
             "../workflow_scripts/reminder_table.py"
 
-    REPORT_METRICS["<reminder> self-reflection"] = "results/reminder/metrics.json"
+    REPORT_METRICS["`<reminder>` self-reflection"] = "results/reminder/metrics.json"
     REPORT_FIGURES["results/reminder/variants.png"] = (
-        "<reminder> variants on the last round of each val dialogue: ROUGE-1/2/L, BLEU, BERTScore F1"
+        "`<reminder>` variants on the last round of each val dialogue: ROUGE-1/2/L, BLEU, BERTScore F1"
     )

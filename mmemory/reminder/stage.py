@@ -175,7 +175,7 @@ def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_
     train = json.loads(Path(finetune_metrics).read_text())
     any_m = next(iter(metrics.values()))
     out = {
-        "tables": {f"Variants on the last round of {any_m['n']} val dialogues (final answer after </reminder>; "
+        "tables": {f"Variants on the last round of {any_m['n']} val dialogues (final answer after `</reminder>`; "
                    f"BERTScore: {any_m['bertscore_model']}, layer {any_m['bertscore_layers']})": rows},
         "headline": {f"{v} ROUGE-1": m["rouge1_f1"] for v, m in metrics.items()},
         "teacher": {k: v for k, v in teacher.items() if not isinstance(v, dict)},
