@@ -82,7 +82,7 @@ if stage_active("memory"):
             "../workflow_scripts/memory_reminder_context.py"
 
     REPORT_METRICS["Retrieval memory"] = f"results/memory/{MEMORY_VARIANT}/metrics.json"
-    REPORT_METRICS["Retrieval memory: context for <reminder>"] = (
+    REPORT_METRICS["Retrieval memory: context for the reminder prompt"] = (
         f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json"
     )
     REPORT_FIGURES[f"results/memory/{MEMORY_VARIANT}/recall.png"] = (

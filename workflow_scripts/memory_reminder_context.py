@@ -21,7 +21,7 @@ context, stats = build_reminder_context(
 atomic_write_json(snakemake.output.context, context, indent=1)
 weights = " ".join(f"{c}={w:g}" for c, w in rc["weights"].items())
 atomic_write_json(snakemake.output.metrics, {
-    "tables": {"Memories retrieved for the <reminder> prompt (per val dialogue, last-round question)": [
+    "tables": {"Memories retrieved for the reminder prompt (per val dialogue, queried with its last question)": [
         {"weights": weights, **{k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}}]},
     "headline": {"memory ctx has own picture": stats["with_own_picture"]},
     "encoder": f"{cfg['encoder']['kind']} ({cfg['encoder']['path'] or 'packaged all-MiniLM-L6-v2'})"}, indent=1)
