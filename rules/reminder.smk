@@ -53,7 +53,7 @@ if stage_active("reminder"):
             adapter=directory("results/reminder/finetuned/adapter"),
             metrics="results/reminder/finetuned/train_metrics.json",
         params:
-            model=lambda w, input: input.vlm if input.vlm else model_path("vlm"),
+            model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
             include_caption=RCFG.get("include_caption", False),
@@ -83,7 +83,7 @@ if stage_active("reminder"):
         wildcard_constraints:
             variant="base|prompt|finetuned|finetuned_memory",
         params:
-            model=lambda w, input: input.vlm if input.vlm else model_path("vlm"),
+            model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
             prompts=RCFG["prompts"],
             generation=RCFG["generation"],
             include_caption=RCFG.get("include_caption", False),
