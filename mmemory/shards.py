@@ -10,7 +10,7 @@ The seeds wrote one `.pt` file per item (910,613 files). Here a split's embeddin
 was asked for and the encoder fingerprint, so a rerun after a kill skips every finished shard and redoes only the
 rest. Items the encoder cannot read are either a hard error or quarantined (left out, listed in the index and
 counted); an item is never stored as zeros. `ShardedEmbeddings` reads the index and serves `get_many(keys)` in any
-order, loading each shard once.
+order from memory-mapped shards (only the rows asked for are read).
 """
 from __future__ import annotations
 
@@ -138,6 +138,24 @@ def write_shards(out_dir: str | Path, keys: Sequence[str], encode: Callable[[lis
     return result
 
 
+def _memmap_tensor(path: Path, name: str) -> np.ndarray:
+    """Memory-map one float32 tensor of a safetensors file (8-byte header size, JSON header, raw little-endian
+    data; https://github.com/huggingface/safetensors#format): rows are read from disk only when indexed."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    info = header[name]
+    if info["dtype"] != "F32":
+        raise ValueError(f"{path}: tensor {name!r} is {info['dtype']}, expected F32")
+    begin, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    if end - begin != 4 * int(np.prod(shape)):
+        raise ValueError(f"{path}: tensor {name!r} has a bad size; the shard is corrupt, delete it and re-extract")
+    if not shape[0]:
+        return np.zeros(shape, dtype=np.float32)
+    return np.memmap(path, dtype="<f4", mode="r", offset=8 + n + begin, shape=shape)
+
+
 class ShardedEmbeddings:
     """Read access to a shard directory (or its index.json): `get_many(keys) -> [N, D]` in any order."""
 
@@ -173,9 +191,7 @@ class ShardedEmbeddings:
     def _shard(self, s: int) -> np.ndarray:
         arr = self._cache.get(s)
         if arr is None:
-            from safetensors.numpy import load_file
-
-            arr = load_file(str(self.root / self.index["shards"][s]["file"]))[TENSOR]
+            arr = _memmap_tensor(self.root / self.index["shards"][s]["file"], TENSOR)
             self._cache[s] = arr
             if self.max_cached_shards and len(self._cache) > self.max_cached_shards:
                 self._cache.popitem(last=False)
@@ -198,9 +214,10 @@ class ShardedEmbeddings:
 
     def get_many(self, keys: Sequence[str]) -> np.ndarray:
         """Rows for `keys` in order, gathered shard by shard with one fancy-index per shard."""
-        locs = np.array([self.locate(k) for k in keys], dtype=np.int64).reshape(-1, 2)
+        loc = self._loc
+        locs = np.array([loc[k] if k in loc else self.locate(k) for k in keys], dtype=np.int64).reshape(-1, 2)
         out = np.empty((len(keys), self.dim), dtype=np.float32)
-        for s in np.unique(locs[:, 0]):
-            sel = np.nonzero(locs[:, 0] == s)[0]
-            out[sel] = self._shard(int(s))[locs[sel, 1]]
+        for s in set(locs[:, 0].tolist()):
+            sel = np.flatnonzero(locs[:, 0] == s)
+            out[sel] = self._shard(s)[locs[sel, 1]]
         return out

@@ -41,7 +41,7 @@ if stage_active("emr"):
                 "results/logs/emr/train_toy_clip.log",
             benchmark:
                 "results/benchmarks/emr/train_toy_clip.tsv"
-            threads: 2
+            threads: 1
             conda:
                 "../envs/malmm.yaml"
             script:
@@ -65,7 +65,7 @@ if stage_active("emr"):
                 "results/logs/emr/pretrain_toy_llm.log",
             benchmark:
                 "results/benchmarks/emr/pretrain_toy_llm.tsv"
-            threads: 2
+            threads: 1
             conda:
                 "../envs/malmm.yaml"
             script:

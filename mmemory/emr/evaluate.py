@@ -108,8 +108,6 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     with torch.no_grad():
         for b in tqdm(range(0, len(todo), batch_dialogs), desc=f"eval_emr {variant}", unit="batch"):
             idx = todo[b:b + batch_dialogs]
-            recs = [records[i] for i in idx]
-            R = len(recs[0].questions)
             groups = {}
             for i in idx:  # equal round counts per forward pass
                 groups.setdefault(len(records[i].questions), []).append(i)
