@@ -35,6 +35,7 @@ class IndexConfig:
     nprobe: int = 16            # IVF: clusters visited per search
     min_train: int = 40         # IVF: train once nlist * min_train vectors exist (on that many); until then flat
     kmeans_niter: int = 25      # IVF: k-means iterations of the coarse quantiser (faiss' default)
+    ivf_quantizer: str = "flat"  # IVF: how a vector finds its lists: flat (exact) or hnsw (faster for large nlist)
 
     def __post_init__(self):
         if self.type not in INDEX_TYPES:
@@ -62,7 +63,13 @@ def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[fa
         inner.hnsw.efSearch = cfg.ef_search
         return faiss.IndexIDMap2(inner), "hnsw"
     if cfg.type in ("ivfpq", "ivfflat") and train is not None and len(train) >= train_size(cfg):
-        quantizer = faiss.IndexFlatIP(dim)
+        if cfg.ivf_quantizer == "hnsw":  # k-means runs on a flat index; the centroids then go into the graph
+            quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            quantizer.hnsw.efSearch = max(64, 2 * cfg.nprobe)
+        elif cfg.ivf_quantizer == "flat":
+            quantizer = faiss.IndexFlatIP(dim)
+        else:
+            raise ValueError(f"memory index: ivf_quantizer {cfg.ivf_quantizer!r} is unknown; use flat or hnsw")
         if cfg.type == "ivfflat":
             inner = faiss.IndexIVFFlat(quantizer, dim, cfg.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
         else:
@@ -74,6 +81,8 @@ def _new_index(dim: int, cfg: IndexConfig, train: np.ndarray | None) -> tuple[fa
             if n_train < len(train) else train
         logger.info("training %s (nlist=%d) on %d of %d vectors", cfg.type, cfg.ivf_nlist, n_train, len(train))
         inner.cp.niter = cfg.kmeans_niter
+        if cfg.ivf_quantizer == "hnsw":
+            inner.clustering_index = faiss.IndexFlatIP(dim)
         inner.train(np.ascontiguousarray(sample, dtype=np.float32))
         inner.nprobe = cfg.nprobe
         return faiss.IndexIDMap2(inner), cfg.type
