@@ -84,9 +84,14 @@ def test_hf_backend_trains_an_adapter_and_resumes(world, examples, tmp_path):
     assert adapter_cfg["r"] == 16 and adapter_cfg["lora_alpha"] == 16 and adapter_cfg["lora_dropout"] == 0.0
     assert "vision_tower" in adapter_cfg["target_modules"] and "language_model" in adapter_cfg["target_modules"]
     assert latest_checkpoint(ckpt) is not None
-    # a rerun after a kill resumes from the last checkpoint instead of starting over
-    again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg, threads=1)
-    assert again["resumed_from"] == latest_checkpoint(ckpt)
+    # a rerun after a kill resumes from the last checkpoint of the same data and settings...
+    again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg, threads=1, fp="data-v1")
+    assert again["resumed_from"] is None  # (the first run carried no fingerprint: not resumed)
+    again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg, threads=1, fp="data-v1")
+    assert again["resumed_from"] == latest_checkpoint(ckpt) and again["steps"] == 4
+    # ...but never one made from other teacher data or settings
+    fresh = finetune_vlm(examples[:4], world["vlm"], str(out), str(ckpt), cfg, threads=1, fp="data-v2")
+    assert fresh["resumed_from"] is None and fresh["steps"] == 2
 
 
 def _fake_unsloth(monkeypatch, tmp_path):

@@ -101,6 +101,22 @@ def choose_backend(name: str) -> str:
     return name
 
 
+def prepare_checkpoint_dir(checkpoint_dir: str | Path, fp: str) -> None:
+    """Keep checkpoints only when they were made from the same data and settings (fingerprint `fp`); otherwise
+    clear them, so that a rerun with new teacher data or hyperparameters never resumes an old run."""
+    import json
+    import shutil
+
+    d = Path(checkpoint_dir)
+    stamp = d / "fingerprint.json"
+    old = json.loads(stamp.read_text()).get("fingerprint") if stamp.exists() else None
+    if d.exists() and old != fp:
+        logger.warning("%s holds checkpoints of other data or settings (%s != %s); starting over", d, old, fp)
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": fp}))
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
     """The newest complete `checkpoint-N` directory (one with trainer_state.json), or None."""
     d = Path(checkpoint_dir)
@@ -210,11 +226,14 @@ def _train_and_save(trainer, processor, out_dir: str, checkpoint_dir: str, n_tra
 
 
 def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
-                 threads: int | None = None) -> dict:
-    """Fine-tune with the configured backend; returns training figures for metrics.json."""
+                 threads: int | None = None, fp: str | None = None) -> dict:
+    """Fine-tune with the configured backend; returns training figures for metrics.json. `fp` fingerprints the
+    data and settings: checkpoints of another fingerprint are cleared instead of resumed."""
     if not examples:
         raise ValueError("no training examples: the teacher accepted nothing (see the rejects file)")
     backend = choose_backend(cfg.backend)
+    if fp is not None:
+        prepare_checkpoint_dir(checkpoint_dir, f"{fp}-{backend}")
     logger.info("finetune_vlm: backend %s, %d examples, %s", backend, len(examples), asdict(cfg))
     run = finetune_unsloth if backend == "unsloth" else finetune_hf
     stats = run(examples, model_path, out_dir, checkpoint_dir, cfg, threads)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from mmemory.io import atomic_write_json, read_jsonl
@@ -92,7 +93,11 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
         examples.append(chat_example(sample, row["response"], book, image, with_instruction))
     known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
-    stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads)
+    from mmemory.reminder.generate import fingerprint
+
+    fp = fingerprint({"data": Path(data_jsonl).read_text(encoding="utf-8"), "model": model, "cfg": asdict(cfg),
+                      "instruction": book.instruction if with_instruction else None, "caption": include_caption})
+    stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads, fp)
     atomic_write_json(Path(adapter_dir) / TRAINING_META,
                       {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
     atomic_write_json(metrics_path, stats, indent=2)
