@@ -13,5 +13,6 @@ s = snakemake.params.settings
 metrics = pretrain_toy_llm(snakemake.input.llm, snakemake.input.train, snakemake.input.val, snakemake.output.model,
                            epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
                            prompt_template=snakemake.params.prompt_template, context_prob=s["context_prob"],
+                           with_answers=s["with_answers"],
                            seed=snakemake.params.seed)
 atomic_write_json(snakemake.output.metrics, metrics, indent=2)

@@ -46,10 +46,15 @@ def rank_rounds(records, dense: list[dict] | None, max_rounds: int | None, seed:
     return sorted(chosen)
 
 
-def _fingerprint(bridge_dir, settings: dict) -> str:
+def _fingerprint(bridge_dir, llm_path: str, settings: dict) -> str:
+    """Identifies what produced partial results: the settings, the bridge weights, and the LM's files."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     if bridge_dir:
         h.update((Path(bridge_dir) / "bridge.safetensors").read_bytes())
+    if Path(llm_path).is_dir():
+        for f in sorted(Path(llm_path).iterdir()):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
@@ -85,7 +90,7 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     settings = {"variant": variant, "beams": num_beams, "max_new_tokens": max_new_tokens, "max_dialogs": max_dialogs,
                 "rank_max_rounds": rank_max_rounds, "length_normalize": length_normalize, "llm": llm_path,
                 "prompt": prompt_template, "bridge": None if bridge_dir else bridge, "val": str(val_json)}
-    fp = _fingerprint(bridge_dir, settings)
+    fp = _fingerprint(bridge_dir, llm_path, settings)
     stamp = work / "fingerprint.txt"
     if stamp.exists() and stamp.read_text().strip() != fp:
         logger.info("%s: bridge or settings changed; discarding earlier partial results", work)
@@ -148,6 +153,10 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     metrics = {"variant": variant, "bleu4": bleu4_nltk(hyps, refs), "rougeL": rouge_scores(hyps, refs, ("rougeL",))
                ["rougeL"], "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])) if hyps else 0.0,
                "n_generated_rounds": len(preds), "n_dialogues": len(records), "skipped_quarantined": skipped}
+    by_type: dict[str, list[bool]] = {}
+    for p in preds:  # VQA-style question types (first two words): shows whether answers follow the image or a prior
+        by_type.setdefault(" ".join(p["question"].split()[:2]), []).append(p["prediction"] == p["answer"])
+    metrics["exact_match_by_question_type"] = {t: round(float(np.mean(v)), 4) for t, v in sorted(by_type.items())}
     if scores:
         S = np.array([s["scores"] for s in scores])
         metrics.update(ranking_metrics(S, np.array([s["gt_index"] for s in scores])))

@@ -38,6 +38,13 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
             headline[f"EMR BLEU-4 {v}"] = round(m["bleu4"], 2)
             headline[f"EMR MRR {v}"] = round(m.get("mrr", float("nan")), 4)
     tables = {"EMR on VisDial val: generation (beam search) and option ranking (LM log-likelihood)": rows}
+    by_type: dict[str, dict] = {}
+    for path in evals:
+        m = json.loads(Path(path).read_text())
+        for t, acc in m.get("exact_match_by_question_type", {}).items():
+            by_type.setdefault(t, {"question type": t})[LABELS.get(m["variant"], m["variant"])] = acc
+    if by_type:
+        tables["Exact match by question type (first two words of the question)"] = list(by_type.values())
     ranked = [json.loads(Path(p).read_text()).get("ranking_subset") for p in evals]
     toy_rows = []
     for p in toy:

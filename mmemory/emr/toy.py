@@ -108,10 +108,11 @@ def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, e
 
 def pretrain_toy_llm(llm_in: str, train_json: str, val_json: str, out_dir: str, epochs: int = 3,
                      batch_size: int = 64, lr: float = 3e-3, prompt_template: str = "question: {question} answer:",
-                     context_prob: float = 0.5, seed: int = 0) -> dict:
-    """Language-model pre-training of the tiny causal LM on train text  BOS [caption.] question: q answer: a EOS
-    (the caption with probability context_prob), so that it learns to read a context where the bridge will later put
-    its soft tokens, as a pretrained LM does. Saved with save_pretrained."""
+                     context_prob: float = 0.5, with_answers: bool = False, seed: int = 0) -> dict:
+    """Language-model pre-training of the tiny causal LM on train text  BOS [caption.] question: q answer: [a EOS]
+    (the caption with probability context_prob), so that it knows the domain's words and reads a context where the
+    bridge later puts its soft tokens. Without `with_answers` it never sees an answer: like a general pretrained LM,
+    it has not learnt the VisDial answering task, which EMR fine-tuning teaches. Saved with save_pretrained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mmemory.emr.lm import TextCodec
@@ -126,7 +127,7 @@ def pretrain_toy_llm(llm_in: str, train_json: str, val_json: str, out_dir: str, 
     def sequences(path):
         s = load_visdial(path)
         return [codec.lead_ids() + (codec.context_ids(d["caption"]) if rng.random() < context_prob else [])
-                + codec.prompt_ids(s.question(r)) + codec.answer_ids(s.answer(r))
+                + codec.prompt_ids(s.question(r)) + (codec.answer_ids(s.answer(r)) if with_answers else [])
                 for d in s.dialogs for r in d["dialog"]]
 
     def batch(seqs):
