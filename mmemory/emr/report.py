@@ -27,7 +27,9 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
         m = json.loads(Path(path).read_text())
         v = m["variant"]
         rows.append({
-            "variant": LABELS.get(v, v), "trained": "none" if v == "before" else trainable,
+            "variant": LABELS.get(v, v),
+            "trained": "none" if v == "before" else trainable.replace("turn_pe", "(no turn_pe)")
+            if v == "no_turn_pe" else trainable,
             "BLEU-4": round(m["bleu4"], 2), "ROUGE-L": round(m["rougeL"], 4),
             "exact match": round(m["exact_match"], 4), "MRR": round(m.get("mrr", float("nan")), 4),
             "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),

@@ -45,6 +45,7 @@ class TrainConfig:
     epochs: float = 2  # passes over the training dialogues (seeds: 2)
     batch_size: int = 16  # dialogues per step; every round of each is a sequence (seeds: 16)
     lr: float = 1e-4  # AdamW learning rate
+    llm_lr: float | None = None  # learning rate of the LM when emr.llm_trainable (None: lr)
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 0  # linear warm-up steps
     grad_clip: float = 1.0  # gradient-norm clip (0: off)
@@ -173,13 +174,15 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
             raise ValueError("emr.llm_trainable cannot train a 4-bit LM; the paper setting keeps the LM frozen")
         for p in llm.parameters():
             p.requires_grad_(True)
-        params += list(llm.parameters())
         logger.warning("emr.llm_trainable: the causal LM (%s) is fine-tuned together with the bridge", llm_path)
     if not params:
         raise ValueError("emr.bridge.trainable selects no parameters: nothing to train")
     logger.info("variant %s: %d trainable tensors (%d params): %s", variant, len(names),
                 sum(p.numel() for p in params), ", ".join(sorted({n.split('.')[0] for n in names})))
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    groups = [{"params": params, "lr": tcfg.lr}]
+    if llm_trainable:
+        groups.append({"params": list(llm.parameters()), "lr": tcfg.llm_lr or tcfg.lr})
+    opt = torch.optim.AdamW(groups, weight_decay=tcfg.weight_decay)
 
     train_toks, val_toks = round_batches(train_recs, codec), round_batches(val_recs, codec)
     steps_per_epoch = len(length_buckets(train_recs, tcfg.batch_size))
@@ -227,7 +230,7 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], tcfg.grad_clip)
             opt.step()
             sched.step()
             step += 1
@@ -240,7 +243,7 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
                 vl = val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)
                 rows.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "split": "val", "loss": vl})
                 el = time.perf_counter() - t0
-                logger.info("step %d/%d train %.4f val %.4f (%.1f dialogues/s)", step, total_steps, float(loss),
+                logger.info("step %d/%d train %.4f val %.4f (%.1f dialogues/s)", step, total_steps, loss.item(),
                             vl, seen / el if el else 0)
             if step % tcfg.ckpt_every == 0 or step == total_steps:
                 save_ckpt()
