@@ -166,6 +166,8 @@ class MemoryStore:
         self.saliency_fn, self.save_every, self.readonly = saliency_fn, save_every, readonly
         self.index_cfg = index if isinstance(index, IndexConfig) else (
             IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index))
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.db = sqlite3.connect(self.path / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -178,6 +180,9 @@ class MemoryStore:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('delete_generation', '0')")
+        if self._meta("schema_version") != str(SCHEMA_VERSION):
+            raise MemoryInputError(f"memory store {self.path} has schema version {self._meta('schema_version')}, "
+                                   f"this code reads version {SCHEMA_VERSION}; use a new store path")
         self.dim = self._init_dim(dim)
         self._index: VectorIndex | None = None
         self._unsaved = 0
