@@ -125,3 +125,19 @@ def test_reminder_context_never_holds_the_last_round(split, tmp_path):
         "text": round_memory_text(split.question(d["dialog"][-1]), split.answer(d["dialog"][-1])),
         "image": None, "score": 0.0, "source": f"{d['image_id']}:{len(d['dialog'])}"}]
     assert leaks(split, leaky) == [str(d["image_id"])]
+
+
+def test_leak_check_allows_a_last_round_that_repeats_an_earlier_one(split):
+    """The toy generator can ask the same question twice; the window then shows that text anyway."""
+    import copy
+
+    from mmemory.visdial import VisDialSplit
+
+    d = copy.deepcopy(split.dialogs[0])
+    d["dialog"][-1] = dict(d["dialog"][2])
+    rep = VisDialSplit(path="x", version="1.0", split="val", questions=split.questions, answers=split.answers,
+                       dialogs=[d])
+    text = round_memory_text(rep.question(d["dialog"][2]), rep.answer(d["dialog"][2]))
+    iid, n = d["image_id"], len(d["dialog"])
+    assert leaks(rep, {str(iid): [{"text": text, "image": None, "score": 1.0, "source": f"{iid}:3"}]}) == []
+    assert leaks(rep, {str(iid): [{"text": text, "image": None, "score": 1.0, "source": f"{iid}:{n}"}]}) == [str(iid)]
