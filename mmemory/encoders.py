@@ -48,6 +48,21 @@ def open_image(path: str | Path):
         raise ImageError(path, f"{type(e).__name__}: {e}") from e
 
 
+def weights_id(path: str | Path) -> str:
+    """A short digest of a checkpoint file or directory's files (name, size, mtime); '' when it is not local."""
+    import hashlib
+
+    p = Path(path) if path else None
+    if not p or not p.exists():
+        return ""
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
@@ -65,8 +80,10 @@ class Encoder:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the encoder and its weights: stored with every shard so that a changed encoder is noticed."""
-        return f"{self.kind}:{getattr(self, 'path', '')}:{self.dim}:{'norm' if self.normalize else 'raw'}"
+        """Identifies the encoder and its weights (path plus the files' sizes and modification times): stored with
+        every shard, so that retrained or replaced weights at the same path are noticed and re-encoded."""
+        path = getattr(self, "path", "")
+        return f"{self.kind}:{path}:{self.dim}:{'norm' if self.normalize else 'raw'}:{weights_id(path)}"
 
     def _images(self, images: list) -> torch.Tensor:
         raise NotImplementedError(f"the {self.kind!r} encoder has no image tower")

@@ -145,3 +145,15 @@ def test_imagebind_wrapper_against_the_upstream_api_surface(world, tmp_path, mon
     t = enc.encode_texts(["a", "bb", "ccc"])
     assert x.shape == (3, 1024) and t.shape == (3, 1024) and enc.dim == 1024
     assert calls["vision"] == 2 and calls["text"] == 2  # batched by batch_size
+
+
+def test_fingerprint_changes_when_weights_change(world, tmp_path):
+    import os
+    import shutil
+
+    clip = tmp_path / "clip"
+    shutil.copytree(world["clip"], clip)
+    before = load_encoder("clip", clip).fingerprint
+    w = clip / "model.safetensors"
+    os.utime(w, ns=(w.stat().st_atime_ns, w.stat().st_mtime_ns + 10**9))  # retrained in place
+    assert load_encoder("clip", clip).fingerprint != before  # so stale shards are re-encoded, not reused
