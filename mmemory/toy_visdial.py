@@ -115,7 +115,8 @@ def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
         c, s = rng.choice(list(COLORS)), rng.choice(SHAPES)
         if (c, s) not in present:
             pairs.append((f"is there a {c} {s}?", "no"))
-    return [p for p in pairs if p is not None]
+    unique = dict(p for p in pairs if p is not None)  # one answer per question: no round is asked twice
+    return list(unique.items())
 
 
 def answer_vocabulary() -> list[str]:

@@ -57,3 +57,11 @@ def test_dialogues_read_through_the_real_reader(toy_root):
     d = split.dialogs[0]
     assert split.question(d["dialog"][0]).endswith("?")
     assert split.answer(d["dialog"][0]) in split.answers
+
+
+def test_no_question_is_asked_twice_in_a_dialogue(toy_root):
+    for split in ("train", "val"):
+        data = json.loads((toy_root / f"visdial_1.0_{split}.json").read_text())["data"]
+        for d in data["dialogs"]:
+            qs = [r["question"] for r in d["dialog"]]
+            assert len(set(qs)) == len(qs), (split, d["image_id"], qs)
