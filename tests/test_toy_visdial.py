@@ -65,3 +65,11 @@ def test_no_question_is_asked_twice_in_a_dialogue(toy_root):
         for d in data["dialogs"]:
             qs = [r["question"] for r in d["dialog"]]
             assert len(set(qs)) == len(qs), (split, d["image_id"], qs)
+
+
+def test_question_pool_has_unique_questions_and_enough_for_ten_rounds():
+    rng = random.Random(1)
+    for _ in range(500):
+        pool = qa_pool(sample_scene(rng, 3), rng)
+        questions = [q for q, _ in pool]
+        assert len(set(questions)) == len(questions) >= 10
