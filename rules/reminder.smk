@@ -122,7 +122,11 @@ if stage_active("reminder"):
         input:
             variants=expand("results/reminder/{variant}/metrics.json", variant=REMINDER_VARIANTS),
             teacher="results/reminder/teacher/metrics.json",
-            finetune="results/reminder/finetuned/train_metrics.json",
+            finetune=(
+                ["results/reminder/finetuned/train_metrics.json"]
+                if any(v.startswith("finetuned") for v in REMINDER_VARIANTS)
+                else []
+            ),
         output:
             metrics="results/reminder/metrics.json",
             figure=report(

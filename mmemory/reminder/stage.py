@@ -166,7 +166,7 @@ def variants_table(metrics: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_metrics: str, out_json: str,
+def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_metrics: str | None, out_json: str,
                 out_png: str) -> dict:
     """reminder_table: gather the variants' metrics into the report's table, headline numbers and a figure."""
     import matplotlib
@@ -177,7 +177,7 @@ def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_
     metrics = {v: json.loads(Path(p).read_text()) for v, p in variant_metrics.items()}
     rows = variants_table(metrics)
     teacher = json.loads(Path(teacher_metrics).read_text())
-    train = json.loads(Path(finetune_metrics).read_text())
+    train = json.loads(Path(finetune_metrics).read_text()) if finetune_metrics else {}
     any_m = next(iter(metrics.values()))
     out = {
         "tables": {f"Variants on the last round of {any_m['n']} val dialogues (final answer after `</reminder>`; "
