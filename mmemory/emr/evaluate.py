@@ -110,6 +110,7 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     if done:
         logger.info("resuming: %d/%d dialogues already evaluated", len(done), len(records))
     t0 = time.perf_counter()
+    variation = []  # how much the soft prompt varies across dialogues, relative to its size (0: input-independent)
     with torch.no_grad():
         for b in tqdm(range(0, len(todo), batch_dialogs), desc=f"eval_emr {variant}", unit="batch"):
             idx = todo[b:b + batch_dialogs]
@@ -122,6 +123,8 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
                 img, q = batch_embeddings(grecs, emb, device)
                 soft = model.query_outputs(img, q)  # [B, R, Q, E]
                 R = soft.shape[1]
+                if len(grecs) > 1:
+                    variation.append(float(soft.std(0).mean() / soft.abs().mean().clamp(min=1e-12)))
                 prompts = [codec.prompt_ids(qq) for r in grecs for qq in r.questions]
                 gen = generate_answers(llm, codec, soft.reshape(-1, *soft.shape[2:]), prompts, num_beams,
                                        max_new_tokens)
@@ -170,6 +173,8 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
                 metrics["n_ndcg_rounds"] = len(pairs)
     metrics["ranking_subset"] = ("all rounds" if rank_max_rounds is None else
                                  f"every dense-annotated round plus a seeded sample, {len(scores)} rounds in all")
+    if variation:  # a bridge whose soft prompt does not vary with the dialogue cannot carry image content
+        metrics["soft_prompt_relative_std"] = float(np.mean(variation))
     metrics["seconds_this_run"] = round(el, 1)
     metrics["examples"] = preds[:5]
     atomic_write_json(out_json, metrics, indent=2)

@@ -35,6 +35,7 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
             "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),
             "mean rank": round(m.get("mean_rank", float("nan")), 2), "NDCG": round(m.get("ndcg", float("nan")), 4),
             "rounds generated": m["n_generated_rounds"], "rounds ranked": m.get("n_ranked_rounds", 0),
+            "soft prompt rel. std": m.get("soft_prompt_relative_std"),
         })
         if v in ("before", "after"):
             headline[f"EMR BLEU-4 {v}"] = round(m["bleu4"], 2)
