@@ -89,7 +89,8 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
 
     settings = {"variant": variant, "beams": num_beams, "max_new_tokens": max_new_tokens, "max_dialogs": max_dialogs,
                 "rank_max_rounds": rank_max_rounds, "length_normalize": length_normalize, "llm": llm_path,
-                "prompt": prompt_template, "bridge": None if bridge_dir else bridge, "val": str(val_json)}
+                "prompt": prompt_template, "bridge": None if bridge_dir else bridge, "val": str(val_json),
+                "val_emb": emb.fingerprint, "n_val_emb": len(emb)}
     fp = _fingerprint(bridge_dir, llm_path, settings)
     stamp = work / "fingerprint.txt"
     if stamp.exists() and stamp.read_text().strip() != fp:

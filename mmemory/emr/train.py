@@ -25,6 +25,7 @@ from tqdm import tqdm
 from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
+from mmemory.encoders import weights_id
 from mmemory.io import atomic_write_bytes, atomic_write_text
 from mmemory.shards import ShardedEmbeddings
 from mmemory.visdial import load_visdial
@@ -148,14 +149,17 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     ckpt_path = out_dir / "ckpt" / "last.pt"
     bcfg = BridgeConfig.from_dict({**bridge, **VARIANT_OVERRIDES[variant]})
     tcfg = TrainConfig.from_dict(train)
-    run_config = {"variant": variant, "bridge": asdict(bcfg), "train": asdict(tcfg), "llm": llm_path,
-                  "llm_4bit": llm_4bit, "llm_trainable": llm_trainable, "prompt_template": prompt_template,
-                  "train_json": str(train_json), "train_emb": str(train_emb)}
 
     train_split, val_split = load_visdial(train_json), load_visdial(val_json)
     check_disjoint([d["image_id"] for d in train_split.dialogs], [d["image_id"] for d in val_split.dialogs],
                    train_json, val_json)
     temb, vemb = ShardedEmbeddings(train_emb), ShardedEmbeddings(val_emb)
+    # what a checkpoint must match to be resumed: settings, data, the embeddings' encoder and the LM's files
+    run_config = {"variant": variant, "bridge": asdict(bcfg), "train": asdict(tcfg), "llm": llm_path,
+                  "llm_files": weights_id(llm_path), "llm_4bit": llm_4bit, "llm_trainable": llm_trainable,
+                  "prompt_template": prompt_template, "train_json": str(train_json), "val_json": str(val_json),
+                  "train_emb": temb.fingerprint, "val_emb": vemb.fingerprint,
+                  "n_train_emb": len(temb), "n_val_emb": len(vemb)}
     if temb.dim != bcfg.embed_dim or vemb.dim != bcfg.embed_dim:
         raise ValueError(f"embeddings are {temb.dim}-d ({train_emb}) but emr.bridge.embed_dim={bcfg.embed_dim}; "
                          f"set embed_dim to the encoder's width")
