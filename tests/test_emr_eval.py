@@ -120,3 +120,29 @@ def test_left_padding_does_not_change_scores_or_generations(world):
     gen_alone = [generate_answers(llm, codec, soft[i:i + 1], prompts[i:i + 1], num_beams=2, max_new_tokens=5)[0]
                  for i in range(2)]
     assert gen_both == gen_alone
+
+
+def test_4bit_lm_path(world, tmp_path):
+    """The paper's 4-bit NF4 LM (BitsAndBytesConfig) on a tiny Llama: bitsandbytes 0.50 runs it on the CPU."""
+    import torch
+    from transformers import AutoTokenizer
+
+    bnb = pytest.importorskip("bitsandbytes")
+    from mmemory.emr.lm import TextCodec, answer_loss, generate_answers, load_llm, option_log_likelihood
+    from mmemory.toy_models import ToySizes, build_tiny_llama
+
+    # widths that bitsandbytes' CPU 4-bit kernel accepts (multiples of 32 in every projection)
+    build_tiny_llama(AutoTokenizer.from_pretrained(world["tokenizer"]),
+                     ToySizes(hidden_size=64, num_layers=1, num_heads=4), tmp_path / "llm")
+    llm, tok = load_llm(str(tmp_path / "llm"), load_in_4bit=True, device="cpu", dtype="bfloat16")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in llm.modules())
+    codec = TextCodec(tok)
+    soft = torch.randn(2, 2, llm.config.hidden_size, requires_grad=True)  # the bridge stays fp32
+    prompts = [codec.prompt_ids("is there a red circle?"), codec.prompt_ids("what color is the square?")]
+    answers = [codec.answer_ids("yes"), codec.answer_ids("red")]
+    loss = answer_loss(llm, soft, prompts, answers, tok.pad_token_id, codec.lead_ids())
+    loss.backward()
+    assert torch.isfinite(loss) and soft.grad.abs().sum() > 0  # gradients reach the bridge through the 4-bit LM
+    assert len(generate_answers(llm, codec, soft.detach(), prompts, num_beams=2, max_new_tokens=3)) == 2
+    s = option_log_likelihood(llm, soft.detach(), prompts, answers, tok.pad_token_id, lead=codec.lead_ids())
+    assert s.shape == (2,) and torch.isfinite(s).all()
