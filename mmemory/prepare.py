@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 
 from mmemory.io import atomic_write_json
 from mmemory.visdial import validate_dense, validate_visdial

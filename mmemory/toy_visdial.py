@@ -5,7 +5,6 @@ The files are written in the exact VisDial v1.0 schema, so they go through the s
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ def _plural(shape: str, n: int) -> str:
 def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
     """All question/answer pairs whose answers follow from the scene."""
     present = {(o.color, o.shape) for o in objs}
-    pairs = [(f"how many shapes are there?", NUMBERS[len(objs)])]
+    pairs = [("how many shapes are there?", NUMBERS[len(objs)])]
     for o in objs:
         pairs += [
             (f"what color is the {o.shape}?", o.color) if sum(p.shape == o.shape for p in objs) == 1 else None,

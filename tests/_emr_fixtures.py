@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from mmemory.toy_models import ToySizes, build_tiny_clip, build_tiny_llama, train_tokenizer
-from mmemory.toy_visdial import build_toy_visdial
+from _toy import prepared_toy
 
 SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
                  vision_patch_size=8, mm_tokens_per_image=4, image_size=32)
@@ -14,16 +14,7 @@ SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, visi
 def make_toy_world(root: Path, n_train: int = 12, n_val: int = 4) -> dict:
     """Toy VisDial (train/val JSON with image_path), a tokenizer, a tiny CLIP and a tiny Llama under `root`."""
     root = Path(root)
-    build_toy_visdial(root / "raw", n_train=n_train, n_val=n_val, image_size=SIZES.image_size, rounds=10,
-                      n_options=100, max_objects=3, seed=0)
-    paths = {}
-    for split in ("train", "val"):
-        data = json.loads((root / "raw" / f"visdial_1.0_{split}.json").read_text())
-        for d in data["data"]["dialogs"]:
-            d["image_path"] = str(root / "raw" / "images" / split / f"toy_{split}_{d['image_id']:012d}.png")
-        paths[split] = root / f"{split}.json"
-        paths[split].write_text(json.dumps(data))
-    paths["val_dense"] = root / "raw" / "visdial_1.0_val_dense_annotations.json"
+    paths = prepared_toy(root, n_train, n_val, image_size=SIZES.image_size, seed=0)
     corpus = []
     for split in ("train", "val"):
         data = json.loads(paths[split].read_text())["data"]

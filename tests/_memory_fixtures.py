@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+from _toy import prepared_toy
 
-from mmemory.toy_visdial import build_toy_visdial
 from mmemory.visdial import load_visdial
 
 
@@ -52,12 +52,8 @@ class FakeEncoder:
 def toy_split(root: Path, n_val: int = 16, split: str = "val"):
     """A tiny prepared toy VisDial split (dialogues carry image_path) and its path."""
     root = Path(root)
-    build_toy_visdial(root / "raw", n_train=2, n_val=n_val, image_size=32, rounds=10, n_options=100, max_objects=3,
-                      seed=0)
-    data = json.loads((root / "raw" / f"visdial_1.0_{split}.json").read_text())
-    for d in data["data"]["dialogs"]:
-        d["image_path"] = str(root / "raw" / "images" / split / f"toy_{split}_{d['image_id']:012d}.png")
+    path = prepared_toy(root, n_train=2, n_val=n_val, image_size=32, seed=0)[split]
+    data = json.loads(path.read_text())
+    for d in data["data"]["dialogs"]:  # a sidecar caption lets the fake encoder embed the image
         Path(d["image_path"] + ".txt").write_text(d["caption"])
-    path = root / f"{split}.json"
-    path.write_text(json.dumps(data))
     return load_visdial(path), path

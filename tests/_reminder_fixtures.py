@@ -1,11 +1,11 @@
 """Synthetic fixtures for the <reminder> tests: a toy VisDial split with images, a tiny Gemma-3 + processor."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from _toy import prepared_toy
+
 from mmemory.toy_models import ToySizes, build_tiny_gemma3, toy_corpus, train_tokenizer
-from mmemory.toy_visdial import build_toy_visdial
 
 SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
                  vision_patch_size=8, mm_tokens_per_image=4, image_size=32)
@@ -30,16 +30,7 @@ def shared_world(n_train: int = 8, n_val: int = 4) -> dict:
 def make_reminder_world(root: Path, n_train: int = 8, n_val: int = 4, with_model: bool = True) -> dict:
     """Toy train/val VisDial JSON (dialogues carry image_path), dense annotations and a tiny Gemma-3 under root."""
     root = Path(root)
-    build_toy_visdial(root / "raw", n_train=n_train, n_val=n_val, image_size=SIZES.image_size, rounds=10,
-                      n_options=100, max_objects=3, seed=3)
-    paths = {}
-    for split in ("train", "val"):
-        data = json.loads((root / "raw" / f"visdial_1.0_{split}.json").read_text())
-        for d in data["data"]["dialogs"]:
-            d["image_path"] = str(root / "raw" / "images" / split / f"toy_{split}_{d['image_id']:012d}.png")
-        paths[split] = root / f"{split}.json"
-        paths[split].write_text(json.dumps(data))
-    paths["val_dense"] = root / "raw" / "visdial_1.0_val_dense_annotations.json"
+    paths = prepared_toy(root, n_train, n_val, image_size=SIZES.image_size, seed=3)
     if with_model:
         tok = train_tokenizer(toy_corpus([paths["train"]]) + ["<reminder> </reminder> Turn Now"],
                               SIZES.vocab_size, root / "tokenizer")

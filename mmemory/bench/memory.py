@@ -14,7 +14,6 @@ about 12 GiB. Use --n to stay inside the machine; the figures scale as noted in 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource

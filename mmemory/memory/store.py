@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
-from mmemory.memory.scoring import COMPONENTS, bm25_scores, check_weights, combine, frequency, recency
+from mmemory.memory.scoring import bm25_scores, check_weights, combine, frequency, recency
 
 logger = logging.getLogger(__name__)
 
