@@ -106,6 +106,22 @@ def benchmark_table(benchmarks_dir: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: -r["wall_s"])
 
 
+def _owning_section(figure: str, sections: dict[str, str]) -> str | None:
+    """The one section a figure belongs to: the one whose metrics.json folder shares the longest path prefix."""
+    fig = Path(figure).parts
+
+    def shared(metrics_path: str) -> int:
+        n = 0
+        for a, b in zip(fig, Path(metrics_path).parent.parts):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    best = max(sections, key=lambda t: shared(sections[t]), default=None)
+    return best if best is not None and shared(sections[best]) > 1 else None
+
+
 def build_report(title: str, sections: dict[str, str], figures: dict[str, str], data_report_path: str,
                  out_md: str | Path, out_overview: str | Path, config: dict | None = None,
                  benchmarks_dir: str | Path | None = None) -> str:
@@ -128,10 +144,11 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
             f"**Dropped items:** {len(data_report['items'])} (see `results/data/data_report.json`): "
             + ", ".join(f"{k} ({v})" for k, v in data_report.get("reasons", {}).items()) + "\n"
         )
+    owner = {fig: _owning_section(fig, sections) for fig in figures}
     for t, m in loaded.items():
         parts.append(render_section(t, m))
         for fig, caption in figures.items():
-            if Path(fig).parts[:2] == Path(sections[t]).parts[:2]:
+            if owner[fig] == t:
                 parts.append(f"![{caption}]({rel(fig)})\n\n_{caption}_\n")
     if benchmarks_dir and Path(benchmarks_dir).is_dir():
         rows = benchmark_table(benchmarks_dir)

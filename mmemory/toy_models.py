@@ -53,6 +53,7 @@ class ToySizes:
     vision_patch_size: int = 8  # pixels per patch side
     mm_tokens_per_image: int = 16  # Gemma-3 soft tokens per image (square)
     image_size: int = 64  # input resolution of the vision towers
+    vlm_initializer_range: float = 0.02  # std of the tiny Gemma-3's initial weights (tied embeddings = output layer)
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int, out_dir: str | Path):
@@ -117,7 +118,7 @@ def build_tiny_gemma3(tokenizer, sizes: ToySizes, out_dir: str | Path, seed: int
         vocab_size=len(tokenizer), hidden_size=sizes.hidden_size, intermediate_size=4 * sizes.hidden_size,
         num_hidden_layers=sizes.num_layers, num_attention_heads=sizes.num_heads,
         num_key_value_heads=max(1, sizes.num_heads // 2), head_dim=head_dim, max_position_embeddings=1024,
-        sliding_window=256, query_pre_attn_scalar=head_dim,
+        sliding_window=256, query_pre_attn_scalar=head_dim, initializer_range=sizes.vlm_initializer_range,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     vision = SiglipVisionConfig(

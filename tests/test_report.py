@@ -43,3 +43,19 @@ def test_benchmark_table_reads_snakemake_benchmark_files(tmp_path):
     assert [r["job"] for r in rows] == ["slow", "fast"]
     assert rows[1]["wall_s"] == 1.5 and rows[1]["max_rss_mb"] == 30.0
     assert rows[0]["max_rss_mb"] != rows[0]["max_rss_mb"]  # NA -> nan, never a made-up number
+
+
+def test_each_figure_appears_once_under_the_closest_section(tmp_path):
+    stage = tmp_path / "results" / "memory"
+    (stage / "minilm").mkdir(parents=True)
+    a, b = stage / "minilm" / "metrics.json", stage / "minilm" / "context_metrics.json"
+    for p in (a, b):
+        p.write_text(json.dumps({"n": 1}))
+    fig = stage / "minilm" / "recall.png"
+    fig.write_bytes(b"\x89PNG")
+    data_report = tmp_path / "data_report.json"
+    data_report.write_text(json.dumps({"kept": {"train": 1}}))
+    text = build_report("T", {"Memory": str(a), "Context": str(b)}, {str(fig): "Recall"}, str(data_report),
+                        tmp_path / "results" / "report.md", tmp_path / "results" / "report" / "o.png")
+    assert text.count("![Recall]") == 1
+    assert text.index("![Recall]") < text.index("## Context")

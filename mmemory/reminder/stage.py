@@ -95,7 +95,11 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
     cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
     from mmemory.reminder.generate import fingerprint
 
-    fp = fingerprint({"data": Path(data_jsonl).read_text(encoding="utf-8"), "model": model, "cfg": asdict(cfg),
+    from mmemory.encoders import weights_id
+
+    # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
+    fp = fingerprint({"data": Path(data_jsonl).read_text(encoding="utf-8"), "model": [model, weights_id(model)],
+                      "cfg": asdict(cfg),
                       "instruction": book.instruction if with_instruction else None, "caption": include_caption})
     stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads, fp)
     atomic_write_json(Path(adapter_dir) / TRAINING_META,
@@ -127,7 +131,9 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
     if adapter:
         weights = Path(adapter) / "adapter_model.safetensors"
         adapter_fp = weights.stat().st_mtime_ns if weights.exists() else None
-    fp = fingerprint({"variant": variant, "model": model, "adapter": adapter_fp, "gen": gen_cfg,
+    from mmemory.encoders import weights_id
+
+    fp = fingerprint({"variant": variant, "model": [model, weights_id(model)], "adapter": adapter_fp, "gen": gen_cfg,
                       "instruction": book.instruction, "fewshot": book.fewshot, "val": val_json,
                       "memories": memories, "top_k": memory_top_k, "caption": include_caption,
                       "finetuned_instruction": finetuned_instruction})
