@@ -127,7 +127,14 @@ def rank_options(answers: list[str], rounds: list[dict], answer_pool: list[str],
     pos = {o: i for i, o in enumerate(option_ids)}
     emb = _mean_pool_embed([answer_pool[o] for o in option_ids] + answers, model_path, device=device)
     opt_emb, ans_emb = emb[: len(option_ids)], emb[len(option_ids):]
-    return np.stack([opt_emb[[pos[o] for o in r["answer_options"]]] @ ans_emb[k] for k, r in enumerate(rounds)])
+    scores = np.stack([opt_emb[[pos[o] for o in r["answer_options"]]] @ ans_emb[k] for k, r in enumerate(rounds)])
+    # An empty answer (no final answer) scores zero here too: its ground truth is ranked last, not by how close
+    # the empty string's embedding happens to be to short options such as "no".
+    for k, (a, r) in enumerate(zip(answers, rounds)):
+        if not a.strip():
+            scores[k] = 0.0
+            scores[k, r["gt_index"]] = -1.0
+    return scores
 
 
 def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dense_path: str | Path | None = None,

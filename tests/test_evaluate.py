@@ -61,6 +61,14 @@ def test_all_empty_scores_zero(world, refs, tmp_path):
     assert "ranking" not in m
 
 
+def test_empty_answers_rank_their_ground_truth_last(world, refs, tmp_path):
+    """No final answer scores zero in ranking too: the empty string's embedding must not pick short options."""
+    rows = [{"image_id": i, "conversation": "", "response": "<reminder>never closed"} for i in refs]
+    m = evaluate_predictions(load_predictions(write(tmp_path, rows)), world["val"], ranking="minilm")
+    r = m["ranking"]
+    assert r["r@1"] == r["r@10"] == 0 and r["mean_rank"] == 100 and r["mrr"] == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize("rows, message", [
     ({"image_id": 1}, "must be a JSON list"),
     ([{"image_id": 1000000, "response": "x"}, "oops"], "entry 1: not an object"),
