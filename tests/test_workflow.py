@@ -59,11 +59,14 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()
 
-    # Snakemake keeps outputs that are still valid: a deleted intermediate alone triggers nothing, and asking
-    # for it by name rebuilds just that job (its content is unchanged, so dependents stay valid by checksum).
-    (workdir / "results" / "models" / "metrics.json").unlink()
-    assert _planned_rules(_snakemake(workdir, "-n", "results/models/metrics.json")) == {"build_toy_models"}
-    _snakemake(workdir, "results/models/metrics.json")
+    # Snakemake keeps outputs that are still valid: a deleted intermediate alone triggers nothing; asking for it
+    # by name rebuilds just that job, and then only what depends on it is out of date
+    (workdir / "results" / "reminder" / "metrics.json").unlink()
+    assert _planned_rules(_snakemake(workdir, "-n")) == set()
+    assert _planned_rules(_snakemake(workdir, "-n", "results/reminder/metrics.json")) == {"reminder_table"}
+    _snakemake(workdir, "results/reminder/metrics.json")
+    assert _planned_rules(_snakemake(workdir, "-n")) <= {"report", "all"}
+    _snakemake(workdir)
     assert _planned_rules(_snakemake(workdir, "-n")) == set()
     # forcing one step reruns it and only what depends on it
     planned = _planned_rules(_snakemake(workdir, "-n", "--forcerun", "build_toy_models"))
