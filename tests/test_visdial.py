@@ -94,13 +94,19 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_each_broken_dialog_gives_its_own_clear_error(toy_copy, case):
+def _break(toy_copy: Path, case: str) -> tuple[Path, str]:
+    """Apply one CASES mutation to the train file; returns (its path, the words its error must contain)."""
     mutate, expected = CASES[case]
     path = toy_copy / "visdial_1.0_train.json"
     v = _load(path)
     mutate(v)
     _save(path, v)
+    return path, expected
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_broken_dialog_gives_its_own_clear_error(toy_copy, case):
+    path, expected = _break(toy_copy, case)
     with pytest.raises(VisDialError) as err:
         validate_visdial(path, toy_copy / "images" / "train")
     msg = str(err.value)
@@ -113,11 +119,7 @@ def test_each_broken_dialog_gives_its_own_clear_error(toy_copy, case):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_lenient_mode_drops_and_counts_instead(toy_copy, case):
-    mutate, expected = CASES[case]
-    path = toy_copy / "visdial_1.0_train.json"
-    v = _load(path)
-    mutate(v)
-    _save(path, v)
+    path, expected = _break(toy_copy, case)
     split = validate_visdial(path, toy_copy / "images" / "train", strict=False)
     assert len(split.problems) == 1 and expected in split.problems[0].problem
     assert len(split.dialogs) == 11  # nothing else is lost, nothing is filled in
