@@ -81,7 +81,9 @@ def render(objs: list[Obj], size: int) -> Image.Image:
 
 
 def caption(objs: list[Obj]) -> str:
-    names = [f"a {o.name}" for o in objs]
+    """"a picture of a red circle at the top left and a blue square in the center": every object with its place,
+    so that a caption-trained encoder (the toy CLIP) and the bridge's captioning pre-training learn positions too."""
+    names = [f"a {o.name} {o.where}" for o in objs]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     return f"a picture of {listed}"
 

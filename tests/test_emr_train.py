@@ -141,3 +141,51 @@ def test_unknown_settings_are_rejected(world, tmp_path):
     with pytest.raises(ValueError, match="embed_dim"):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
                   {**BRIDGE, "embed_dim": 16}, TRAIN)
+
+
+def test_caption_pretraining_comes_first_targets_the_caption_and_resumes(world, tmp_path, monkeypatch):
+    """caption_epochs: the first steps train soft prompt -> caption with no text prompt (BLIP-2's generative stage),
+    then the answer steps follow; a kill in the caption phase resumes there."""
+    from transformers import AutoTokenizer
+
+    codec = TextCodec(AutoTokenizer.from_pretrained(world["llm"]))
+    split = load_visdial(world["train"])
+    captions = {d["caption"] for d in split.dialogs}
+    val = load_visdial(world["val"])
+    answers = {s.answer(r) for s in (split, val) for d in s.dialogs for r in d["dialog"]}  # val: the val-loss calls
+    calls, real = [], train_mod.answer_loss
+
+    def recording_loss(llm, soft, prompts, targets, *a, **k):
+        calls.append(([codec.decode(p) for p in prompts], [codec.decode(t) for t in targets], soft.shape[0]))
+        if len(calls) == 4:  # step 0 val, caption step 1, its val, then dies in caption step 2
+            raise KeyboardInterrupt("killed")
+        return real(llm, soft, prompts, targets, *a, **k)
+
+    monkeypatch.setattr(train_mod, "answer_loss", recording_loss)
+    out, train = tmp_path / "cap", {**TRAIN, "caption_epochs": 1}
+    with pytest.raises(KeyboardInterrupt):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE, train)
+    summary = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
+                        BRIDGE, train)
+    assert summary["steps"] == 3 + 3  # one caption epoch, then one answer epoch (12 dialogues / batch 4)
+    caption_calls = [c for c in calls if not any(c[0])]
+    assert len(caption_calls) == 2 + 2  # steps 1 and 2 (killed), then 2 and 3 again after the resume from step 1
+    for prompts, targets, n in caption_calls:
+        assert set(targets) <= captions and n == len(targets) <= TRAIN["batch_size"]  # one soft prompt per dialogue
+    for prompts, targets, n in calls:
+        if any(prompts):
+            assert set(targets) <= answers and all(p.startswith("question:") for p in prompts)
+            assert not set(targets) & captions
+    rows = [r.split(",") for r in (out / "loss.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows if r[2] == "caption"] == [1, 2, 3]
+    assert [int(r[0]) for r in rows if r[2] == "train"] == [4, 5, 6]
+
+
+def test_caption_pretraining_needs_captions(world, tmp_path):
+    data = json.loads(open(world["train"]).read())
+    data["data"]["dialogs"][1]["caption"] = " "
+    bad = tmp_path / "train.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="1 dialogues .* have none"):
+        train_emr(str(bad), world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path / "o", BRIDGE,
+                  {**TRAIN, "caption_epochs": 1})

@@ -8,7 +8,7 @@ import random
 import numpy as np
 from PIL import Image
 
-from mmemory.toy_visdial import COLORS, NUMBERS, build_toy_visdial, qa_pool, render, sample_scene
+from mmemory.toy_visdial import COLORS, NUMBERS, build_toy_visdial, caption, qa_pool, render, sample_scene
 from mmemory.visdial import load_visdial
 
 
@@ -50,6 +50,18 @@ def test_answers_follow_from_the_rendered_image():
             if q.startswith("is anything "):
                 colour = q.removeprefix("is anything ").rstrip("?")
                 assert (a != "no") == (colour in seen)
+
+
+def test_caption_names_every_object_and_its_place():
+    # the toy CLIP and the bridge's captioning pre-training learn from captions: "where is ..." needs places in them
+    rng = random.Random(1)
+    for _ in range(50):
+        objs = sample_scene(rng, 3)
+        text = caption(objs)
+        assert text.startswith("a picture of ")
+        for o in objs:
+            assert f"a {o.color} {o.shape} {o.where}" in text
+    assert caption(sample_scene(random.Random(3), 1)).count(" a ") == 1
 
 
 def test_dialogues_read_through_the_real_reader(toy_root):

@@ -95,6 +95,7 @@ class DialogRecord:
     answers: list[str]  # the targets
     options: list[list[str]]  # per round, the answer options (VisDial: 100)
     gt_index: list[int]
+    caption: str = ""  # the image's caption: the target of the bridge's captioning pre-training, never a prompt
 
 
 def dialog_records(split: VisDialSplit, emb: ShardedEmbeddings) -> tuple[list[DialogRecord], int]:
@@ -118,6 +119,7 @@ def dialog_records(split: VisDialSplit, emb: ShardedEmbeddings) -> tuple[list[Di
             answers=[split.answer(r) for r in d["dialog"]],
             options=[[split.answers[o] for o in r.get("answer_options", [])] for r in d["dialog"]],
             gt_index=[r.get("gt_index", -1) for r in d["dialog"]],
+            caption=d.get("caption", ""),
         ))
     if skipped:
         logger.warning("%s: %d dialogues skipped because their image was quarantined", split.path, skipped)

@@ -72,7 +72,8 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
     train_rows = []
     for p in summaries:
         s = json.loads(Path(p).read_text())
-        train_rows.append({k: s.get(k) for k in ("variant", "steps", "train_dialogues", "first_val_loss",
+        train_rows.append({k: s.get(k) for k in ("variant", "caption_steps", "first_caption_loss",
+                                                 "final_caption_loss", "steps", "train_dialogues", "first_val_loss",
                                                  "final_val_loss", "final_train_loss", "dialogues_per_s")})
     if train_rows:
         tables["EMR training"] = train_rows
@@ -95,14 +96,14 @@ def plot_curves(losses: list[str], png) -> None:
         with open(path) as f:
             rows = list(csv.DictReader(f))
         v = Path(path).parent.name
-        for split, style in (("train", "-"), ("val", "o--")):
+        for split, style in (("caption", ":"), ("train", "-"), ("val", "o--")):
             pts = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == split]
             if pts:
-                ax.plot(*zip(*pts), style, color=f"C{i}", alpha=0.5 if split == "train" else 1.0, markersize=3,
+                ax.plot(*zip(*pts), style, color=f"C{i}", alpha=1.0 if split == "val" else 0.5, markersize=3,
                         label=f"{LABELS.get(v, v)} ({split})")
     ax.set_xlabel("step")
-    ax.set_ylabel("answer cross-entropy")
-    ax.set_title("EMR bridge training")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("EMR bridge training: caption pre-training (dotted), then answers; val = answer loss")
     ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()

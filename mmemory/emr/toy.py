@@ -52,7 +52,7 @@ def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, e
     """Train the tiny CLIP contrastively on train images + texts; save it (model, image processor, tokenizer).
 
     Each epoch pairs every image with one of its texts: the caption, or (dialog_text) one of its dialogue rounds as
-    "question answer" (toy captions name colours and shapes but not positions; the rounds do)."""
+    "question answer"."""
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
     torch.manual_seed(seed)

@@ -44,6 +44,7 @@ class TrainConfig:
     """Optimisation settings (config: emr.train)."""
 
     epochs: float = 2  # passes over the training dialogues (seeds: 2)
+    caption_epochs: float = 0  # captioning pre-training passes before answer training (0: none, as the seeds)
     batch_size: int = 16  # dialogues per step; every round of each is a sequence (seeds: 16)
     lr: float = 1e-4  # AdamW learning rate
     llm_lr: float | None = None  # learning rate of the LM when emr.llm_trainable (None: lr)
@@ -85,6 +86,17 @@ def round_batches(records, codec: TextCodec):
     return [([codec.prompt_ids(q) for q in r.questions], [codec.answer_ids(a) for a in r.answers]) for r in records]
 
 
+def caption_loss(bridge, llm, recs, caption_toks, emb, pad_id, device, lead, rounds: list[int]):
+    """Captioning pre-training (BLIP-2's generative stage, LLaVA's stage 1): from the soft prompt of one round per
+    dialogue and no text prompt, the LM must produce the image's caption. A caption follows from the image alone,
+    so unlike an answer it cannot be guessed from the question: the loss only falls if the soft prompt carries the
+    image. rounds[i] is the 0-based round whose soft prompt dialogue i uses."""
+    img, q = batch_embeddings(recs, emb, device)
+    soft = bridge.query_outputs(img, q)  # [B, R, Q, E]
+    soft = soft[torch.arange(len(recs), device=soft.device), torch.as_tensor(rounds, device=soft.device)]
+    return answer_loss(llm, soft, [[] for _ in recs], caption_toks, pad_id, lead)
+
+
 def _loss(bridge, llm, recs, toks, emb, pad_id, device, lead):
     img, q = batch_embeddings(recs, emb, device)
     soft = bridge.query_outputs(img, q)  # [B, R, Q, E]
@@ -124,12 +136,13 @@ def plot_loss(rows: list[dict], png: str | Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for split, style in (("train", "-"), ("val", "o-")):
+    for split, style, label in (("caption", "-", "caption pre-training"), ("train", "-", "train (answer)"),
+                                ("val", "o-", "val (answer)")):
         pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split]
         if pts:
-            ax.plot(*zip(*pts), style, label=split, markersize=3)
+            ax.plot(*zip(*pts), style, label=label, markersize=3)
     ax.set_xlabel("step")
-    ax.set_ylabel("answer cross-entropy")
+    ax.set_ylabel("cross-entropy")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -190,7 +203,13 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
 
     train_toks, val_toks = round_batches(train_recs, codec), round_batches(val_recs, codec)
     steps_per_epoch = len(length_buckets(train_recs, tcfg.batch_size))
-    total_steps = max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+    caption_steps = math.ceil(tcfg.caption_epochs * steps_per_epoch)
+    total_steps = caption_steps + max(1, math.ceil(tcfg.epochs * steps_per_epoch))
+    caption_toks = [codec.answer_ids(r.caption) for r in train_recs]
+    if caption_steps and not all(r.caption.strip() for r in train_recs):
+        missing = sum(not r.caption.strip() for r in train_recs)
+        raise ValueError(f"emr.train.caption_epochs={tcfg.caption_epochs} needs a caption per training dialogue; "
+                         f"{missing} dialogues of {train_json} have none (set caption_epochs: 0)")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0)
 
@@ -225,12 +244,24 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
         rows.append({"step": 0, "epoch": 0.0, "split": "val",
                      "loss": val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)})
     while step < total_steps:
-        epoch = step // steps_per_epoch
-        batches = length_buckets(train_recs, tcfg.batch_size, np.random.default_rng([tcfg.seed, epoch]))
-        for b in batches[step - epoch * steps_per_epoch:]:
-            if step >= total_steps:
+        # phase 1 (step < caption_steps): captioning pre-training; phase 2: the answer. Each phase's epoch has its
+        # own batch order (a function of seed, phase and epoch), so a resumed run replays the same batches.
+        phase = "caption" if step < caption_steps else "train"
+        local = step if phase == "caption" else step - caption_steps
+        epoch = local // steps_per_epoch
+        batches = length_buckets(train_recs, tcfg.batch_size,
+                                 np.random.default_rng([tcfg.seed, epoch] + ([1] if phase == "caption" else [])))
+        end = caption_steps if phase == "caption" else total_steps
+        for b in batches[local - epoch * steps_per_epoch:]:
+            if step >= end:
                 break
-            loss = _loss(model, llm, [train_recs[i] for i in b], [train_toks[i] for i in b], temb, pad, device, lead)
+            recs = [train_recs[i] for i in b]
+            if phase == "caption":
+                rounds = np.random.default_rng([tcfg.seed, step, 2]).integers(0, [len(r.questions) for r in recs])
+                loss = caption_loss(model, llm, recs, [caption_toks[i] for i in b], temb, pad, device, lead,
+                                    rounds.tolist())
+            else:
+                loss = _loss(model, llm, recs, [train_toks[i] for i in b], temb, pad, device, lead)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg.grad_clip:
@@ -239,15 +270,16 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
             sched.step()
             step += 1
             seen += len(b)
-            rows.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "split": "train",
+            rows.append({"step": step, "epoch": round((local + 1) / steps_per_epoch, 4), "split": phase,
                          "loss": loss.item()})
+            local += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if val_recs and (step % tcfg.eval_every == 0 or step == total_steps):
                 vl = val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)
-                rows.append({"step": step, "epoch": round(step / steps_per_epoch, 4), "split": "val", "loss": vl})
+                rows.append({"step": step, "epoch": round(local / steps_per_epoch, 4), "split": "val", "loss": vl})
                 el = time.perf_counter() - t0
-                logger.info("step %d/%d train %.4f val %.4f (%.1f dialogues/s)", step, total_steps, loss.item(),
+                logger.info("step %d/%d " + phase + " %.4f val %.4f (%.1f dialogues/s)", step, total_steps, loss.item(),
                             vl, seen / el if el else 0)
             if step % tcfg.ckpt_every == 0 or step == total_steps:
                 save_ckpt()
@@ -266,7 +298,11 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     plot_loss(rows, out_dir / "loss.png", f"EMR bridge ({variant})")
     train_rows = [r["loss"] for r in rows if r["split"] == "train"]
     val_rows = [r["loss"] for r in rows if r["split"] == "val"]
-    summary = {"variant": variant, "steps": step, "train_dialogues": len(train_recs),
+    cap_rows = [r["loss"] for r in rows if r["split"] == "caption"]
+    summary = {"variant": variant, "steps": step, "caption_steps": caption_steps,
+               "first_caption_loss": cap_rows[0] if cap_rows else None,
+               "final_caption_loss": float(np.mean(cap_rows[-10:])) if cap_rows else None,
+               "train_dialogues": len(train_recs),
                "skipped_train_dialogues": skipped_train, "val_dialogues_for_loss": len(val_recs),
                "first_val_loss": val_rows[0] if val_rows else None, "final_val_loss": val_rows[-1] if val_rows else None,
                "final_train_loss": train_rows[-1] if train_rows else None, "seconds_this_run": round(el, 1),
