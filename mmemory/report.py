@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "–"  # not applicable to this row (e.g. ranking metrics of a baseline that ranks nothing)
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, (list, tuple)):

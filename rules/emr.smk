@@ -167,6 +167,8 @@ if stage_active("emr"):
                              variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED]),
             extraction=expand("results/emr/embeddings/{split}/metrics.json", split=["train", "val"]),
             toy=EMR_TOY_METRICS,
+            train="results/data/train.json",
+            val="results/data/val.json",
         output:
             metrics="results/emr/metrics.json",
             curves=report(
@@ -186,5 +188,6 @@ if stage_active("emr"):
 
     REPORT_METRICS["Extraction-Memorization (EMR)"] = "results/emr/metrics.json"
     REPORT_FIGURES["results/emr/loss_curves.png"] = (
-        "EMR bridge: answer cross-entropy on train batches and on a fixed val subset, per trained variant."
+        "EMR bridge: caption pre-training loss (dotted), then the answer cross-entropy on train batches and on a fixed "
+        "val subset, per trained variant."
     )

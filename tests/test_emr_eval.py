@@ -146,3 +146,32 @@ def test_4bit_lm_path(world, tmp_path):
     assert len(generate_answers(llm, codec, soft.detach(), prompts, num_beams=2, max_new_tokens=3)) == 2
     s = option_log_likelihood(llm, soft.detach(), prompts, answers, tok.pad_token_id, lead=codec.lead_ids())
     assert s.shape == (2,) and torch.isfinite(s).all()
+
+
+def _split(path, split, qa_dialogs, first_id):
+    questions = sorted({q for d in qa_dialogs for q, _ in d})
+    answers = sorted({a for d in qa_dialogs for _, a in d})
+    dialogs = [{"image_id": first_id + i, "caption": "a picture", "dialog": [
+        {"question": questions.index(q), "answer": answers.index(a)} for q, a in d]} for i, d in enumerate(qa_dialogs)]
+    path.write_text(json.dumps({"version": "1.0", "split": split,
+                                "data": {"questions": questions, "answers": answers, "dialogs": dialogs}}))
+    return str(path)
+
+
+def test_question_prior_answers_without_the_image(tmp_path):
+    """The no-image baseline answers with the most frequent train answer to the same question, else to its type."""
+    from mmemory.emr.evaluate import question_prior
+
+    train = _split(tmp_path / "train.json", "train", [
+        [("what color is the circle?", "red"), ("where is the red circle?", "on the left")],
+        [("what color is the circle?", "red"), ("where is the blue square?", "at the top")],
+        [("what color is the circle?", "blue"), ("where is the blue square?", "at the top")],
+    ], 1)
+    val = _split(tmp_path / "val.json", "val", [
+        [("what color is the circle?", "red"), ("where is the green circle?", "at the top")],  # unseen: by type
+        [("what color is the circle?", "blue"), ("where is the red circle?", "in the center")],
+    ], 100)
+    m = question_prior(train, val)
+    assert m["variant"] == "question_prior" and m["n_generated_rounds"] == 4
+    assert m["exact_match_by_question_type"] == {"what color": 0.5, "where is": 0.5}
+    assert m["exact_match"] == 0.5 and 0 <= m["rougeL"] <= 1

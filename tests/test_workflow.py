@@ -2,6 +2,7 @@
 Run: pytest tests/test_workflow.py   (the e2e test takes a few minutes on 2 cores; `-m "not e2e"` skips it)"""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -55,6 +56,10 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     assert (workdir / "results" / "report" / "overview.png").stat().st_size > 1000
     # every registered metrics.json that the run wrote is in the report, and no section is empty
     assert "_(no rows)_" not in report
+    # EMR: the no-image baseline is a row, and every trained variant ran its captioning phase first
+    emr = json.loads((workdir / "results" / "emr" / "metrics.json").read_text())["tables"]
+    assert "question alone (no image)" in [r["variant"] for r in next(iter(emr.values()))]
+    assert all(r["caption_steps"] > 0 and r["steps"] > r["caption_steps"] for r in emr["EMR training"])
 
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()

@@ -46,6 +46,49 @@ def rank_rounds(records, dense: list[dict] | None, max_rounds: int | None, seed:
     return sorted(chosen)
 
 
+def question_type(question: str) -> str:
+    """VQA-style question type: the first two words ("what color", "where is")."""
+    return " ".join(question.split()[:2])
+
+
+def generation_metrics(preds: list[dict]) -> dict:
+    """BLEU-4 (the seeds'), ROUGE-L and exact match of {"question", "answer", "prediction"} rows, overall and per
+    question type (shows whether answers follow the image or a prior)."""
+    hyps, refs = [p["prediction"] for p in preds], [p["answer"] for p in preds]
+    by_type: dict[str, list[bool]] = {}
+    for p in preds:
+        by_type.setdefault(question_type(p["question"]), []).append(p["prediction"] == p["answer"])
+    return {"bleu4": bleu4_nltk(hyps, refs), "rougeL": rouge_scores(hyps, refs, ("rougeL",))["rougeL"],
+            "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])) if hyps else 0.0,
+            "n_generated_rounds": len(preds),
+            "exact_match_by_question_type": {t: round(float(np.mean(v)), 4) for t, v in sorted(by_type.items())}}
+
+
+def question_prior(train_json, val_json) -> dict:
+    """The no-image baseline: answer each val round with the most frequent TRAIN answer to the same question text
+    (else to its question type, else overall). What an answerer that never looks at the image can reach."""
+    from collections import Counter
+
+    train = load_visdial(train_json)
+    by_q: dict[str, Counter] = {}
+    by_t: dict[str, Counter] = {}
+    overall: Counter = Counter()
+    for d in train.dialogs:
+        for r in d["dialog"]:
+            q, a = train.question(r), train.answer(r)
+            by_q.setdefault(q, Counter())[a] += 1
+            by_t.setdefault(question_type(q), Counter())[a] += 1
+            overall[a] += 1
+    val = load_visdial(val_json)
+    preds = []
+    for d in val.dialogs:
+        for r in d["dialog"]:
+            q = val.question(r)
+            pick = by_q.get(q) or by_t.get(question_type(q)) or overall
+            preds.append({"question": q, "answer": val.answer(r), "prediction": pick.most_common(1)[0][0]})
+    return {"variant": "question_prior", **generation_metrics(preds), "n_dialogues": len(val.dialogs)}
+
+
 def _fingerprint(bridge_dir, llm_path: str, settings: dict) -> str:
     """Identifies what produced partial results: the settings, the bridge weights, and the LM's files."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -153,14 +196,8 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     preds = [p for p in preds if p["image_id"] in keep]
     scores = list({(s["image_id"], s["round"]): s for s in scores if s["image_id"] in keep}.values())
 
-    hyps, refs = [p["prediction"] for p in preds], [p["answer"] for p in preds]
-    metrics = {"variant": variant, "bleu4": bleu4_nltk(hyps, refs), "rougeL": rouge_scores(hyps, refs, ("rougeL",))
-               ["rougeL"], "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])) if hyps else 0.0,
-               "n_generated_rounds": len(preds), "n_dialogues": len(records), "skipped_quarantined": skipped}
-    by_type: dict[str, list[bool]] = {}
-    for p in preds:  # VQA-style question types (first two words): shows whether answers follow the image or a prior
-        by_type.setdefault(" ".join(p["question"].split()[:2]), []).append(p["prediction"] == p["answer"])
-    metrics["exact_match_by_question_type"] = {t: round(float(np.mean(v)), 4) for t, v in sorted(by_type.items())}
+    metrics = {"variant": variant, **generation_metrics(preds), "n_dialogues": len(records),
+               "skipped_quarantined": skipped}
     if scores:
         S = np.array([s["scores"] for s in scores])
         metrics.update(ranking_metrics(S, np.array([s["gt_index"] for s in scores])))

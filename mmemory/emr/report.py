@@ -12,6 +12,7 @@ from mmemory.io import atomic_write_bytes, atomic_write_json
 logger = logging.getLogger(__name__)
 
 LABELS = {
+    "question_prior": "question alone (no image)",
     "before": "before fine-tuning",
     "after": "after",
     "no_turn_pe": "after, without turn_pe",
@@ -19,31 +20,36 @@ LABELS = {
 }
 
 
+def _round(x, digits):
+    return None if x is None else round(x, digits)
+
+
 def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extraction: list[str], toy: list[str],
-                out_json, out_png, bridge: dict, llm_trainable: bool = False) -> dict:
+                out_json, out_png, bridge: dict, llm_trainable: bool = False, prior: dict | None = None) -> dict:
+    """`prior`: the question-alone baseline (mmemory.emr.evaluate.question_prior), a row and a column of its own."""
     trainable = " + ".join(list(bridge.get("trainable", [])) + (["LM"] if llm_trainable else []))
+    trained = {"before": "none", "question_prior": "nothing: the most frequent train answer to the question",
+               "no_turn_pe": trainable.replace("turn_pe", "(no turn_pe)")}
     rows, headline = [], {}
-    for path in evals:
-        m = json.loads(Path(path).read_text())
+    loaded = ([prior] if prior else []) + [json.loads(Path(p).read_text()) for p in evals]
+    for m in loaded:
         v = m["variant"]
         rows.append({
             "variant": LABELS.get(v, v),
-            "trained": "none" if v == "before" else trainable.replace("turn_pe", "(no turn_pe)")
-            if v == "no_turn_pe" else trainable,
+            "trained": trained.get(v, trainable),
             "BLEU-4": round(m["bleu4"], 2), "ROUGE-L": round(m["rougeL"], 4),
-            "exact match": round(m["exact_match"], 4), "MRR": round(m.get("mrr", float("nan")), 4),
+            "exact match": round(m["exact_match"], 4), "MRR": _round(m.get("mrr"), 4),
             "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),
-            "mean rank": round(m.get("mean_rank", float("nan")), 2), "NDCG": round(m.get("ndcg", float("nan")), 4),
+            "mean rank": _round(m.get("mean_rank"), 2), "NDCG": _round(m.get("ndcg"), 4),
             "rounds generated": m["n_generated_rounds"], "rounds ranked": m.get("n_ranked_rounds", 0),
             "soft prompt rel. std": m.get("soft_prompt_relative_std"),
         })
         if v in ("before", "after"):
             headline[f"EMR BLEU-4 {v}"] = round(m["bleu4"], 2)
-            headline[f"EMR MRR {v}"] = round(m.get("mrr", float("nan")), 4)
+            headline[f"EMR MRR {v}"] = _round(m.get("mrr"), 4)
     tables = {"EMR on VisDial val: generation (beam search) and option ranking (LM log-likelihood)": rows}
     by_type: dict[str, dict] = {}
-    for path in evals:
-        m = json.loads(Path(path).read_text())
+    for m in loaded:
         for t, acc in m.get("exact_match_by_question_type", {}).items():
             by_type.setdefault(t, {"question type": t})[LABELS.get(m["variant"], m["variant"])] = acc
     if by_type:
