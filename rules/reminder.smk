@@ -57,6 +57,8 @@ if stage_active("reminder"):
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
             include_caption=RCFG.get("include_caption", False),
+            memory_top_k=RCFG["memory_top_k"],
+            seed=config["seed"],
             checkpoints="results/reminder/finetuned/checkpoints",
         log:
             "results/logs/reminder/finetune_vlm.log",

@@ -168,3 +168,31 @@ def test_make_sample_rejects_unanswered_rounds(world):
         make_sample(split, d, 10)
     with pytest.raises(ValueError, match="outside"):
         make_sample(split, d, 11)
+
+
+def test_simulated_training_memories_never_hold_the_sample_round(world, book):
+    """Training memory blocks: the picture's caption and earlier rounds only, at most k, in the memory stage's
+    format; the held-out answer of the sample's round never appears, and the prompt is finetuned_memory's."""
+    import numpy as np
+
+    from mmemory.memory.context import image_memory_text
+    from mmemory.reminder.prompts import simulated_memories, training_messages
+
+    split = sentinel_split(world)
+    rng = np.random.default_rng(0)
+    for d in split.dialogs:
+        for rnd in (1, 4, len(d["dialog"])):
+            mems = simulated_memories(split, d, rnd, 3, rng)
+            texts = [m["text"] for m in mems]
+            assert 1 <= len(mems) <= 3 and image_memory_text(d["caption"]) in texts
+            allowed = {f"sentinel{d['image_id']}x{r}" for r in range(1, rnd)}
+            for t in texts:
+                assert f"sentinel{d['image_id']}x{rnd}" not in t and not any(
+                    f"sentinel{d['image_id']}x{r}" in t for r in range(rnd + 1, len(d["dialog"]) + 1))
+            assert sum(any(a in t for a in allowed) for t in texts) == min(2, rnd - 1)
+            sample = make_sample(split, d, rnd)
+            msgs = training_messages(sample, "<reminder>x</reminder> y", book, memories=mems)
+            user = "".join(c.get("text", "") for m in msgs["prompt"] if m["role"] == "user" for c in m["content"])
+            assert user == "".join(c.get("text", "") for m in build_prompt(sample, "finetuned_memory", book, mems)
+                                   if m["role"] == "user" for c in m["content"])
+            assert sample.target not in user

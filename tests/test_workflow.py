@@ -60,6 +60,9 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     emr = json.loads((workdir / "results" / "emr" / "metrics.json").read_text())["tables"]
     assert "question alone (no image)" in [r["variant"] for r in next(iter(emr.values()))]
     assert all(r["caption_steps"] > 0 and r["steps"] > r["caption_steps"] for r in emr["EMR training"])
+    # <reminder>: part of the adapter's training examples carried a memory block (reminder.finetune.memory_share)
+    ft = json.loads((workdir / "results" / "reminder" / "finetuned" / "train_metrics.json").read_text())
+    assert 0 < ft["examples_with_memory_block"] < ft["examples"]
 
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()

@@ -12,4 +12,5 @@ run_finetune(
     snakemake.input.data, snakemake.input.train, snakemake.params.model, snakemake.params.finetune,
     snakemake.params.prompts, snakemake.output.adapter, snakemake.params.checkpoints, snakemake.output.metrics,
     include_caption=snakemake.params.include_caption, threads=snakemake.threads,
+    memory_top_k=snakemake.params.memory_top_k, seed=snakemake.params.seed,
 )

@@ -68,10 +68,12 @@ def lora_target_regex(cfg: FinetuneConfig) -> str:
     return rf".*({'|'.join(towers)}).*\.({'|'.join(mods)})$"
 
 
-def chat_example(sample: Sample, response: str, book: PromptBook, image, with_instruction: bool = True) -> dict:
+def chat_example(sample: Sample, response: str, book: PromptBook, image, with_instruction: bool = True,
+                 memories: list[dict] | None = None) -> dict:
     """One training example in the seeds' chat shape: {"messages": [system, user(image, text), assistant]}, with
-    the PIL image inside the user content. The user text is exactly the `finetuned` variant's prompt."""
-    pc = training_messages(sample, response, book, with_instruction)
+    the PIL image inside the user content. The user text is exactly the `finetuned` variant's prompt (with
+    `memories`, the `finetuned_memory` one)."""
+    pc = training_messages(sample, response, book, with_instruction, memories)
     messages = [dict(m) for m in pc["prompt"]] + pc["completion"]
     for m in messages:
         if m["role"] == "user":

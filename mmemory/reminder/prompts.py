@@ -179,11 +179,29 @@ def teacher_messages(sample: Sample, book: PromptBook) -> list[dict]:
     ]
 
 
-def training_messages(sample: Sample, response: str, book: PromptBook, with_instruction: bool = True) -> dict:
+def training_messages(sample: Sample, response: str, book: PromptBook, with_instruction: bool = True,
+                      memories: Sequence[dict] | None = None) -> dict:
     """A prompt-completion chat example for SFT, the same for both fine-tuning backends (the image is added by
-    the caller): the prompt is exactly what the `finetuned` variant sees at evaluation."""
-    return {"prompt": build_prompt(sample, "finetuned", book, finetuned_instruction=with_instruction),
+    the caller): the prompt is exactly what the `finetuned` variant sees at evaluation, or with `memories` what
+    `finetuned_memory` sees."""
+    variant = "finetuned" if memories is None else "finetuned_memory"
+    return {"prompt": build_prompt(sample, variant, book, memories, finetuned_instruction=with_instruction),
             "completion": [{"role": "assistant", "content": [{"type": "text", "text": response}]}]}
+
+
+def simulated_memories(split: VisDialSplit, dialog: dict, round_: int, k: int, rng) -> list[dict]:
+    """A memory block for a TRAINING sample, in the memory stage's format: the dialogue's picture (its caption) and
+    up to k-1 of its rounds before `round_` ("question answer"), in random order. Never the sample's own round, so
+    training never shows the answer it asks for. It stands in for retrieval so that the adapter has seen the block
+    that `finetuned_memory` is prompted with; evaluation uses the memory stage's real retrieval over val."""
+    from mmemory.memory.context import image_memory_text, round_memory_text
+
+    earlier = [round_memory_text(split.question(r), split.answer(r)) for r in dialog["dialog"][:round_ - 1]]
+    picked = [earlier[i] for i in sorted(rng.permutation(len(earlier))[:max(k - 1, 0)])]
+    memories = [{"text": t, "image": None} for t in picked]
+    if dialog.get("caption"):
+        memories.append({"text": image_memory_text(dialog["caption"]), "image": dialog.get("image_path")})
+    return [memories[i] for i in rng.permutation(len(memories))][:k]
 
 
 def load_memory_context(path: str | Path) -> dict[int, list[dict]]:

@@ -67,19 +67,24 @@ def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, p
 
 def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, prompts: dict, adapter_dir: str,
                  checkpoint_dir: str, metrics_path: str, include_caption: bool = False,
-                 threads: int | None = None) -> dict:
-    """finetune_vlm: teacher rows -> chat examples with their images -> LoRA adapter + processor."""
+                 threads: int | None = None, memory_top_k: int = 3, seed: int = 0) -> dict:
+    """finetune_vlm: teacher rows -> chat examples with their images -> LoRA adapter + processor.
+    A seeded share `memory_share` of the examples carries a memory block (`simulated_memories`, at most
+    memory_top_k entries) so that `finetuned_memory` is prompted in a format the adapter has seen."""
+    import numpy as np
     from PIL import Image
 
     from mmemory.reminder.finetune import FinetuneConfig, chat_example, finetune_vlm
-    from mmemory.reminder.prompts import make_sample
+    from mmemory.reminder.prompts import make_sample, simulated_memories
 
     split = load_visdial(train_json)
     dialogs = split.by_image_id()
     book = prompt_book(prompts)
     with_instruction = bool(ft_cfg.get("with_instruction", True))
     rows = read_jsonl(data_jsonl)
-    examples = []
+    memory_share = float(ft_cfg.get("memory_share", 0.0))
+    rng = np.random.default_rng(seed)
+    examples, with_memories = [], 0
     for n, row in enumerate(rows, 1):
         d = dialogs.get(row["image_id"])
         if d is None:
@@ -90,7 +95,11 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
             raise ValueError(f"{data_jsonl}:{n}: the conversation differs from the one rebuilt from {train_json} "
                              f"(image_id {row['image_id']}, round {row['round']}); regenerate the teacher data")
         image = Image.open(sample.image_path).convert("RGB") if sample.image_path else None
-        examples.append(chat_example(sample, row["response"], book, image, with_instruction))
+        memories = None
+        if rng.random() < memory_share:
+            memories = simulated_memories(split, d, row["round"], memory_top_k, rng)
+            with_memories += 1
+        examples.append(chat_example(sample, row["response"], book, image, with_instruction, memories))
     known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
     from mmemory.reminder.generate import fingerprint
@@ -99,9 +108,10 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
 
     # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
     fp = fingerprint({"data": Path(data_jsonl).read_text(encoding="utf-8"), "model": [model, weights_id(model)],
-                      "cfg": asdict(cfg),
+                      "cfg": asdict(cfg), "memories": [memory_share, memory_top_k, seed],
                       "instruction": book.instruction if with_instruction else None, "caption": include_caption})
     stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads, fp)
+    stats["examples_with_memory_block"] = with_memories
     atomic_write_json(Path(adapter_dir) / TRAINING_META,
                       {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
     atomic_write_json(metrics_path, stats, indent=2)
