@@ -1,5 +1,9 @@
 """`train_emr`: fine-tune the bridge (trainable parts from config) so that the frozen LM produces each round's ANSWER.
 
+With `caption_epochs > 0` a captioning phase comes first (BLIP-2's generative pre-training): from one round's soft
+prompt and no text, the LM writes the image's caption. On the toy default this is what makes the bridge carry the
+image; trained on answers alone it collapsed to one soft prompt for every image (docs/emr.md).
+
     snakemake results/emr/after/bridge.safetensors --cores 2      # or: train_emr(...) from Python
 
 Checkpoints (`<out>/ckpt/last.pt`) carry the full config, the step, the optimizer, the RNG state and the loss rows;
@@ -279,8 +283,8 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
                 vl = val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)
                 rows.append({"step": step, "epoch": round(local / steps_per_epoch, 4), "split": "val", "loss": vl})
                 el = time.perf_counter() - t0
-                logger.info("step %d/%d " + phase + " %.4f val %.4f (%.1f dialogues/s)", step, total_steps, loss.item(),
-                            vl, seen / el if el else 0)
+                logger.info("step %d/%d %s %.4f val %.4f (%.1f dialogues/s)", step, total_steps, phase,
+                            loss.item(), vl, seen / el if el else 0)
             if step % tcfg.ckpt_every == 0 or step == total_steps:
                 save_ckpt()
     bar.close()
