@@ -1,10 +1,15 @@
 """Render a deterministic toy VisDial v1.0 dataset: images of coloured shapes, captions, 10-round dialogues
-whose answers follow from the image, 100 answer options per round and val dense relevance annotations.
+whose answers follow from the image, 100 answer options per round and dense relevance annotations for val and test.
 
 The files are written in the exact VisDial v1.0 schema, so they go through the same reader as real data.
+
+Train, val and test are disjoint by *content*: every possible scene (its set of coloured shapes and their places)
+belongs to exactly one split, chosen by a seeded hash of the scene (`scene_split`), so no image and no
+(image, question, answer) triple of one split appears in another. Within a split a scene may repeat.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -59,6 +64,26 @@ def sample_scene(rng: random.Random, max_objects: int = 3) -> list[Obj]:
     cells = rng.sample([(r, c) for r in range(3) for c in range(3)], n)
     kinds = rng.sample([(c, s) for c in COLORS for s in SHAPES], n)
     return [Obj(c, s, r, col) for (c, s), (r, col) in zip(kinds, cells)]
+
+
+SPLITS = ("train", "val", "test")
+FIRST_IMAGE_ID = {"train": 1, "val": 1_000_000, "test": 2_000_000}
+
+
+def scene_key(objs: list[Obj]) -> str:
+    """A canonical name of a scene: its objects, sorted (two scenes with the same key render the same image)."""
+    return ";".join(sorted(f"{o.color} {o.shape} {o.row}{o.col}" for o in objs))
+
+
+def scene_split(objs: list[Obj], shares: dict[str, float], seed: int) -> str:
+    """The one split a scene belongs to: a seeded hash of its key, cut in proportion to the split sizes."""
+    h = int.from_bytes(hashlib.blake2b(f"{seed}|{scene_key(objs)}".encode(), digest_size=8).digest(), "big")
+    u, total, acc = h / 2 ** 64, sum(shares.values()), 0.0
+    for split, share in shares.items():
+        acc += share / total
+        if u < acc:
+            return split
+    return list(shares)[-1]
 
 
 def render(objs: list[Obj], size: int) -> Image.Image:
@@ -146,9 +171,10 @@ def _relevance(option: str, gt: str) -> float:
 
 def make_split(
     split: str, n_dialogs: int, first_image_id: int, out_dir: Path, image_size: int,
-    rounds: int, n_options: int, max_objects: int, seed: int,
+    rounds: int, n_options: int, max_objects: int, seed: int, shares: dict[str, float] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Render one split's images and return (VisDial JSON, dense annotations)."""
+    """Render one split's images and return (VisDial JSON, dense annotations). With `shares` (split -> size),
+    only scenes that `scene_split` assigns to `split` are drawn, so the splits never share a scene."""
     rng = random.Random(f"{seed}-{split}")
     img_dir = out_dir / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +186,8 @@ def make_split(
     for k in tqdm(range(n_dialogs), desc=f"toy VisDial {split}", unit="dialog"):
         image_id = first_image_id + k
         objs = sample_scene(rng, max_objects)
+        while shares and scene_split(objs, shares, seed) != split:
+            objs = sample_scene(rng, max_objects)
         render(objs, image_size).save(img_dir / f"toy_{split}_{image_id:012d}.png")
         pool = qa_pool(objs, rng)
         chosen = rng.sample(pool, rounds) if len(pool) >= rounds else [rng.choice(pool) for _ in range(rounds)]
@@ -186,16 +214,19 @@ def make_split(
     return visdial, dense
 
 
-def build_toy_visdial(out_dir: str | Path, n_train: int, n_val: int, image_size: int = 64, rounds: int = 10,
-                      n_options: int = 100, max_objects: int = 3, seed: int = 0) -> dict:
-    """Write visdial_1.0_{train,val}.json, the val dense annotations and the images under `out_dir`."""
+def build_toy_visdial(out_dir: str | Path, n_train: int, n_val: int, n_test: int | None = None,
+                      image_size: int = 64, rounds: int = 10, n_options: int = 100, max_objects: int = 3,
+                      seed: int = 0) -> dict:
+    """Write visdial_1.0_{train,val,test}.json, val and test dense annotations and the images under `out_dir`.
+    The three splits are disjoint by scene (`scene_split`); n_test defaults to n_val."""
     out_dir = Path(out_dir)
-    counts = {}
-    for split, n, first in (("train", n_train, 1), ("val", n_val, 1_000_000)):
-        visdial, dense = make_split(split, n, first, out_dir, image_size, rounds, n_options, max_objects, seed)
+    sizes = {"train": n_train, "val": n_val, "test": n_val if n_test is None else n_test}
+    shares = {k: max(v, 1) for k, v in sizes.items()}
+    for split, n in sizes.items():
+        visdial, dense = make_split(split, n, FIRST_IMAGE_ID[split], out_dir, image_size, rounds, n_options,
+                                    max_objects, seed, shares)
         atomic_write_json(out_dir / f"visdial_1.0_{split}.json", visdial)
-        if split == "val":
-            atomic_write_json(out_dir / "visdial_1.0_val_dense_annotations.json", dense)
-        counts[split] = n
-    logger.info("toy VisDial written to %s: %s", out_dir, counts)
-    return counts
+        if split != "train":
+            atomic_write_json(out_dir / f"visdial_1.0_{split}_dense_annotations.json", dense)
+    logger.info("toy VisDial written to %s: %s (disjoint by scene)", out_dir, sizes)
+    return sizes
