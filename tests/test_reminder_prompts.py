@@ -196,3 +196,108 @@ def test_simulated_training_memories_never_hold_the_sample_round(world, book):
             assert user == "".join(c.get("text", "") for m in build_prompt(sample, "finetuned_memory", book, mems)
                                    if m["role"] == "user" for c in m["content"])
             assert sample.target not in user
+
+
+def _poisoned(s, text):
+    """A memory entry exactly as the memory stage writes a round ("{question} {answer}")."""
+    return [{"text": "the previous picture showed a red circle", "image": None, "score": 0.9},
+            {"text": text, "image": None, "score": 0.5}]
+
+
+def test_leak_guard_catches_a_poisoned_memory_block(world, processor, book):
+    """The memory block is part of the prompt too: the evaluated question with its answer in `<memories>` leaks."""
+    from mmemory.memory.context import round_memory_text
+
+    split = load_visdial(world["val"])
+    samples = last_round_samples(split)
+    poisoned = {s.image_id: _poisoned(s, round_memory_text(s.question, s.target)) for s in samples}
+    for s in samples:
+        prompt = render_prompts(processor, [s], "finetuned_memory", book, poisoned, 3)[0]
+        assert "<memories>" in prompt and f"{s.question} {s.target}" in prompt
+        with pytest.raises(LeakError, match="memory block"):
+            check_no_leak([s], [prompt])
+        # provenance naming the dialogue's own last round does not excuse it either
+        own = {s.image_id: [dict(m, source=f"{s.image_id}:{s.round}") for m in poisoned[s.image_id]]}
+        with pytest.raises(LeakError, match="memory block"):
+            check_no_leak([s], [prompt], own)
+
+
+@pytest.mark.parametrize("fmt", [
+    "Q: {q}\nA: {a}", "{q} {a}", "{q} - {a}", "Question: {Q} Answer: {A}.", "{q}\n\n{a}",
+    '{{"question": "{q}", "answer": "{a}"}}', "<b>{q}</b> <i>{a}</i>", "{q} the answer is {a}",
+])
+def test_leak_guard_catches_the_pair_in_the_system_text_in_any_format(world, processor, fmt):
+    split = load_visdial(world["val"])
+    s = last_round_samples(split)[0]
+    pair = fmt.format(q=s.question, a=s.target, Q=s.question.upper(), A=s.target.upper())
+    leaky_book = PromptBook(f"Answer briefly.\nFor example: {pair}\nNow the real one.")
+    prompt = render_prompts(processor, [s], "prompt", leaky_book)[0]
+    with pytest.raises(LeakError, match="instruction/system text"):
+        check_no_leak([s], [prompt])
+    # the same pair in a few-shot example (the `prompt` variant's system text)
+    shots = PromptBook("Answer briefly.", [{"conversation": pair, "response": "<reminder>r</reminder> x"}])
+    with pytest.raises(LeakError, match="instruction/system text"):
+        check_no_leak([s], render_prompts(processor, [s], "prompt", shots))
+
+
+def test_leak_guard_catches_the_pair_in_the_generation_prompt(world, processor, book):
+    split = load_visdial(world["val"])
+    s = last_round_samples(split)[0]
+    prompt = render_prompts(processor, [s], "finetuned", book)[0]
+    for tail in (f"<reminder>{s.question} -> {s.target}</reminder>", f"{s.target.upper()}."):
+        with pytest.raises(LeakError, match="generation prompt"):
+            check_no_leak([s], [prompt + tail])
+
+
+def test_legitimate_prompts_pass_the_leak_guard(world, processor, book):
+    """No false alarms: the same answer to other questions (earlier rounds, memories of other rounds), the question
+    at the end with nothing after it, and memories of other dialogues' identical rounds when their source is known."""
+    from mmemory.memory.context import image_memory_text, round_memory_text
+
+    split = load_visdial(world["val"])
+    samples = last_round_samples(split)
+    by_id = split.by_image_id()
+    mems = {}
+    for s in samples:
+        d = by_id[s.image_id]
+        rounds = [round_memory_text(split.question(r), split.answer(r)) for r in d["dialog"][:-1]]
+        mems[s.image_id] = ([{"text": image_memory_text(s.caption), "image": s.image_path, "score": 1.0,
+                              "source": f"{s.image_id}:0"},
+                             # another answer to the same question, and the same answer to another question
+                             {"text": f"{s.question} hard to say", "image": None, "score": 0.8},
+                             {"text": f"is the sky green? {s.target}", "image": None, "score": 0.7}]
+                            + [{"text": t, "image": None, "score": 0.5, "source": f"{s.image_id}:{i}"}
+                               for i, t in enumerate(rounds, 1)])
+    for variant in ("base", "prompt", "finetuned", "finetuned_memory"):
+        check_no_leak(samples, render_prompts(processor, samples, variant, book, mems, 20))
+    # another dialogue's round with the same question and answer: tolerated with its provenance, not without
+    s = samples[0]
+    other = {s.image_id: [{"text": round_memory_text(s.question, s.target), "image": None, "score": 0.9,
+                           "source": f"{samples[1].image_id}:10"}]}
+    prompt = render_prompts(processor, [s], "finetuned_memory", book, other, 3)
+    check_no_leak([s], prompt, other)
+    with pytest.raises(LeakError, match="pass the rendered memories"):
+        check_no_leak([s], prompt)
+    mixed = {s.image_id: other[s.image_id] + [dict(other[s.image_id][0], source=None)]}
+    with pytest.raises(LeakError):  # one copy of that text has no provenance: it could be the held-out round
+        check_no_leak([s], render_prompts(processor, [s], "finetuned_memory", book, mixed, 3), mixed)
+
+
+def test_a_round_repeated_word_for_word_is_not_a_leak(world, processor, book):
+    """A dialogue whose last round repeats an earlier round: the pair is in the conversation, known before the
+    evaluated round, so it is tolerated there and in the memory block (as the memory stage's `leaks()` does), but
+    never in the system text."""
+    from mmemory.memory.context import round_memory_text
+
+    split = load_visdial(world["val"])
+    d = copy.deepcopy(split.dialogs[0])
+    d["dialog"][-1] = dict(d["dialog"][3])
+    s = make_sample(split, d, len(d["dialog"]))
+    assert f"Q: {s.question}\nA: {s.target}\n" in s.conversation
+    mems = {s.image_id: [{"text": round_memory_text(s.question, s.target), "image": None, "score": 0.9}]}
+    for variant in ("base", "prompt", "finetuned", "finetuned_memory"):
+        check_no_leak([s], render_prompts(processor, [s], variant, book, mems, 3))
+    with pytest.raises(LeakError, match="instruction/system text"):
+        check_no_leak([s], render_prompts(processor, [s], "finetuned", PromptBook(f"{s.question} {s.target}")))
+    with pytest.raises(LeakError, match="generation prompt"):
+        check_no_leak([s], [render_prompts(processor, [s], "finetuned", book)[0] + s.target])

@@ -39,30 +39,130 @@ class GenerationConfig:
     load_in_4bit: bool = False  # load the base VLM in 4-bit (bitsandbytes)
 
 
-def check_no_leak(samples: Sequence[Sample], prompts: Sequence[str]) -> None:
-    """Raise LeakError unless every rendered prompt holds the shared conversation, which has exactly round-1
-    answers and ends with the question; nothing after it (the generation prompt) mentions the target; and nothing
-    before it (instruction, memories) pairs the evaluated question with its answer."""
+PAIR_WINDOW = 3  # words allowed between a question and its answer for the two to count as paired ("A:", "answer is")
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased words of `text` after `fold` (tags, also broken ones, removed): the form every part is compared in,
+    so case, whitespace, punctuation and markup ("Q:", "?", "-", JSON quotes, chat tags) never hide a pair."""
     import re
 
     from mmemory.reminder.response import fold
 
+    return re.findall(r"[^\W_]+", fold(text).lower())
+
+
+def _prompt_segments(prompt: str, conversation_at: int, conversation: str) -> list[tuple[str, str]]:
+    """(part, text) pieces of a rendered prompt, in order: "instruction" (system text, few-shot examples, chat
+    template), "memory" (one per entry of the `<memories>` block before the conversation), "conversation" (one per
+    line) and "generation prompt" (everything after the conversation)."""
+    from mmemory.reminder.prompts import MEMORY_CLOSE, MEMORY_OPEN
+
+    head, tail = prompt[:conversation_at], prompt[conversation_at + len(conversation):]
+    out: list[tuple[str, str]] = []
+    mo = head.rfind(MEMORY_OPEN)
+    mc = head.find(MEMORY_CLOSE, mo) if mo >= 0 else -1
+    if mc >= 0:
+        out.append(("instruction", head[:mo]))
+        out += [("memory", line) for line in head[mo + len(MEMORY_OPEN):mc].splitlines() if line.strip()]
+        out.append(("instruction", head[mc + len(MEMORY_CLOSE):]))
+    else:
+        out.append(("instruction", head))
+    out += [("conversation", line) for line in conversation.splitlines()]
+    out.append(("generation prompt", tail))
+    return out
+
+
+def _memory_entry_text(line: str) -> str:
+    """A memory-block line `[i] text (image: name)` without its number and image name (`prompts.memory_block`)."""
+    import re
+
+    return re.sub(r"\s*\(image: [^()]*\)\s*$", "", re.sub(r"^\s*\[\d+\]\s*", "", line))
+
+
+def check_no_leak(samples: Sequence[Sample], prompts: Sequence[str],
+                  memories: dict[int, Sequence[dict]] | None = None, window: int = PAIR_WINDOW) -> None:
+    """Raise LeakError unless every rendered prompt (a) holds the shared conversation, which has exactly round-1
+    answers and ends with the evaluated question; (b) says nothing after the conversation (the generation prompt)
+    that mentions the target answer; and (c) nowhere pairs the evaluated question with its answer.
+
+    (c) looks at every part: the instruction and system text (with the few-shot examples and the chat template), each
+    entry of the `<memories>` block, the conversation and the generation prompt. Every part is compared as words
+    (`_words`: `fold`, lower case, punctuation dropped), and a pair is the question's words followed, within `window`
+    words, by the answer's words, so any format is caught: "Q: q\nA: a", "q a" (a memory entry,
+    `mmemory.memory.context.round_memory_text`), "q? - a", "question: q, answer: a", JSON.
+
+    What is NOT a leak:
+    - the same answer to a different question (earlier rounds answering "no" to other questions);
+    - the evaluated question at the end of the conversation with nothing after it;
+    - an earlier round of the same dialogue that asked the same question and got that answer: it is part of the
+      conversation the prompt must show, known before the evaluated round. When an earlier round repeats the
+      evaluated round word for word, the pair is known anyway, so it is also tolerated in the memory block (a memory
+      of that earlier round reads the same). The memory stage's `leaks()` makes the same exception;
+    - a memory entry that another dialogue's round wrote with the same question and answer (toy questions repeat
+      across images: "is anything orange? no"). Text alone cannot tell it from the dialogue's own held-out round, so
+      it is tolerated only with provenance: pass `memories` (image_id -> the memories rendered into that prompt,
+      each with `source` "<image_id>:<round>"), and an entry is tolerated when every rendered memory with that text
+      comes from another image_id. Without provenance the entry raises.
+    The instruction/system text and the generation prompt never get an exception: they are the same for every
+    dialogue and must not pair any evaluated question with its answer, even by coincidence."""
+    if len(samples) != len(prompts):
+        raise ValueError(f"{len(samples)} samples but {len(prompts)} prompts")
     for s, p in zip(samples, prompts):
         at = p.rfind(s.conversation)
         if at < 0:
             raise LeakError(f"image_id {s.image_id}: the prompt does not contain the shared conversation")
         if not s.conversation.endswith(f"Q: {s.question.strip()}"):
             raise LeakError(f"image_id {s.image_id}: the conversation does not end with the evaluated question")
-        n_answers = sum(line.startswith("A: ") for line in s.conversation.splitlines())
+        lines = s.conversation.splitlines()
+        n_answers = sum(line.startswith("A: ") for line in lines)
         if n_answers != s.round - 1:
             raise LeakError(f"image_id {s.image_id}: the conversation for round {s.round} holds {n_answers} answers")
-        target = re.escape(fold(s.target).lower())
-        tail = fold(p[at + len(s.conversation):]).lower()
-        if target and re.search(rf"(^|\W){target}($|\W)", tail):
-            raise LeakError(f"image_id {s.image_id}: the held-out answer {s.target!r} follows the question")
-        pair = re.escape(f"Q: {s.question.strip()}") + r"\s*\n\s*" + re.escape(f"A: {s.target.strip()}")
-        if re.search(pair, p[:at]):
-            raise LeakError(f"image_id {s.image_id}: the prompt pairs the evaluated question with its answer")
+        tw, qw = _words(s.target), _words(s.question)
+        segments = _prompt_segments(p, at, s.conversation)
+        tail_words = _words(segments[-1][1])
+        if tw and any(tail_words[i:i + len(tw)] == tw for i in range(len(tail_words) - len(tw) + 1)):
+            raise LeakError(f"image_id {s.image_id}: the held-out answer {s.target!r} follows the question "
+                            "(generation prompt)")
+        if not tw or not qw:
+            continue
+        # the conversation's earlier rounds that asked the evaluated question (line index of their "Q:" line)
+        conv0 = next(i for i, (part, _) in enumerate(segments) if part == "conversation")
+        asked = {conv0 + i for i, line in enumerate(lines[:-1])
+                 if line.startswith("Q: ") and lines[i + 1].startswith("A: ") and _words(line[3:]) == qw}
+        repeated = any(_words(lines[i - conv0 + 1][3:]) == tw for i in asked)
+        foreign: set[str] = set()  # memory texts (as words) that only other dialogues' rounds wrote
+        if memories is not None:
+            by_text: dict[str, set[bool]] = {}
+            for m in memories.get(s.image_id) or []:
+                src = str(m.get("source") or "").split(":")[0]
+                by_text.setdefault(" ".join(_words(str(m.get("text", "")))), set()).add(
+                    bool(src) and src != str(s.image_id))
+            foreign = {t for t, others in by_text.items() if others == {True}}
+        words, seg_of = [], []
+        for j, (_, text) in enumerate(segments):
+            w = _words(text)
+            words += w
+            seg_of += [j] * len(w)
+        for i in range(len(words) - len(qw) + 1):
+            if words[i:i + len(qw)] != qw:
+                continue
+            end_q = i + len(qw)
+            for j in range(end_q, min(end_q + window, len(words) - len(tw)) + 1):
+                if words[j:j + len(tw)] != tw:
+                    continue
+                spanned = sorted(set(seg_of[i:j + len(tw)]))
+                for k in spanned:
+                    part, text = segments[k]
+                    if part == "conversation" and seg_of[i] in asked and set(spanned) <= {seg_of[i], seg_of[i] + 1}:
+                        continue  # an earlier round of this dialogue asked the same question
+                    if part == "memory" and (repeated or " ".join(_words(_memory_entry_text(text))) in foreign):
+                        continue  # the earlier round repeated word for word, or another dialogue's identical round
+                    hint = ("; if this memory comes from another dialogue, pass the rendered memories (with their "
+                            "`source`) to check_no_leak" if part == "memory" and memories is None else "")
+                    where = {"instruction": "instruction/system text", "memory": "memory block"}.get(part, part)
+                    raise LeakError(f"image_id {s.image_id}: the {where} pairs the evaluated question "
+                                    f"{s.question!r} with its answer {s.target!r}: {text.strip()[:120]!r}{hint}")
 
 
 def load_vlm(model_path: str, adapter: str | None = None, load_in_4bit: bool = False, device: str | None = None):
