@@ -38,3 +38,34 @@ def test_validate_response(response, problem):
         assert got is None
     else:
         assert got is not None and problem in got
+
+
+@pytest.mark.parametrize("response, answer", [
+    ("<reminder>x</reminder> yes </remind", "yes"),  # the generation limit cut a tag
+    ("<reminder>x</reminder> yes <remi", "yes"),
+    ("<reminder>x</reminder> two dogs <end_of_tu", "two dogs"),
+    ("<reminder>x</reminder> red </", "red"),
+    ("<reminder>x</reminder> red <", "red"),
+    ("<reminder>x</reminder>inder> yes", "yes"),  # the tail of a tag whose start was lost
+    ("<reminder>x</reminder> _of_turn> red", "red"),
+    ("<reminder>x</reminder> no <|eot_id|> <|eot", "no"),  # Llama-3 control tokens, whole and cut
+    ("<reminder>x</reminder> a <remind b", "a b"),  # a fragment in the middle
+    ("<reminder>x</reminder> yes <end_of_turn>\n<start_of_tu", "yes"),
+])
+def test_final_answer_drops_broken_tag_fragments(response, answer):
+    assert final_answer(response) == (answer, "ok")
+
+
+@pytest.mark.parametrize("text", [
+    "there are 3 < 5 shapes", "x < y", "the eraser is red", "reminder: it is red", "the eos is there",
+    "i think so", "yes, two dogs",
+])
+def test_fold_keeps_text_that_only_looks_like_a_tag(text):
+    from mmemory.reminder.response import fold
+
+    assert fold(text) == text
+
+
+def test_fragment_only_response_has_no_final_answer():
+    assert final_answer("<reminder>x</reminder> </remind") == ("", "no_final_answer")
+    assert final_answer("<end_of_tu") == ("", "no_final_answer")
