@@ -4,14 +4,24 @@
 
 P is a JSON list of {"image_id", "conversation", "response"} (the seeds' format, read as it is). V is a VisDial
 v1.0 JSON; the reference for an image_id is the answer of its dialogue's LAST round. The final answer is the text
-after the last `</reminder>`, tags stripped, whitespace folded (`mmemory.reminder.response.final_answer`); a
-prediction without one scores as the empty string and is counted, never dropped.
+after the last `</reminder>`, tags stripped, whitespace folded (`mmemory.reminder.response.final_answer`).
 
-Metrics: ROUGE-1/2/L F1 (rouge-score, stemmer, mean over pairs), BLEU (sacrebleu corpus BLEU / 100), BERTScore
-P/R/F1 (bert-score; default model: the packaged all-MiniLM-L6-v2 with its 6 layers, offline), and where the last
-round has answer options, the VisDial ranking metrics (`mmemory.metrics`): the 100 options are ranked by cosine
-similarity between their sentence embedding and the generated final answer's (mean-pooled MiniLM), NDCG when
-dense annotations for that round are given.
+Every dialogue of V is scored (README, "Evaluation protocol" and "Data contracts"): `n` is the number of V's
+dialogues. A prediction without a final answer (`n_no_final_answer`) and a dialogue of V without any prediction
+(`n_missing_predictions`) both score as the empty answer: zero on every text metric and the worst case on every
+ranking metric. Nothing is dropped, so a failing run cannot score above a working one.
+
+Metrics (keys of M.json):
+- `rouge1_f1`, `rouge2_f1`, `rougeL_f1`: ROUGE F1 (rouge-score, stemmer, mean over dialogues);
+- `sacrebleu`: sacreBLEU corpus BLEU, 0-100 (`mmemory.metrics.sacrebleu_corpus`; the `<reminder>` seeds' BLEU);
+- `bleu4_nltk`: the EMR seeds' nltk corpus BLEU-4, 0-100 (`mmemory.metrics.bleu4_nltk`), for comparison with EMR;
+- `bertscore_p`, `bertscore_r`, `bertscore_f1`: bert-score (default model: the packaged all-MiniLM-L6-v2 with its 6
+  layers, offline); an empty answer scores 0;
+- `answer_similarity_ranking`, where the last round has answer options: R@1/5/10, MRR, mean rank (and NDCG where
+  dense annotations cover that round) of the options ranked by MiniLM cosine similarity to the generated final
+  answer. That is NOT VisDial's ranking, which scores the options by model likelihood (EMR does that); it measures
+  how close the generated answer is to the right option. An empty or missing answer ranks the options worst-first:
+  the ground truth last and every relevant option below the irrelevant ones (NDCG 0, R@k 0, MRR 1/#options).
 """
 from __future__ import annotations
 
@@ -26,11 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from mmemory.io import atomic_write_json
-from mmemory.metrics import ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus
+from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus, worst_ranking_scores
 from mmemory.reminder.response import final_answer
 from mmemory.visdial import VisDialError, load_visdial, read_json
 
 logger = logging.getLogger(__name__)
+
+
+ANSWER_SIMILARITY_METHOD = ("options ranked by MiniLM similarity to the generated answer; not model likelihood "
+                            "(VisDial's ranking); an empty or missing answer ranks the options worst-first")
 
 
 class PredictionError(ValueError):
@@ -121,74 +135,92 @@ def bertscore(hypotheses: list[str], references: list[str], model: str, num_laye
 
 
 def rank_options(answers: list[str], rounds: list[dict], answer_pool: list[str], model_path: str,
-                 device: str = "cpu") -> np.ndarray:
-    """[N, n_options] cosine similarities between each generated answer and its round's answer options."""
-    option_ids = sorted({o for r in rounds for o in r["answer_options"]})
-    pos = {o: i for i, o in enumerate(option_ids)}
-    emb = _mean_pool_embed([answer_pool[o] for o in option_ids] + answers, model_path, device=device)
-    opt_emb, ans_emb = emb[: len(option_ids)], emb[len(option_ids):]
-    scores = np.stack([opt_emb[[pos[o] for o in r["answer_options"]]] @ ans_emb[k] for k, r in enumerate(rounds)])
-    # An empty answer (no final answer) scores zero here too: its ground truth is ranked last, not by how close
-    # the empty string's embedding happens to be to short options such as "no".
+                 device: str = "cpu", relevance: list | None = None) -> np.ndarray:
+    """[N, n_options] cosine similarities between each generated answer and its round's answer options (MiniLM
+    sentence embeddings; answer similarity, not model likelihood). `relevance`: per round, its dense relevance
+    (or None where the round is not annotated).
+
+    An empty answer (no final answer, or no prediction at all) gets the worst possible ranking instead
+    (`mmemory.metrics.worst_ranking_scores`): the ground truth last and relevant options below irrelevant ones, not
+    whatever the empty string's embedding happens to be close to (it sits near short options such as "no")."""
+    relevance = relevance or [None] * len(rounds)
+    n_options = len(rounds[0]["answer_options"]) if rounds else 0
+    if any(len(r["answer_options"]) != n_options for r in rounds):
+        raise ValueError("every ranked round needs the same number of answer options")
+    scores = np.zeros((len(rounds), n_options))
+    live = [k for k, a in enumerate(answers) if a.strip()]
+    if live:
+        option_ids = sorted({o for k in live for o in rounds[k]["answer_options"]})
+        pos = {o: i for i, o in enumerate(option_ids)}
+        emb = _mean_pool_embed([answer_pool[o] for o in option_ids] + [answers[k] for k in live], model_path,
+                               device=device)
+        opt_emb, ans_emb = emb[: len(option_ids)], emb[len(option_ids):]
+        for j, k in enumerate(live):
+            scores[k] = opt_emb[[pos[o] for o in rounds[k]["answer_options"]]] @ ans_emb[j]
     for k, (a, r) in enumerate(zip(answers, rounds)):
         if not a.strip():
-            scores[k] = 0.0
-            scores[k, r["gt_index"]] = -1.0
+            scores[k] = worst_ranking_scores(n_options, r["gt_index"], relevance[k])
     return scores
 
 
 def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dense_path: str | Path | None = None,
                          bertscore_model: str | None = None, bertscore_layers: int | None = None,
                          ranking: str = "minilm", device: str | None = None) -> dict:
-    """Score predictions against the last round of their VisDial dialogues; returns the M.json content."""
+    """Score EVERY dialogue of `visdial_path` on its last round; returns the M.json content (module docstring).
+    A dialogue without a prediction scores as the empty answer and is counted in `n_missing_predictions`."""
     from mmemory.minilm import minilm_path
 
     split = load_visdial(visdial_path)
     dialogs = split.by_image_id()
-    missing = [p["image_id"] for p in predictions if p["image_id"] not in dialogs]
-    if missing:
-        raise PredictionError(f"{len(missing)} prediction(s) name image_ids absent from {visdial_path}, e.g. "
-                              f"{missing[:3]}; evaluate against the split the predictions were made on")
+    unknown = [p["image_id"] for p in predictions if p["image_id"] not in dialogs]
+    if unknown:
+        raise PredictionError(f"{len(unknown)} prediction(s) name image_ids absent from {visdial_path}, e.g. "
+                              f"{unknown[:3]}; evaluate against the split the predictions were made on")
     if not predictions:
-        raise PredictionError("no predictions to evaluate")
-    hyps, refs, statuses, rounds = [], [], {"ok": 0, "no_reminder": 0, "no_final_answer": 0}, []
-    for p in predictions:
-        d = dialogs[p["image_id"]]
+        raise PredictionError("no predictions to evaluate (an empty list: wrong file, or the run wrote nothing)")
+    by_id = {p["image_id"]: p for p in predictions}
+    hyps, refs, rounds, ids = [], [], [], []
+    statuses = {"ok": 0, "no_reminder": 0, "no_final_answer": 0, "missing": 0}
+    for d in split.dialogs:  # the reference file decides what is scored, in its order
         last = d["dialog"][-1]
         if "answer" not in last:
-            raise PredictionError(f"{visdial_path}: image_id {p['image_id']}: the last round has no answer "
+            raise PredictionError(f"{visdial_path}: image_id {d['image_id']}: the last round has no answer "
                                   "(a VisDial test file?); references need answers")
-        answer, status = final_answer(p["response"])
+        p = by_id.get(d["image_id"])
+        answer, status = final_answer(p["response"]) if p is not None else ("", "missing")
         statuses[status] += 1
         hyps.append(answer)
         refs.append(split.answer(last))
         rounds.append(last)
+        ids.append(d["image_id"])
     model_name = bertscore_model
     if bertscore_model is None:
         model_name, bertscore_model, bertscore_layers = "all-MiniLM-L6-v2", minilm_path(), bertscore_layers or 6
     if bertscore_layers is None:
         raise ValueError("set the number of BERTScore layers for a custom model (e.g. roberta-large: 17)")
     t0 = time.time()
-    m = {"n": len(predictions), "n_no_final_answer": statuses["no_final_answer"],
-         "n_without_reminder": statuses["no_reminder"], "reference": "answer of the last round",
+    m = {"n": len(hyps), "n_predictions": len(predictions), "n_missing_predictions": statuses["missing"],
+         "n_no_final_answer": statuses["no_final_answer"], "n_without_reminder": statuses["no_reminder"],
+         "reference": "answer of the last round of every dialogue; a missing prediction scores as the empty answer",
          **{f"{k}_f1": v for k, v in rouge_scores(hyps, refs).items()},
-         "bleu": sacrebleu_corpus(hyps, refs)}
+         "sacrebleu": sacrebleu_corpus(hyps, refs), "bleu4_nltk": bleu4_nltk(hyps, refs)}
     m.update(bertscore(hyps, refs, bertscore_model, bertscore_layers, device=device))
     m["bertscore_model"] = model_name
     m["bertscore_layers"] = bertscore_layers
-    m["n_dialogs_without_prediction"] = len(dialogs) - len(predictions)
     has_options = all("answer_options" in r and "gt_index" in r for r in rounds)
     if ranking != "none" and has_options:
-        scores = rank_options(hyps, rounds, split.answers, minilm_path(), device or "cpu")
-        m["ranking"] = {**ranking_metrics(scores, np.array([r["gt_index"] for r in rounds])),
-                        "method": "options ranked by MiniLM cosine similarity to the generated final answer"}
-        if dense_path:
-            dense = {(a["image_id"], a["round_id"]): a["gt_relevance"] for a in read_json(dense_path)}
-            keys = [(p["image_id"], len(dialogs[p["image_id"]]["dialog"])) for p in predictions]
-            rows = [k for k, key in enumerate(keys) if key in dense]
-            if rows:
-                m["ranking"]["ndcg"] = ndcg(scores[rows], np.array([dense[keys[k]] for k in rows]))
-                m["ranking"]["ndcg_rounds"] = len(rows)
+        dense = ({(a["image_id"], a["round_id"]): a["gt_relevance"] for a in read_json(dense_path)}
+                 if dense_path else {})
+        keys = [(i, len(dialogs[i]["dialog"])) for i in ids]
+        relevance = [dense.get(key) for key in keys]
+        scores = rank_options(hyps, rounds, split.answers, minilm_path(), device or "cpu", relevance)
+        m["answer_similarity_ranking"] = {
+            **ranking_metrics(scores, np.array([r["gt_index"] for r in rounds])),
+            "method": ANSWER_SIMILARITY_METHOD}
+        rows = [k for k, rel in enumerate(relevance) if rel is not None]
+        if rows:
+            m["answer_similarity_ranking"]["ndcg"] = ndcg(scores[rows], np.array([relevance[k] for k in rows]))
+            m["answer_similarity_ranking"]["ndcg_rounds"] = len(rows)
     m["eval_seconds"] = round(time.time() - t0, 1)
     return m
 
@@ -202,7 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bertscore-model", help="BERTScore model path or name (default: packaged all-MiniLM-L6-v2)")
     ap.add_argument("--bertscore-layers", type=int, help="layer to use (MiniLM: 6, roberta-large: 17)")
     ap.add_argument("--ranking", choices=["minilm", "none"], default="minilm",
-                    help="rank the answer options by similarity to the generated answer (or skip)")
+                    help="answer_similarity_ranking: rank the answer options by MiniLM similarity to the generated "
+                         "answer (not model likelihood), or skip it")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,5 +1,8 @@
 """Metrics shared by every stage: VisDial ranking metrics and text-generation metrics.
 
+Two BLEUs, each under its own name and both on a 0-100 scale: `bleu4_nltk` is the EMR seeds' nltk corpus BLEU-4,
+`sacrebleu_corpus` is sacreBLEU (the `<reminder>` seeds' BLEU). They differ a lot on short answers.
+
 Ranking follows the official VisDial v1.0 evaluation (visdial-challenge-starter-pytorch, metrics.py):
 ranks are 1-based positions of the ground-truth option when the 100 options are sorted by score (descending);
 R@k = mean(rank <= k), MRR = mean(1 / rank), mean rank = mean(rank); NDCG is computed per annotated round
@@ -39,6 +42,18 @@ def ranking_metrics(scores: np.ndarray, gt_index: np.ndarray) -> dict[str, float
     }
 
 
+def worst_ranking_scores(n_options: int, gt_index: int, relevance=None) -> np.ndarray:
+    """The option scores of the worst possible ranking, for a round that gives no basis to rank (an empty or missing
+    answer): irrelevant options first, then the relevant ones by increasing relevance, the ground truth last. It
+    earns the minimum of every ranking metric: R@k 0, MRR 1/n_options, mean rank n_options and, whenever more
+    options are irrelevant than relevant, NDCG 0 (otherwise the least NDCG any such ordering can reach)."""
+    scores = np.zeros(n_options) if relevance is None else -np.asarray(relevance, dtype=np.float64)
+    if scores.shape != (n_options,):
+        raise ValueError(f"relevance has {scores.shape} entries for {n_options} options")
+    scores[gt_index] = scores.min() - 1.0
+    return scores
+
+
 def ndcg(scores: np.ndarray, relevance: np.ndarray) -> float:
     """VisDial NDCG: per round, DCG over the top-K ranked options (K = #relevant) over the ideal DCG."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -58,7 +73,9 @@ def ndcg(scores: np.ndarray, relevance: np.ndarray) -> float:
 
 
 def bleu4_nltk(hypotheses: list[str], references: list[str]) -> float:
-    """The seeds' BLEU-4: nltk corpus_bleu on lower-cased whitespace tokens, x100 (no smoothing)."""
+    """The EMR seeds' BLEU-4 (metrics key `bleu4_nltk`): nltk corpus_bleu on lower-cased whitespace tokens, 0-100,
+    no smoothing. Short answers make it jump: a one-word hypothesis has no 2-, 3- or 4-grams, and nltk counts those
+    orders as 0 matches of 1 rather than dropping them, so it differs a lot from `sacrebleu_corpus` on VisDial."""
     from nltk.translate.bleu_score import corpus_bleu
 
     hyps = [h.lower().split() for h in hypotheses]
@@ -67,10 +84,11 @@ def bleu4_nltk(hypotheses: list[str], references: list[str]) -> float:
 
 
 def sacrebleu_corpus(hypotheses: list[str], references: list[str]) -> float:
-    """sacrebleu corpus BLEU on a 0-1 scale (the reminder seeds' convention: score / 100)."""
+    """sacreBLEU (metrics key `sacrebleu`): sacrebleu's corpus BLEU with its defaults (13a tokenizer, exponential
+    smoothing), on the same 0-100 scale as `bleu4_nltk`. (The `<reminder>` seeds reported score / 100; we do not.)"""
     import sacrebleu
 
-    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score) / 100.0
+    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
 
 def rouge_scores(hypotheses: list[str], references: list[str], types=("rouge1", "rouge2", "rougeL")) -> dict:

@@ -73,12 +73,14 @@ def test_metrics_and_resume(world, tmp_path, monkeypatch):
     m = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, bridge=BRIDGE, variant="before",
                      val_dense=world["val_dense"], num_beams=2, max_new_tokens=4, batch_dialogs=2,
                      rank_max_rounds=5)
-    for k in ("bleu4", "rougeL", "mrr", "r@1", "r@5", "r@10", "mean_rank", "ndcg"):
+    for k in ("bleu4_nltk", "sacrebleu", "rougeL", "mrr", "r@1", "r@5", "r@10", "mean_rank", "ndcg"):
         assert k in m
+    assert "bleu4" not in m and "bleu" not in m  # each BLEU under a name that says which
     assert m["n_generated_rounds"] == 30 and m["n_ranked_rounds"] == 5 and m["n_ndcg_rounds"] == 3
-    assert 0 <= m["bleu4"] <= 100 and 0 < m["mrr"] <= 1 and 1 <= m["mean_rank"] <= 100
+    assert 0 <= m["bleu4_nltk"] <= 100 and 0 <= m["sacrebleu"] <= 100
+    assert 0 < m["mrr"] <= 1 and 1 <= m["mean_rank"] <= 100
     assert json.loads(out.read_text())["mrr"] == m["mrr"]
-    preds = (out.parent / "work" / "predictions.jsonl").read_text().splitlines()
+    preds = next(out.parent.glob("work*/predictions.jsonl")).read_text().splitlines()
     assert len(preds) == 30
 
     def boom(*a, **k):
@@ -88,7 +90,7 @@ def test_metrics_and_resume(world, tmp_path, monkeypatch):
     again = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, bridge=BRIDGE, variant="before",
                          val_dense=world["val_dense"], num_beams=2, max_new_tokens=4, batch_dialogs=2,
                          rank_max_rounds=5)
-    assert again["mrr"] == m["mrr"] and again["bleu4"] == m["bleu4"]
+    assert again["mrr"] == m["mrr"] and again["bleu4_nltk"] == m["bleu4_nltk"] and again["sacrebleu"] == m["sacrebleu"]
 
 
 def test_changed_settings_discard_partial_results(world, tmp_path):
@@ -175,3 +177,25 @@ def test_question_prior_answers_without_the_image(tmp_path):
     assert m["variant"] == "question_prior" and m["n_generated_rounds"] == 4
     assert m["exact_match_by_question_type"] == {"what color": 0.5, "where is": 0.5}
     assert m["exact_match"] == 0.5 and 0 <= m["rougeL"] <= 1
+
+
+def test_emr_table_names_both_bleus_on_one_scale(tmp_path):
+    """The EMR table gives the seeds' nltk BLEU-4 and sacreBLEU side by side, each column saying which it is."""
+    from mmemory.emr.report import BLEU4_COLUMN, SACREBLEU_COLUMN, emr_metrics
+
+    evals = []
+    for v, (b, s) in {"before": (1.5, 20.0), "after": (6.25, 41.0)}.items():
+        p = tmp_path / f"{v}.json"
+        p.write_text(json.dumps({"variant": v, "bleu4_nltk": b, "sacrebleu": s, "rougeL": 0.3, "exact_match": 0.2,
+                                 "mrr": 0.5, "n_generated_rounds": 10, "n_ranked_rounds": 10}))
+        evals.append(str(p))
+    loss = tmp_path / "loss.csv"
+    loss.write_text("step,split,loss\n1,train,2.0\n2,val,1.5\n")
+    m = emr_metrics(evals, [str(loss)], [], [], [], tmp_path / "metrics.json", tmp_path / "loss.png", BRIDGE)
+    rows = next(iter(m["tables"].values()))
+    assert "BLEU-4" in BLEU4_COLUMN and "nltk" in BLEU4_COLUMN and "0-100" in BLEU4_COLUMN
+    assert "sacreBLEU" in SACREBLEU_COLUMN and "0-100" in SACREBLEU_COLUMN
+    assert [(r[BLEU4_COLUMN], r[SACREBLEU_COLUMN]) for r in rows] == [(1.5, 20.0), (6.25, 41.0)]
+    assert not any(k in ("BLEU", "BLEU-4") for r in rows for k in r)  # no bare BLEU column
+    assert m["headline"]["EMR BLEU-4 (nltk) after"] == 6.25 and m["headline"]["EMR sacreBLEU after"] == 41.0
+    assert set(m["bleu"]) == {"bleu4_nltk", "sacrebleu"}

@@ -43,30 +43,87 @@ def test_seed_format_file_scores_with_counts(world, refs, tmp_path):
                  "--dense", world["val_dense"]]) == 0
     m = json.loads(out.read_text())
     assert m["n"] == 4 and m["n_no_final_answer"] == 1 and m["n_without_reminder"] == 1
-    assert m["n_dialogs_without_prediction"] == 0
+    assert m["n_missing_predictions"] == 0 and m["n_predictions"] == 4
     assert m["rouge1_f1"] == pytest.approx(0.75)  # three exact answers, one empty (scored 0, not dropped)
     assert m["rougeL_f1"] == pytest.approx(0.75)
     assert m["bertscore_f1"] == pytest.approx(0.75, abs=0.01)
     assert m["bertscore_model"] == "all-MiniLM-L6-v2" and m["bertscore_layers"] == 6
-    assert 0 <= m["bleu"] <= 1  # corpus BLEU-4 of one- to three-word answers is near 0 (as in the seeds)
-    r = m["ranking"]
+    assert 0 <= m["sacrebleu"] <= 100 and 0 <= m["bleu4_nltk"] <= 100  # both BLEUs, both 0-100
+    assert "bleu" not in m and "ranking" not in m  # no metric under an ambiguous name
+    r = m["answer_similarity_ranking"]
     assert r["r@1"] >= 0.75 and r["r@10"] >= r["r@5"] >= r["r@1"]  # the three exact answers rank first
-    assert "MiniLM cosine" in r["method"]
+    assert "MiniLM similarity to the generated answer" in r["method"] and "not model likelihood" in r["method"]
 
 
 def test_all_empty_scores_zero(world, refs, tmp_path):
     rows = [{"image_id": i, "conversation": "", "response": ""} for i in refs]
     m = evaluate_predictions(load_predictions(write(tmp_path, rows)), world["val"], ranking="none")
-    assert m["rouge1_f1"] == 0 and m["bleu"] == 0 and m["bertscore_f1"] == 0 and m["n_no_final_answer"] == 4
-    assert "ranking" not in m
+    assert m["rouge1_f1"] == 0 and m["sacrebleu"] == 0 and m["bleu4_nltk"] == 0 and m["bertscore_f1"] == 0
+    assert m["n_no_final_answer"] == 4
+    assert "answer_similarity_ranking" not in m
 
 
 def test_empty_answers_rank_their_ground_truth_last(world, refs, tmp_path):
     """No final answer scores zero in ranking too: the empty string's embedding must not pick short options."""
     rows = [{"image_id": i, "conversation": "", "response": "<reminder>never closed"} for i in refs]
     m = evaluate_predictions(load_predictions(write(tmp_path, rows)), world["val"], ranking="minilm")
-    r = m["ranking"]
+    r = m["answer_similarity_ranking"]
     assert r["r@1"] == r["r@10"] == 0 and r["mean_rank"] == 100 and r["mrr"] == pytest.approx(0.01)
+
+
+def _dense_every_last_round(world, tmp_path):
+    """Dense relevance for every dialogue's last round (the fixture annotates one random round per dialogue):
+    1 for the ground truth, 0.5 for a few other options, so a ranking that puts relevant options first scores."""
+    split = load_visdial(world["val"])
+    rows = []
+    for d in split.dialogs:
+        last = d["dialog"][-1]
+        rel = [0.0] * len(last["answer_options"])
+        for k in range(0, len(rel), 7):
+            rel[k] = 0.5  # options 0, 7, 14, ...: an empty answer's old tie order put option 0 first
+        rel[last["gt_index"]] = 1.0
+        rows.append({"image_id": d["image_id"], "round_id": len(d["dialog"]), "gt_relevance": rel})
+    p = tmp_path / "dense_last.json"
+    p.write_text(json.dumps(rows))
+    return p
+
+
+def test_an_all_empty_run_never_scores_above_a_real_poor_one(world, refs, tmp_path):
+    """Empty answers get the minimum of every metric, ranking included: the ground truth ranked last and every
+    relevant option below the irrelevant ones (NDCG 0, R@k 0, MRR 1/100). Before, NDCG was above 0 whenever a
+    relevant option sat early in the option order, and could beat a real run."""
+    dense = _dense_every_last_round(world, tmp_path)
+    empty = evaluate_predictions([{"image_id": i, "conversation": "", "response": ""} for i in refs],
+                                 world["val"], dense)
+    poor = evaluate_predictions([{"image_id": i, "conversation": "", "response": "<reminder>x</reminder> maybe"}
+                                 for i in refs], world["val"], dense)
+    re_, rp = empty["answer_similarity_ranking"], poor["answer_similarity_ranking"]
+    assert re_["ndcg"] == 0 and re_["ndcg_rounds"] == 4 and re_["r@1"] == re_["r@5"] == re_["r@10"] == 0
+    assert re_["mrr"] == pytest.approx(1 / 100) and re_["mean_rank"] == 100
+    for k in ("r@1", "r@5", "r@10", "mrr", "ndcg"):
+        assert re_[k] <= rp[k], k
+    assert re_["mean_rank"] >= rp["mean_rank"]  # lower is better
+    for k in ("rouge1_f1", "rouge2_f1", "rougeL_f1", "sacrebleu", "bleu4_nltk", "bertscore_p", "bertscore_r",
+              "bertscore_f1"):
+        assert empty[k] == 0 and empty[k] <= poor[k], k
+
+
+def test_missing_predictions_score_zero_and_are_counted(world, refs, tmp_path):
+    """Every reference dialogue is scored: one without a prediction counts as the empty answer, never dropped."""
+    ids = list(refs)
+    exact = {i: f"<reminder>x</reminder> {refs[i]}" for i in ids}
+    half = [{"image_id": i, "conversation": "", "response": exact[i]} for i in ids[:2]]
+    full = [{"image_id": i, "conversation": "", "response": exact[i] if i in ids[:2] else ""} for i in ids]
+    dense = _dense_every_last_round(world, tmp_path)
+    m = evaluate_predictions(half, world["val"], dense)
+    f = evaluate_predictions(full, world["val"], dense)
+    assert m["n"] == 4 and m["n_predictions"] == 2 and m["n_missing_predictions"] == 2
+    assert m["n_no_final_answer"] == 0 and f["n_no_final_answer"] == 2 and f["n_missing_predictions"] == 0
+    assert m["rouge1_f1"] == pytest.approx(0.5) and m["bertscore_f1"] == pytest.approx(0.5, abs=0.01)
+    for k in ("rouge1_f1", "rougeL_f1", "sacrebleu", "bleu4_nltk", "bertscore_f1"):
+        assert m[k] == pytest.approx(f[k]), k  # missing == empty answer
+    assert m["answer_similarity_ranking"] == f["answer_similarity_ranking"]
+    assert m["answer_similarity_ranking"]["ndcg_rounds"] == 4  # the missing dialogues' rounds are scored too
 
 
 @pytest.mark.parametrize("rows, message", [

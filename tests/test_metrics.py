@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus, scores_to_ranks
+from mmemory.metrics import (bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus, scores_to_ranks,
+                             worst_ranking_scores)
 
 
 def test_ranks_are_one_based_descending():
@@ -42,8 +43,33 @@ def test_ranking_rejects_bad_shapes():
 def test_text_metrics_identity_and_disjoint():
     refs = ["the red circle is on the left", "there are two shapes in the picture"]
     assert bleu4_nltk(refs, refs) == pytest.approx(100.0)
-    assert sacrebleu_corpus(refs, refs) == pytest.approx(1.0)
+    assert sacrebleu_corpus(refs, refs) == pytest.approx(100.0)  # the same 0-100 scale as bleu4_nltk
     assert rouge_scores(refs, refs)["rougeL"] == pytest.approx(1.0)
     bad = ["zzz yyy", "qqq"]
     assert rouge_scores(bad, refs)["rouge1"] == 0.0
-    assert sacrebleu_corpus(bad, refs) < 0.01
+    assert sacrebleu_corpus(bad, refs) < 1
+
+
+def test_the_two_bleus_differ_on_short_answers():
+    """Why every BLEU column names its BLEU: on short VisDial-like answers they are far apart. Five exact answers:
+    sacreBLEU 100, the seeds' nltk BLEU-4 50 (the one-word answers' missing 2-4-grams count against it)."""
+    refs = ["yes", "two", "at the top left", "a red circle", "no"]
+    assert sacrebleu_corpus(refs, refs) == pytest.approx(100.0)
+    assert bleu4_nltk(refs, refs) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("relevance", [None, [0.5, 0.0, 1.0, 0.0, 0.5, 0.0, 0.0, 0.2]])
+def test_worst_ranking_is_the_minimum_of_every_metric(relevance):
+    rng = np.random.default_rng(0)
+    gt = 2
+    worst = worst_ranking_scores(8, gt, relevance)
+    m = ranking_metrics(worst[None], np.array([gt]))
+    assert m == {"r@1": 0.0, "r@5": 0.0, "r@10": 1.0, "mean_rank": 8.0, "mrr": 1 / 8}  # 8 options: R@10 is 1
+    if relevance is not None:
+        rel = np.array([relevance])
+        assert ndcg(worst[None], rel) == 0.0
+        for _ in range(50):  # no ordering does worse
+            s = rng.normal(size=(1, 8))
+            assert ndcg(s, rel) >= 0.0 and ranking_metrics(s, np.array([gt]))["mrr"] >= m["mrr"]
+    with pytest.raises(ValueError):
+        worst_ranking_scores(5, 0, [1.0, 0.0])

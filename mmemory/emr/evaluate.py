@@ -1,5 +1,7 @@
-"""`eval_emr`: generation metrics (beam search; BLEU-4 as the seed computed it, ROUGE-L) and VisDial ranking metrics
-(the 100 answer options scored by LM log-likelihood: MRR, R@1/5/10, mean rank; NDCG on the dense annotations).
+"""`eval_emr`: generation metrics (beam search; `bleu4_nltk`: BLEU-4 as the seeds computed it, nltk, 0-100;
+`sacrebleu`: sacreBLEU, 0-100, the `<reminder>` stage's BLEU, so the stages can be compared; ROUGE-L) and VisDial
+ranking metrics (the 100 answer options scored by LM log-likelihood: MRR, R@1/5/10, mean rank; NDCG on the dense
+annotations).
 
     snakemake results/emr/after/eval.json --cores 2
 
@@ -23,7 +25,7 @@ from mmemory.emr.data import batch_embeddings, dialog_records
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, generate_answers, load_llm, option_log_likelihood
 from mmemory.emr.train import TrainConfig, make_bridge
 from mmemory.io import append_jsonl, atomic_write_json, read_jsonl
-from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores
+from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus
 from mmemory.shards import ShardedEmbeddings
 from mmemory.visdial import load_visdial
 
@@ -52,13 +54,14 @@ def question_type(question: str) -> str:
 
 
 def generation_metrics(preds: list[dict]) -> dict:
-    """BLEU-4 (the seeds'), ROUGE-L and exact match of {"question", "answer", "prediction"} rows, overall and per
-    question type (shows whether answers follow the image or a prior)."""
+    """`bleu4_nltk` (the seeds' BLEU-4, 0-100), `sacrebleu` (0-100), ROUGE-L and exact match of {"question",
+    "answer", "prediction"} rows, overall and per question type (shows whether answers follow the image or a prior)."""
     hyps, refs = [p["prediction"] for p in preds], [p["answer"] for p in preds]
     by_type: dict[str, list[bool]] = {}
     for p in preds:
         by_type.setdefault(question_type(p["question"]), []).append(p["prediction"] == p["answer"])
-    return {"bleu4": bleu4_nltk(hyps, refs), "rougeL": rouge_scores(hyps, refs, ("rougeL",))["rougeL"],
+    return {"bleu4_nltk": bleu4_nltk(hyps, refs), "sacrebleu": sacrebleu_corpus(hyps, refs),
+            "rougeL": rouge_scores(hyps, refs, ("rougeL",))["rougeL"],
             "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])) if hyps else 0.0,
             "n_generated_rounds": len(preds),
             "exact_match_by_question_type": {t: round(float(np.mean(v)), 4) for t, v in sorted(by_type.items())}}
@@ -216,6 +219,6 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     metrics["seconds_this_run"] = round(el, 1)
     metrics["examples"] = preds[:5]
     atomic_write_json(out_json, metrics, indent=2)
-    logger.info("eval_emr %s: BLEU-4 %.2f ROUGE-L %.3f MRR %s (%.1fs)", variant, metrics["bleu4"], metrics["rougeL"],
-                metrics.get("mrr"), el)
+    logger.info("eval_emr %s: BLEU-4 (nltk) %.2f sacreBLEU %.2f ROUGE-L %.3f MRR %s (%.1fs)", variant,
+                metrics["bleu4_nltk"], metrics["sacrebleu"], metrics["rougeL"], metrics.get("mrr"), el)
     return metrics

@@ -1,4 +1,9 @@
-"""`emr_metrics`: the EMR stage's metrics.json (variants table, toy-encoder retrieval, extraction) and loss curves."""
+"""`emr_metrics`: the EMR stage's metrics.json (variants table, toy-encoder retrieval, extraction) and loss curves.
+
+The variants table carries two BLEUs, each named for what it is and both on a 0-100 scale: the seeds' nltk corpus
+BLEU-4 (`BLEU4_COLUMN`, metrics key `bleu4_nltk`) and sacreBLEU (`SACREBLEU_COLUMN`, key `sacrebleu`), the BLEU the
+`<reminder>` stage reports, so the two stages can be compared.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,6 +15,15 @@ from pathlib import Path
 from mmemory.io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+BLEU4_COLUMN = "BLEU-4 (nltk, seeds', 0-100)"
+SACREBLEU_COLUMN = "sacreBLEU (0-100)"
+BLEU_NOTES = {
+    "bleu4_nltk": "BLEU-4 (nltk, seeds', 0-100): nltk corpus_bleu on lower-cased whitespace tokens, x100, unsmoothed "
+                  "(the EMR seeds' BLEU-4; a one-word answer's missing 2-4-grams count as 0 of 1)",
+    "sacrebleu": "sacreBLEU (0-100): sacrebleu corpus_bleu with its defaults (13a tokens, exp smoothing), the BLEU "
+                 "of the <reminder> stage",
+}
 
 LABELS = {
     "question_prior": "question alone (no image)",
@@ -37,7 +51,8 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
         rows.append({
             "variant": LABELS.get(v, v),
             "trained": trained.get(v, trainable),
-            "BLEU-4": round(m["bleu4"], 2), "ROUGE-L": round(m["rougeL"], 4),
+            BLEU4_COLUMN: round(m["bleu4_nltk"], 2), SACREBLEU_COLUMN: _round(m.get("sacrebleu"), 2),
+            "ROUGE-L": round(m["rougeL"], 4),
             "exact match": round(m["exact_match"], 4), "MRR": _round(m.get("mrr"), 4),
             "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),
             "mean rank": _round(m.get("mean_rank"), 2), "NDCG": _round(m.get("ndcg"), 4),
@@ -45,7 +60,8 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
             "soft prompt rel. std": m.get("soft_prompt_relative_std"),
         })
         if v in ("before", "after"):
-            headline[f"EMR BLEU-4 {v}"] = round(m["bleu4"], 2)
+            headline[f"EMR BLEU-4 (nltk) {v}"] = round(m["bleu4_nltk"], 2)
+            headline[f"EMR sacreBLEU {v}"] = _round(m.get("sacrebleu"), 2)
             headline[f"EMR MRR {v}"] = _round(m.get("mrr"), 4)
     tables = {"EMR on VisDial val: generation (beam search) and option ranking (LM log-likelihood)": rows}
     by_type: dict[str, dict] = {}
@@ -85,7 +101,7 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
         tables["EMR training"] = train_rows
     metrics = {"tables": tables, "headline": headline,
                "ranking_subset": ranked[0] if ranked else None,
-               "bleu4": "nltk corpus_bleu on lower-cased whitespace tokens, x100 (the seeds' BLEU-4)"}
+               "bleu": BLEU_NOTES}
     atomic_write_json(out_json, metrics, indent=2)
     plot_curves(losses, out_png)
     return metrics

@@ -14,8 +14,12 @@ from mmemory.visdial import load_visdial
 
 logger = logging.getLogger(__name__)
 
-TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1"), ("rouge2_f1", "ROUGE-2 F1"), ("rougeL_f1", "ROUGE-L F1"),
-                 ("bleu", "BLEU"), ("bertscore_f1", "BERTScore F1"))
+# (metrics key, column label, scale of the figure's bars): sacreBLEU is 0-100 like EMR's BLEU-4, the rest 0-1
+TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1", 1), ("rouge2_f1", "ROUGE-2 F1", 1), ("rougeL_f1", "ROUGE-L F1", 1),
+                 ("sacrebleu", "sacreBLEU (0-100)", 100), ("bertscore_f1", "BERTScore F1", 1))
+# the options ranked by similarity to the generated answer (mmemory.evaluate), not VisDial's likelihood ranking
+RANKING_KEY = "answer_similarity_ranking"
+RANKING_COLUMNS = (("mrr", "MRR (answer similarity)"), ("r@1", "R@1 (answer similarity)"))
 TRAINING_META = "reminder_training.json"  # written next to the adapter: how its prompts were built
 
 
@@ -164,14 +168,16 @@ def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: d
 
 
 def variants_table(metrics: dict[str, dict]) -> list[dict]:
-    """One row per variant in the seeds' shape, plus a delta row finetuned_memory - finetuned when both exist."""
+    """One row per variant in the seeds' shape, plus a delta row finetuned_memory - finetuned when both exist.
+    Each BLEU column says which BLEU it is; the ranking columns say they rank by answer similarity (not likelihood).
+    `no final answer` and `missing prediction` count the dialogues scored as the empty answer (never dropped)."""
     rows = []
     for variant, m in metrics.items():
-        row = {"variant": variant, **{label: m[key] for key, label in TABLE_COLUMNS}}
-        if "ranking" in m:
-            row["MRR"] = m["ranking"]["mrr"]
-            row["R@1"] = m["ranking"]["r@1"]
+        row = {"variant": variant, **{label: m[key] for key, label, _ in TABLE_COLUMNS}}
+        if RANKING_KEY in m:
+            row.update({label: m[RANKING_KEY][key] for key, label in RANKING_COLUMNS})
         row["no final answer"] = m["n_no_final_answer"]
+        row["missing prediction"] = m["n_missing_predictions"]
         row["n"] = m["n"]
         rows.append(row)
     if "finetuned" in metrics and "finetuned_memory" in metrics:
@@ -202,16 +208,17 @@ def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_
         "teacher": {k: v for k, v in teacher.items() if not isinstance(v, dict)},
         "finetune": {k: v for k, v in train.items() if k in ("backend", "examples", "steps", "first_loss",
                                                               "last_loss", "trainable_params", "train_seconds")},
-        "ranking_method": any_m.get("ranking", {}).get("method", "none"),
+        "answer_similarity_ranking": any_m.get(RANKING_KEY, {}).get("method", "none"),
+        "sacrebleu": "sacrebleu corpus_bleu, 0-100 (the EMR table gives it beside the seeds' nltk BLEU-4)",
     }
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(1, len(metrics))
     for i, (v, m) in enumerate(metrics.items()):
-        ax.bar([j + i * width for j in range(len(TABLE_COLUMNS))], [m[k] for k, _ in TABLE_COLUMNS], width,
+        ax.bar([j + i * width for j in range(len(TABLE_COLUMNS))], [m[k] / s for k, _, s in TABLE_COLUMNS], width,
                label=v)
     ax.set_xticks([j + width * (len(metrics) - 1) / 2 for j in range(len(TABLE_COLUMNS))])
-    ax.set_xticklabels([label for _, label in TABLE_COLUMNS])
-    ax.set_ylabel("score")
+    ax.set_xticklabels([label if s == 1 else f"{label} / {s}" for _, label, s in TABLE_COLUMNS], fontsize=8)
+    ax.set_ylabel("score (0-1)")
     ax.set_title("<reminder> variants (last round of each val dialogue)")
     ax.legend()
     fig.tight_layout()
