@@ -21,7 +21,8 @@ REPORT_FIGURES = {}
 
 
 wildcard_constraints:
-    split="train|val",
+    split="train|val|test",
+    seed=r"\d+",
 
 
 def stage_active(stage):
@@ -41,15 +42,20 @@ def model_input(name):
 
 
 def visdial_source():
-    """Raw VisDial inputs for prepare_data: the toy renderer's files, or the user's (config data.visdial)."""
+    """Raw VisDial inputs for prepare_data: the toy renderer's files, or the user's (config data.visdial).
+    Real VisDial: our test split is the official v1.0 val file (the official test file has no answers); our val
+    split is data.visdial.val_json, or data.visdial.val_from_train dialogues held out of train."""
     if config["data"]["source"] == "toy":
         root = "results/toy_visdial"
-        return {
-            "train_json": f"{root}/visdial_1.0_train.json",
-            "val_json": f"{root}/visdial_1.0_val.json",
-            "val_dense": f"{root}/visdial_1.0_val_dense_annotations.json",
-            "train_images": f"{root}/images/train",
-            "val_images": f"{root}/images/val",
-        }
+        files = {f"{s}_json": f"{root}/visdial_1.0_{s}.json" for s in ("train", "val", "test")}
+        files |= {f"{s}_images": f"{root}/images/{s}" for s in ("train", "val", "test")}
+        return files | {f"{s}_dense": f"{root}/visdial_1.0_{s}_dense_annotations.json" for s in ("val", "test")}
     v = config["data"]["visdial"]
-    return {k: v[k] for k in ("train_json", "val_json", "val_dense", "train_images", "val_images") if v.get(k)}
+    keys = ("train_json", "train_images", "val_json", "val_images", "val_dense", "test_json", "test_images",
+            "test_dense")
+    return {k: v[k] for k in keys if v.get(k)}
+
+
+# The training seeds: every trained model (EMR bridges, the reminder adapter) is trained once per seed, and the
+# tables give each trained row's mean and spread over them. Untrained rows are computed once, with the first seed.
+TRAIN_SEEDS = [int(s) for s in config["train_seeds"]]

@@ -1,13 +1,17 @@
 # Data: the toy VisDial renderer and prepare_data (validation + normalization, real or toy through one reader).
+# Three splits, disjoint by content: train fits, val chooses settings, test is what the report's tables show.
 
 
 rule toy_visdial:
     output:
         train_json="results/toy_visdial/visdial_1.0_train.json",
         val_json="results/toy_visdial/visdial_1.0_val.json",
+        test_json="results/toy_visdial/visdial_1.0_test.json",
         val_dense="results/toy_visdial/visdial_1.0_val_dense_annotations.json",
+        test_dense="results/toy_visdial/visdial_1.0_test_dense_annotations.json",
         train_images=directory("results/toy_visdial/images/train"),
         val_images=directory("results/toy_visdial/images/val"),
+        test_images=directory("results/toy_visdial/images/test"),
     params:
         toy=config["data"]["toy"],
         n_options=config["data"]["n_options"],
@@ -28,7 +32,9 @@ rule prepare_data:
     output:
         train="results/data/train.json",
         val="results/data/val.json",
+        test="results/data/test.json",
         val_dense="results/data/val_dense.json",
+        test_dense="results/data/test_dense.json",
         report="results/data/data_report.json",
         metrics="results/data/metrics.json",
     params:
@@ -36,6 +42,8 @@ rule prepare_data:
         n_options=config["data"]["n_options"],
         max_dialogs=config["data"].get("max_dialogs"),
         check_images=config["data"].get("check_images", True),
+        val_from_train=config["data"].get("visdial", {}).get("val_from_train"),
+        seed=config["seed"],
     log:
         "results/logs/prepare_data.log",
     benchmark:

@@ -2,11 +2,13 @@
 #   train_toy_clip      contrastive training of the tiny CLIP (toy only)      -> results/emr/toy_clip/
 #   pretrain_toy_llm    LM pre-training of the tiny Llama on train text (toy) -> results/emr/toy_llm/
 #   extract_embeddings  image + per-round question embeddings, sharded      -> results/emr/embeddings/{split}/
-#   train_emr           the MA-LMM bridge for one variant                    -> results/emr/{variant}/bridge.*
-#   eval_emr            BLEU-4 / ROUGE-L (beam search) + VisDial ranking     -> results/emr/{variant}/eval.json
-#   emr_metrics         the variants' table, toy-encoder retrieval, loss curves -> results/emr/metrics.json
-# Shards (results/emr/embeddings/{split}/shard-*.safetensors), training checkpoints ({variant}/ckpt/) and partial
-# evaluations ({variant}/work/) are not declared outputs, so that a rerun after a kill resumes from them.
+#   train_emr           the MA-LMM bridge for one variant and training seed  -> results/emr/{variant}/s{seed}/bridge.*
+#   eval_emr            BLEU-4 (nltk) + sacreBLEU / ROUGE-L (beam search) + likelihood ranking   -> results/emr/{variant}/s{seed}/eval_{split}.json
+#   emr_metrics         the variants' table on test (mean and spread over train_seeds), loss curves -> results/emr/metrics.json
+# train_emr fits on train and tracks its loss on val; the table is on test. eval_{val}.json is there for choosing
+# settings (`snakemake results/emr/after/s0/eval_val.json`) and is not in the report.
+# Shards (results/emr/embeddings/{split}/shard-*.safetensors), training checkpoints (s{seed}/ckpt/) and partial
+# evaluations (s{seed}/work_{split}/) are not declared outputs, so that a rerun after a kill resumes from them.
 
 
 if stage_active("emr"):
@@ -103,26 +105,26 @@ if stage_active("emr"):
             val_emb="results/emr/embeddings/val/index.json",
             llm=EMR_LLM_INPUT,
         output:
-            bridge="results/emr/{variant}/bridge.safetensors",
-            config="results/emr/{variant}/bridge_config.json",
-            loss_csv="results/emr/{variant}/loss.csv",
-            loss_png="results/emr/{variant}/loss.png",
-            summary="results/emr/{variant}/train_summary.json",
+            bridge="results/emr/{variant}/s{seed}/bridge.safetensors",
+            config="results/emr/{variant}/s{seed}/bridge_config.json",
+            loss_csv="results/emr/{variant}/s{seed}/loss.csv",
+            loss_png="results/emr/{variant}/s{seed}/loss.png",
+            summary="results/emr/{variant}/s{seed}/train_summary.json",
         wildcard_constraints:
             variant="|".join(EMR_TRAINED),
         params:
             llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
             bridge=EMR["bridge"],
-            train=EMR["train"],
+            train=lambda w: {**EMR["train"], "seed": int(w.seed)},
             llm_4bit=EMR["llm_4bit"],
             llm_dtype=EMR["llm_dtype"],
             llm_trainable=EMR["llm_trainable"],
             prompt_template=lambda wildcards: EMR["prompt_template"],
             device=EMR["device"],
         log:
-            "results/logs/emr/train_emr_{variant}.log",
+            "results/logs/emr/train_emr_{variant}_s{seed}.log",
         benchmark:
-            "results/benchmarks/emr/train_emr_{variant}.tsv"
+            "results/benchmarks/emr/train_emr_{variant}_s{seed}.tsv"
         threads: EMR["threads"]
         conda:
             "../envs/malmm.yaml"
@@ -131,28 +133,29 @@ if stage_active("emr"):
 
     rule eval_emr:
         input:
-            unpack(lambda w: {} if w.variant == "before" else {"bridge": f"results/emr/{w.variant}/bridge.safetensors"}),
-            val="results/data/val.json",
-            val_dense="results/data/val_dense.json",
-            val_emb="results/emr/embeddings/val/index.json",
+            unpack(lambda w: {} if w.variant == "before" else {"bridge": f"results/emr/{w.variant}/s{w.seed}/bridge.safetensors"}),
+            data="results/data/{split}.json",
+            dense="results/data/{split}_dense.json",
+            emb="results/emr/embeddings/{split}/index.json",
             llm=EMR_LLM_INPUT,
         output:
-            metrics="results/emr/{variant}/eval.json",
+            metrics="results/emr/{variant}/s{seed}/eval_{split}.json",
         wildcard_constraints:
             variant="|".join(["before"] + EMR_TRAINED),
+            split="val|test",
         params:
             llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
             bridge=EMR["bridge"],
-            train=EMR["train"],
+            train=lambda w: {**EMR["train"], "seed": int(w.seed)},
             eval=EMR["eval"],
             llm_4bit=EMR["llm_4bit"],
             llm_dtype=EMR["llm_dtype"],
             prompt_template=lambda wildcards: EMR["prompt_template"],
             device=EMR["device"],
         log:
-            "results/logs/emr/eval_emr_{variant}.log",
+            "results/logs/emr/eval_emr_{variant}_s{seed}_{split}.log",
         benchmark:
-            "results/benchmarks/emr/eval_emr_{variant}.tsv"
+            "results/benchmarks/emr/eval_emr_{variant}_s{seed}_{split}.tsv"
         threads: EMR["threads"]
         conda:
             "../envs/malmm.yaml"
@@ -161,14 +164,15 @@ if stage_active("emr"):
 
     rule emr_metrics:
         input:
-            evals=expand("results/emr/{variant}/eval.json", variant=EMR_VARIANTS),
-            losses=expand("results/emr/{variant}/loss.csv", variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED]),
-            summaries=expand("results/emr/{variant}/train_summary.json",
-                             variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED]),
-            extraction=expand("results/emr/embeddings/{split}/metrics.json", split=["train", "val"]),
+            evals=expand("results/emr/{variant}/s{seed}/eval_test.json", variant=EMR_VARIANTS, seed=TRAIN_SEEDS),
+            losses=expand("results/emr/{variant}/s{seed}/loss.csv",
+                          variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED], seed=TRAIN_SEEDS[:1]),
+            summaries=expand("results/emr/{variant}/s{seed}/train_summary.json",
+                             variant=[v for v in EMR_VARIANTS if v in EMR_TRAINED], seed=TRAIN_SEEDS),
+            extraction=expand("results/emr/embeddings/{split}/metrics.json", split=["train", "val", "test"]),
             toy=EMR_TOY_METRICS,
             train="results/data/train.json",
-            val="results/data/val.json",
+            test="results/data/test.json",
         output:
             metrics="results/emr/metrics.json",
             curves=report(
@@ -177,6 +181,8 @@ if stage_active("emr"):
                 category="EMR",
             ),
         params:
+            evals={v: expand("results/emr/{variant}/s{seed}/eval_test.json", variant=v, seed=TRAIN_SEEDS)
+                   for v in EMR_VARIANTS},
             bridge=EMR["bridge"],
             llm_trainable=EMR["llm_trainable"],
         log:
@@ -188,6 +194,6 @@ if stage_active("emr"):
 
     REPORT_METRICS["Extraction-Memorization (EMR)"] = "results/emr/metrics.json"
     REPORT_FIGURES["results/emr/loss_curves.png"] = (
-        "EMR bridge: caption pre-training loss (dotted), then the answer cross-entropy on train batches and on a fixed "
-        "val subset, per trained variant."
+        "EMR bridge: caption pre-training loss, then the answer cross-entropy on train batches and on a fixed "
+        "val subset, per trained variant (first training seed)."
     )

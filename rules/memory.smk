@@ -1,33 +1,40 @@
 # Stage 'memory': a persistent multimodal memory store (mmemory.memory) scored by relevance, recency, frequency and
 # saliency; its ablation on long chained sessions, and the retrieved context that feeds the <reminder> prompt.
-#   results/memory/sessions/{,tune_}{turns,queries}.jsonl  chained sessions + back-referring queries (eval, tuning)
-#   results/memory/<encoder>/metrics.json              the ablation (report section), recall.png, per_query.json
-#   results/memory/reminder_context.json               top-k memories per val dialogue (read by the reminder stage)
+#   memory_sessions          chained sessions + back-referring queries per split -> results/memory/sessions/{split}/
+#   memory_evaluate          the ablation: tuned on train, chosen on val, reported on test
+#                                                         -> results/memory/<encoder>/metrics.json, recall.png
+#   memory_reminder_context  top-k memories per dialogue of a split (read by the reminder stage)
+#                                                         -> results/memory/reminder_context_{split}.json
+# The stage functions are in mmemory/memory/stage.py; each rule gets only the settings it reads.
 
 
 if stage_active("memory"):
-    MEMORY_VARIANT = config["memory"]["encoder"]["name"]
+    MCFG = config["memory"]
+    MEMORY_VARIANT = MCFG["encoder"]["name"]
     # The encoder checkpoint is a DAG input when the workflow builds it (e.g. the toy CLIP of the emr stage).
-    MEMORY_ENCODER_PATH = config["memory"]["encoder"]["path"]
+    MEMORY_ENCODER_PATH = MCFG["encoder"]["path"]
     MEMORY_ENCODER_INPUT = [MEMORY_ENCODER_PATH] if str(MEMORY_ENCODER_PATH).startswith("results/") else []
     # ImageBind only runs in its own env (the store needs faiss-cpu and rank-bm25 there too); the rest in core.
-    MEMORY_ENV = "../envs/imagebind.yaml" if config["memory"]["encoder"]["kind"] == "imagebind" else "../envs/core.yaml"
+    MEMORY_ENV = "../envs/imagebind.yaml" if MCFG["encoder"]["kind"] == "imagebind" else "../envs/core.yaml"
+    MEMORY_STORE = {"index": MCFG["index"], "half_life": MCFG["half_life"], "recency_unit": MCFG["recency_unit"]}
+    MEMORY_TUNE = MCFG["tune"]["sessions"] > 0
+    MEMORY_SESSION_SPLITS = (["train"] if MEMORY_TUNE else []) + ["val", "test"]
 
     rule memory_sessions:
         input:
-            dialogs=f"results/data/{config['memory']['sessions']['split']}.json",
-            tune_dialogs=f"results/data/{config['memory']['tune']['split']}.json",
+            dialogs="results/data/{split}.json",
         output:
-            turns="results/memory/sessions/turns.jsonl",
-            queries="results/memory/sessions/queries.jsonl",
-            tune_turns="results/memory/sessions/tune_turns.jsonl",
-            tune_queries="results/memory/sessions/tune_queries.jsonl",
+            turns="results/memory/sessions/{split}/turns.jsonl",
+            queries="results/memory/sessions/{split}/queries.jsonl",
         params:
-            sessions=config["memory"]["sessions"],
-            tune=config["memory"]["tune"],
+            sessions=MCFG["sessions"],
+            # the train sessions only tune the `tuned` method's weights: at most tune.sessions of them
+            max_sessions=lambda w: MCFG["tune"]["sessions"] if w.split == "train" else None,
             seed=config["seed"],
         log:
-            "results/logs/memory_sessions.log",
+            "results/logs/memory/memory_sessions_{split}.log",
+        benchmark:
+            "results/benchmarks/memory/memory_sessions_{split}.tsv"
         conda:
             "../envs/core.yaml"
         script:
@@ -35,10 +42,8 @@ if stage_active("memory"):
 
     rule memory_evaluate:
         input:
-            turns="results/memory/sessions/turns.jsonl",
-            queries="results/memory/sessions/queries.jsonl",
-            tune_turns="results/memory/sessions/tune_turns.jsonl",
-            tune_queries="results/memory/sessions/tune_queries.jsonl",
+            sessions=expand("results/memory/sessions/{split}/{kind}.jsonl", split=MEMORY_SESSION_SPLITS,
+                            kind=["turns", "queries"]),
             encoder=MEMORY_ENCODER_INPUT,
         output:
             metrics=f"results/memory/{MEMORY_VARIANT}/metrics.json",
@@ -49,13 +54,19 @@ if stage_active("memory"):
                 category="Memory",
             ),
         params:
-            memory=config["memory"],
+            sessions={s: [f"results/memory/sessions/{s}/{kind}.jsonl" for kind in ("turns", "queries")]
+                      for s in MEMORY_SESSION_SPLITS},
+            encoder=MCFG["encoder"],
+            methods=MCFG["methods"],
+            tune=MCFG["tune"],
+            retrieve_k=MCFG["retrieve_k"],
+            store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
         threads: 2
         log:
-            f"results/logs/memory_evaluate_{MEMORY_VARIANT}.log",
+            f"results/logs/memory/memory_evaluate_{MEMORY_VARIANT}.log",
         benchmark:
-            f"results/benchmarks/memory_evaluate_{MEMORY_VARIANT}.tsv"
+            f"results/benchmarks/memory/memory_evaluate_{MEMORY_VARIANT}.tsv"
         conda:
             MEMORY_ENV
         script:
@@ -63,19 +74,23 @@ if stage_active("memory"):
 
     rule memory_reminder_context:
         input:
-            val="results/data/val.json",
+            dialogs="results/data/{split}.json",
             encoder=MEMORY_ENCODER_INPUT,
         output:
-            context="results/memory/reminder_context.json",
-            metrics=f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json",
+            context="results/memory/reminder_context_{split}.json",
+            metrics=f"results/memory/{MEMORY_VARIANT}/reminder_context_{{split}}_metrics.json",
+        wildcard_constraints:
+            split="val|test",
         params:
-            memory=config["memory"],
-            workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store",
+            encoder=MCFG["encoder"],
+            reminder=MCFG["reminder"],
+            store=MEMORY_STORE,
+            workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store_{{split}}",
         threads: 2
         log:
-            f"results/logs/memory_reminder_context_{MEMORY_VARIANT}.log",
+            f"results/logs/memory/memory_reminder_context_{MEMORY_VARIANT}_{{split}}.log",
         benchmark:
-            f"results/benchmarks/memory_reminder_context_{MEMORY_VARIANT}.tsv"
+            f"results/benchmarks/memory/memory_reminder_context_{MEMORY_VARIANT}_{{split}}.tsv"
         conda:
             MEMORY_ENV
         script:
@@ -83,8 +98,8 @@ if stage_active("memory"):
 
     REPORT_METRICS["Retrieval memory"] = f"results/memory/{MEMORY_VARIANT}/metrics.json"
     REPORT_METRICS["Retrieval memory: context for the reminder prompt"] = (
-        f"results/memory/{MEMORY_VARIANT}/reminder_context_metrics.json"
+        f"results/memory/{MEMORY_VARIANT}/reminder_context_test_metrics.json"
     )
     REPORT_FIGURES[f"results/memory/{MEMORY_VARIANT}/recall.png"] = (
-        "Retrieval memory: recall@k and MRR per scoring method"
+        "Retrieval memory on the test sessions: recall@k and MRR per scoring method"
     )

@@ -1,19 +1,37 @@
 # Stage 'reminder' (issue 4): <reminder> self-reflection.
 #   generate_reminder_data  teacher responses for training dialogues  -> results/reminder/teacher/
-#   finetune_vlm            LoRA adapter on the Gemma-3 VLM            -> results/reminder/finetuned/adapter/
-#   predict_reminder        one variant on the last round of each val dialogue -> results/reminder/<variant>/
-#   evaluate_reminder       ROUGE/BLEU/BERTScore/ranking per variant   -> results/reminder/<variant>/metrics.json
-#   reminder_table          the variants' table and figure             -> results/reminder/metrics.json
+#   finetune_vlm            LoRA adapter on the Gemma-3 VLM, per training seed -> results/reminder/finetuned/s{seed}/adapter/
+#   predict_reminder        one variant on the last round of each dialogue of a split
+#                                                                      -> results/reminder/{variant}/s{seed}/{split}/
+#   evaluate_reminder       ROUGE/sacreBLEU/BERTScore/answer-similarity ranking-> results/reminder/{variant}/s{seed}/{split}/metrics.json
+#   reminder_table          the variants' table on test (mean and spread over train_seeds) -> results/reminder/metrics.json
+# Val predictions (`snakemake results/reminder/finetuned/s0/val/metrics.json`) are for choosing settings; the report
+# shows test. Untrained variants (base, prompt) do not depend on the training seed and run with the first one only.
 
 
 if stage_active("reminder"):
-    from mmemory.reminder.stage import variant_inputs
-
     RCFG = config["reminder"]
     # finetuned_memory reads the memory stage's retrieved context, so it runs only when that stage does.
     REMINDER_VARIANTS = [
         v for v in RCFG["variants"] if v != "finetuned_memory" or stage_active("memory")
     ]
+    REMINDER_TRAINED = [v for v in REMINDER_VARIANTS if v.startswith("finetuned")]
+
+    def reminder_variant_inputs(w):
+        """predict_reminder's extra inputs: the adapter of the seed for the finetuned variants, and for
+        finetuned_memory the memory stage's retrieved context of the split."""
+        inputs = {}
+        if w.variant.startswith("finetuned"):
+            inputs["adapter"] = f"results/reminder/finetuned/s{w.seed}/adapter"
+        if w.variant == "finetuned_memory":
+            inputs["memories"] = f"results/memory/reminder_context_{w.split}.json"
+        return inputs
+
+    def reminder_runs(variants, split="test"):
+        """{variant: [metrics.json per seed]}: every training seed for trained variants, the first for the rest."""
+        return {v: [f"results/reminder/{v}/s{s}/{split}/metrics.json"
+                    for s in (TRAIN_SEEDS if v in REMINDER_TRAINED else TRAIN_SEEDS[:1])] for v in variants}
+
     REMINDER_PROMPTS = {
         "instruction": RCFG["prompts"]["instruction"],
         **({"fewshot": RCFG["prompts"]["fewshot"]} if RCFG["prompts"].get("fewshot") else {}),
@@ -50,20 +68,20 @@ if stage_active("reminder"):
             vlm=model_input("vlm"),
             **REMINDER_PROMPTS,
         output:
-            adapter=directory("results/reminder/finetuned/adapter"),
-            metrics="results/reminder/finetuned/train_metrics.json",
+            adapter=directory("results/reminder/finetuned/s{seed}/adapter"),
+            metrics="results/reminder/finetuned/s{seed}/train_metrics.json",
         params:
             model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
             include_caption=RCFG.get("include_caption", False),
             memory_top_k=RCFG["memory_top_k"],
-            seed=config["seed"],
-            checkpoints="results/reminder/finetuned/checkpoints",
+            seed=lambda w: int(w.seed),
+            checkpoints="results/reminder/finetuned/s{seed}/checkpoints",
         log:
-            "results/logs/reminder/finetune_vlm.log",
+            "results/logs/reminder/finetune_vlm_s{seed}.log",
         benchmark:
-            "results/benchmarks/reminder/finetune_vlm.tsv"
+            "results/benchmarks/reminder/finetune_vlm_s{seed}.tsv"
         threads: 2
         resources:
             gpu=1 if RCFG["finetune"]["backend"] == "unsloth" else 0,
@@ -74,27 +92,28 @@ if stage_active("reminder"):
 
     rule predict_reminder:
         input:
-            unpack(lambda w: variant_inputs(w.variant)),
-            val="results/data/val.json",
+            unpack(reminder_variant_inputs),
+            data="results/data/{split}.json",
             vlm=model_input("vlm"),
             **REMINDER_PROMPTS,
         output:
-            predictions="results/reminder/{variant}/predictions.json",
-            generations="results/reminder/{variant}/generations.jsonl",
-            metrics="results/reminder/{variant}/predict_metrics.json",
+            predictions="results/reminder/{variant}/s{seed}/{split}/predictions.json",
+            generations="results/reminder/{variant}/s{seed}/{split}/generations.jsonl",
+            metrics="results/reminder/{variant}/s{seed}/{split}/predict_metrics.json",
         wildcard_constraints:
-            variant="base|prompt|finetuned|finetuned_memory",
+            variant="base|prompt|finetuned|finetuned_caption|finetuned_memory",
+            split="val|test",
         params:
             model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
             prompts=RCFG["prompts"],
             generation=RCFG["generation"],
             include_caption=RCFG.get("include_caption", False),
             memory_top_k=RCFG.get("memory_top_k"),
-            progress="results/reminder/{variant}/progress",
+            progress="results/reminder/{variant}/s{seed}/{split}/progress",
         log:
-            "results/logs/reminder/predict_reminder_{variant}.log",
+            "results/logs/reminder/predict_reminder_{variant}_s{seed}_{split}.log",
         benchmark:
-            "results/benchmarks/reminder/predict_reminder_{variant}.tsv"
+            "results/benchmarks/reminder/predict_reminder_{variant}_s{seed}_{split}.tsv"
         threads: 2
         conda:
             "../envs/unsloth.yaml"
@@ -103,17 +122,20 @@ if stage_active("reminder"):
 
     rule evaluate_reminder:
         input:
-            predictions="results/reminder/{variant}/predictions.json",
-            val="results/data/val.json",
-            dense="results/data/val_dense.json",
+            predictions="results/reminder/{variant}/s{seed}/{split}/predictions.json",
+            data="results/data/{split}.json",
+            dense="results/data/{split}_dense.json",
         output:
-            metrics="results/reminder/{variant}/metrics.json",
+            metrics="results/reminder/{variant}/s{seed}/{split}/metrics.json",
         wildcard_constraints:
-            variant="base|prompt|finetuned|finetuned_memory",
+            variant="base|prompt|finetuned|finetuned_caption|finetuned_memory",
+            split="val|test",
         params:
             evaluation=RCFG["evaluation"],
         log:
-            "results/logs/reminder/evaluate_reminder_{variant}.log",
+            "results/logs/reminder/evaluate_reminder_{variant}_s{seed}_{split}.log",
+        benchmark:
+            "results/benchmarks/reminder/evaluate_reminder_{variant}_s{seed}_{split}.tsv",
         threads: 2
         conda:
             "../envs/core.yaml"
@@ -122,13 +144,10 @@ if stage_active("reminder"):
 
     rule reminder_table:
         input:
-            variants=expand("results/reminder/{variant}/metrics.json", variant=REMINDER_VARIANTS),
+            variants=[p for paths in reminder_runs(REMINDER_VARIANTS).values() for p in paths],
             teacher="results/reminder/teacher/metrics.json",
-            finetune=(
-                ["results/reminder/finetuned/train_metrics.json"]
-                if any(v.startswith("finetuned") for v in REMINDER_VARIANTS)
-                else []
-            ),
+            finetune=expand("results/reminder/finetuned/s{seed}/train_metrics.json",
+                            seed=TRAIN_SEEDS if REMINDER_TRAINED else []),
         output:
             metrics="results/reminder/metrics.json",
             figure=report(
@@ -137,7 +156,7 @@ if stage_active("reminder"):
                 category="Reminder",
             ),
         params:
-            variants=REMINDER_VARIANTS,
+            runs=reminder_runs(REMINDER_VARIANTS),
         log:
             "results/logs/reminder/reminder_table.log",
         conda:
@@ -147,5 +166,6 @@ if stage_active("reminder"):
 
     REPORT_METRICS["`<reminder>` self-reflection"] = "results/reminder/metrics.json"
     REPORT_FIGURES["results/reminder/variants.png"] = (
-        "`<reminder>` variants on the last round of each val dialogue: ROUGE-1/2/L, BLEU, BERTScore F1"
+        "`<reminder>` variants on the last round of each test dialogue: ROUGE-1/2/L, sacreBLEU, BERTScore F1 "
+        "(trained variants: mean over train_seeds, error bars their spread)"
     )

@@ -16,8 +16,9 @@ WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "reso
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, *args, "--cores", "2", "--configfile", "config.yaml", "e2e_tiny.yaml"]
+def _snakemake(workdir: Path, *args: str, timeout: int = 1200, configs: tuple[str, ...] = ()
+               ) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, *args, "--cores", "2", "--configfile", "config.yaml", "e2e_tiny.yaml", *configs]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in (workdir / "results" / "logs").glob("*.log"))
@@ -61,11 +62,24 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     assert "question alone (no image)" in [r["variant"] for r in next(iter(emr.values()))]
     assert all(r["caption_steps"] > 0 and r["steps"] > r["caption_steps"] for r in emr["EMR training"])
     # <reminder>: part of the adapter's training examples carried a memory block (reminder.finetune.memory_share)
-    ft = json.loads((workdir / "results" / "reminder" / "finetuned" / "train_metrics.json").read_text())
+    ft = json.loads((workdir / "results" / "reminder" / "finetuned" / "s0" / "train_metrics.json").read_text())
     assert 0 < ft["examples_with_memory_block"] < ft["examples"]
+    # the tables are on the test split; the memory method was chosen on val before the test numbers
+    reminder_table = json.loads((workdir / "results" / "reminder" / "metrics.json").read_text())["tables"]
+    assert all("test" in title for title in reminder_table)
+    memory = json.loads((workdir / "results" / "memory" / "minilm" / "metrics.json").read_text())
+    assert memory["chosen_on_val"]["method"] == memory["chosen_method"]
+    assert all("test" in title for title in memory["tables"])
+    for name in ("train", "val", "test"):
+        assert (workdir / "results" / "data" / f"{name}.json").exists()
 
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()
+    # each rule gets only the settings it reads: a new memory ablation method reruns the ablation and the report,
+    # never the reminder context, the finetuned_memory predictions or their evaluation
+    (workdir / "extra_method.yaml").write_text("memory:\n  methods:\n    only_recency: {recency: 1.0}\n")
+    planned = _planned_rules(_snakemake(workdir, "-n", configs=("extra_method.yaml",)))
+    assert planned == {"memory_evaluate", "report", "all"}, planned
 
     # Snakemake keeps outputs that are still valid: a deleted intermediate alone triggers nothing; asking for it
     # by name rebuilds just that job, and then only what depends on it is out of date

@@ -8,5 +8,5 @@ import torch  # noqa: E402
 from mmemory.reminder.stage import run_evaluate  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
-run_evaluate(snakemake.input.predictions, snakemake.input.val, snakemake.input.dense,
+run_evaluate(snakemake.input.predictions, snakemake.input.data, snakemake.input.dense,
              snakemake.params.evaluation, snakemake.output.metrics)

@@ -1,4 +1,4 @@
-"""Generate one <reminder> variant's responses for the val dialogues (rule predict_reminder)."""
+"""Generate one <reminder> variant's responses for the last round of each dialogue of one split (rule predict_reminder)."""
 from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -9,7 +9,7 @@ from mmemory.reminder.stage import run_predict  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 run_predict(
-    snakemake.wildcards.variant, snakemake.input.val, snakemake.params.model, snakemake.params.prompts,
+    snakemake.wildcards.variant, snakemake.input.data, snakemake.params.model, snakemake.params.prompts,
     snakemake.params.generation,
     {"predictions": snakemake.output.predictions, "generations": snakemake.output.generations,
      "metrics": snakemake.output.metrics},

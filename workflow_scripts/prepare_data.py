@@ -1,14 +1,22 @@
-"""Validate and normalize VisDial v1.0 (rule prepare_data)."""
+"""Validate and normalize VisDial v1.0 into content-disjoint train/val/test splits (rule prepare_data)."""
 from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
 
 from mmemory.prepare import prepare_data  # noqa: E402
 
-inp, out, params = snakemake.input, snakemake.output, snakemake.params
+
+def folders(name):
+    """An image-folder input as a list (one folder or several)."""
+    x = snakemake.input.get(name)
+    return None if not x else [x] if isinstance(x, str) else list(x)
+
+
+inp, params = snakemake.input, snakemake.params
 prepare_data(
-    train_json=inp.train_json, val_json=inp.val_json, train_images=inp.train_images, val_images=inp.val_images,
-    val_dense=inp.get("val_dense"), out_train=out.train, out_val=out.val, out_dense=out.val_dense,
-    out_report=out.report, out_metrics=out.metrics, strict=params.strict, n_options=params.n_options,
-    max_dialogs=params.max_dialogs, check_images=params.check_images,
+    train_json=inp.train_json, train_images=folders("train_images"), test_json=inp.test_json,
+    test_images=folders("test_images"), out=dict(snakemake.output.items()), val_json=inp.get("val_json"),
+    val_images=folders("val_images"), test_dense=inp.get("test_dense"), val_dense=inp.get("val_dense"),
+    val_from_train=params.val_from_train, strict=params.strict, n_options=params.n_options,
+    max_dialogs=params.max_dialogs, check_images=params.check_images, seed=params.seed,
 )

@@ -10,6 +10,6 @@ from mmemory.toy_visdial import build_toy_visdial  # noqa: E402
 toy = snakemake.params.toy
 build_toy_visdial(
     Path(snakemake.output.train_json).parent,
-    n_train=toy["n_train"], n_val=toy["n_val"], image_size=toy["image_size"], rounds=toy["rounds"],
+    n_train=toy["n_train"], n_val=toy["n_val"], n_test=toy["n_test"], image_size=toy["image_size"], rounds=toy["rounds"],
     n_options=snakemake.params.n_options, max_objects=toy["max_objects"], seed=snakemake.params.seed,
 )

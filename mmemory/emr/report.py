@@ -7,12 +7,11 @@ BLEU-4 (`BLEU4_COLUMN`, metrics key `bleu4_nltk`) and sacreBLEU (`SACREBLEU_COLU
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 from pathlib import Path
 
-from mmemory.io import atomic_write_bytes, atomic_write_json
+from mmemory.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +37,36 @@ def _round(x, digits):
     return None if x is None else round(x, digits)
 
 
-def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extraction: list[str], toy: list[str],
-                out_json, out_png, bridge: dict, llm_trainable: bool = False, prior: dict | None = None) -> dict:
-    """`prior`: the question-alone baseline (mmemory.emr.evaluate.question_prior), a row and a column of its own."""
+# What each difference between two rows isolates (the EMR differences table).
+COMPARISONS = [
+    ("after", "before", "training the bridge"),
+    ("after", "question_prior", "looking at the image (vs the question alone)"),
+    ("after", "no_turn_pe", "turn_pe"),
+    ("after", "no_memory_bank", "the memory bank"),
+]
+DIFF_METRICS = [(("bleu4_nltk",), "BLEU-4 (nltk, 0-100)"), (("sacrebleu",), "sacreBLEU (0-100)"),
+                (("exact_match",), "exact match"), (("mrr",), "MRR"), (("ndcg",), "NDCG")]
+
+
+def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[str], extraction: list[str],
+                toy: list[str], out_json, out_png, bridge: dict, llm_trainable: bool = False,
+                prior: dict | None = None, split: str = "test") -> dict:
+    """`evals`: each variant's eval files, one per training seed; a row is their mean, with the seed-to-seed spread
+    and the differences between rows in tables of their own. `prior`: the question-alone baseline
+    (mmemory.emr.evaluate.question_prior), a row and a column of its own."""
+    from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
+
     trainable = " + ".join(list(bridge.get("trainable", [])) + (["LM"] if llm_trainable else []))
     trained = {"before": "none", "question_prior": "nothing: the most frequent train answer to the question",
                "no_turn_pe": trainable.replace("turn_pe", "(no turn_pe)")}
     rows, headline = [], {}
-    loaded = ([prior] if prior else []) + [json.loads(Path(p).read_text()) for p in evals]
+    per_seed = {v: [json.loads(Path(p).read_text()) for p in paths] for v, paths in evals.items()}
+    if prior:
+        per_seed = {"question_prior": [prior], **per_seed}
+    means = {v: mean_over_seeds(ms) for v, ms in per_seed.items()}
+    stds = {v: {path: std_over_seeds(ms, path) for path, _ in DIFF_METRICS} for v, ms in per_seed.items()}
+    n_seeds = max(len(ms) for ms in per_seed.values())
+    loaded = list(means.values())
     for m in loaded:
         v = m["variant"]
         rows.append({
@@ -57,20 +78,30 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
             "R@1": m.get("r@1"), "R@5": m.get("r@5"), "R@10": m.get("r@10"),
             "mean rank": _round(m.get("mean_rank"), 2), "NDCG": _round(m.get("ndcg"), 4),
             "rounds generated": m["n_generated_rounds"], "rounds ranked": m.get("n_ranked_rounds", 0),
-            "soft prompt rel. std": m.get("soft_prompt_relative_std"),
+            "soft prompt rel. std": _round(m.get("soft_prompt_relative_std"), 4),
+            "seeds": len(per_seed[v]),
         })
         if v in ("before", "after"):
             headline[f"EMR BLEU-4 (nltk) {v}"] = round(m["bleu4_nltk"], 2)
             headline[f"EMR sacreBLEU {v}"] = _round(m.get("sacrebleu"), 2)
             headline[f"EMR MRR {v}"] = _round(m.get("mrr"), 4)
-    tables = {"EMR on VisDial val: generation (beam search) and option ranking (LM log-likelihood)": rows}
+    tables = {f"EMR on VisDial {split}: generation (beam search) and option ranking (LM log-likelihood); "
+              f"{seed_note(n_seeds)}": rows}
+    if n_seeds > 1:
+        tables["Seed-to-seed spread of the EMR rows (sample std over train_seeds)"] = [
+            {"variant": LABELS.get(v, v), **{label: None if stds[v][path] is None else round(stds[v][path], 4)
+                                             for path, label in DIFF_METRICS}, "seeds": len(per_seed[v])}
+            for v in per_seed if len(per_seed[v]) > 1]
+    diffs = differences_table(means, stds, COMPARISONS, DIFF_METRICS)
+    if diffs:
+        tables[f"Differences between EMR rows on {split} (a gain only when larger than its seed spread)"] = diffs
     by_type: dict[str, dict] = {}
     for m in loaded:
         for t, acc in m.get("exact_match_by_question_type", {}).items():
             by_type.setdefault(t, {"question type": t})[LABELS.get(m["variant"], m["variant"])] = acc
     if by_type:
         tables["Exact match by question type (first two words of the question)"] = list(by_type.values())
-    ranked = [json.loads(Path(p).read_text()).get("ranking_subset") for p in evals]
+    ranked = [ms[0].get("ranking_subset") for v, ms in per_seed.items() if v != "question_prior"]
     toy_rows = []
     for p in toy:
         m = json.loads(Path(p).read_text())
@@ -94,12 +125,12 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
     train_rows = []
     for p in summaries:
         s = json.loads(Path(p).read_text())
-        train_rows.append({k: s.get(k) for k in ("variant", "caption_steps", "first_caption_loss",
+        train_rows.append({"seed": Path(p).parent.name, **{k: s.get(k) for k in ("variant", "caption_steps", "first_caption_loss",
                                                  "final_caption_loss", "steps", "train_dialogues", "first_val_loss",
-                                                 "final_val_loss", "final_train_loss", "dialogues_per_s")})
+                                                 "final_val_loss", "final_train_loss", "dialogues_per_s")}})
     if train_rows:
         tables["EMR training"] = train_rows
-    metrics = {"tables": tables, "headline": headline,
+    metrics = {"tables": tables, "headline": headline, "train_seeds": n_seeds,
                "ranking_subset": ranked[0] if ranked else None,
                "bleu": BLEU_NOTES}
     atomic_write_json(out_json, metrics, indent=2)
@@ -108,27 +139,29 @@ def emr_metrics(evals: list[str], losses: list[str], summaries: list[str], extra
 
 
 def plot_curves(losses: list[str], png) -> None:
+    """One panel per trained variant (results/emr/<variant>/s<seed>/loss.csv): caption pre-training, then answers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, path in enumerate(losses):
+    from mmemory.figures import save_figure
+
+    fig, axes = plt.subplots(1, max(1, len(losses)), figsize=(4 * max(1, len(losses)), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, path in zip(axes[0], losses):
         with open(path) as f:
             rows = list(csv.DictReader(f))
-        v = Path(path).parent.name
-        for split, style in (("caption", ":"), ("train", "-"), ("val", "o--")):
+        v, seed = Path(path).parent.parent.name, Path(path).parent.name
+        for i, (split, style, label) in enumerate((("caption", ":", "caption pre-training"),
+                                                   ("train", "-", "train (answer)"), ("val", "o--", "val (answer)"))):
             pts = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == split]
             if pts:
-                ax.plot(*zip(*pts), style, color=f"C{i}", alpha=1.0 if split == "val" else 0.5, markersize=3,
-                        label=f"{LABELS.get(v, v)} ({split})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title("EMR bridge training: caption pre-training (dotted), then answers; val = answer loss")
-    ax.legend(fontsize=7)
+                ax.plot(*zip(*pts), style, color=f"C{i}", alpha=1.0 if split == "val" else 0.6, markersize=3,
+                        label=label)
+        ax.set_title(f"{LABELS.get(v, v)} ({seed})", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("cross-entropy")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(png, buf.getvalue())
+    save_figure(fig, png)

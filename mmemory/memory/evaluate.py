@@ -244,21 +244,30 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict) -> dict:
-    """The report's metrics.json: the ablation table, a per-type recall@5 table and headline numbers."""
-    table = [{"method": name, "weights": " ".join(f"{c}={w:g}" for c, w in methods[name].items()),
-              **{k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}}
-             for name, s in result["methods"].items()]
+def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict, chosen: str | None = None,
+                 val: dict[str, dict] | None = None, data: str = "memory sessions") -> dict:
+    """The report's metrics.json: the ablation table, a per-type recall@5 table and headline numbers.
+    `chosen`: the method picked on val beforehand (`val`: its summaries), marked in the table and the headline;
+    `data` names the sessions the table was computed on."""
+    table = []
+    for name, s in result["methods"].items():
+        row = {"method": name + (" (chosen on val)" if name == chosen else ""),
+               "weights": " ".join(f"{c}={w:g}" for c, w in methods[name].items()),
+               **{k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}}
+        if val is not None:
+            row["val recall@5"] = round(val[name]["recall@5"], 4)
+        table.append(row)
     types = sorted({t for by in result["by_type"].values() for t in by})
     by_type = [{"method": name, **{f"{t} r@5": round(by[t]["recall@5"], 4) for t in types if t in by},
                 **{f"{t} n": by[t]["queries"] for t in types if t in by}}
                for name, by in result["by_type"].items()]
-    best = max(result["methods"], key=lambda m: result["methods"][m]["recall@5"])
-    head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full", best)
+    head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full")
             if m in result["methods"]}
-    return {"tables": {"Retrieval ablation on chained sessions (mean over queries)": table,
-                       "Recall@5 by query type": by_type},
-            "headline": head, "best_method_by_recall@5": best, **info}
+    if chosen:
+        head[f"memory chosen-on-val ({chosen}) r@5"] = result["methods"][chosen]["recall@5"]
+    return {"tables": {f"Retrieval ablation on {data} (mean over queries)": table,
+                       f"Recall@5 by query type ({data})": by_type},
+            "headline": head, **({"chosen_method": chosen} if chosen else {}), **info}
 
 
 def plot_recall(result: dict, out_png: str | Path, ks=KS) -> None:

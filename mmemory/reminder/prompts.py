@@ -9,7 +9,10 @@ is built from the same conversation, so the variants differ only in their instru
     prompt            system: instruction + few-shot examples;  user: [image, conversation]
     finetuned         system: instruction, when the adapter was trained with it (reminder.finetune.with_instruction);
                       user: [image, conversation]
-    finetuned_memory  as finetuned, with `<memories>...</memories>` before the conversation in the user text
+    finetuned_caption as finetuned, with a `<memories>` block that holds only the dialogue's own picture (its
+                      caption), exactly as a retrieved picture reads in finetuned_memory: the control that tells the
+                      memory's contribution apart from the caption's
+    finetuned_memory  as finetuned, with `<memories>...</memories>` (retrieved) before the conversation in the user text
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Sequence
 
 from mmemory.visdial import VisDialSplit
 
-VARIANTS = ("base", "prompt", "finetuned", "finetuned_memory")
+VARIANTS = ("base", "prompt", "finetuned", "finetuned_caption", "finetuned_memory")
 MEMORY_OPEN, MEMORY_CLOSE = "<memories>", "</memories>"
 
 
@@ -145,16 +148,30 @@ def memory_block(memories: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def caption_memories(sample: Sample) -> list[dict]:
+    """finetuned_caption's memory block: the dialogue's own picture, written as the memory stage writes a picture."""
+    from mmemory.memory.context import image_memory_text
+
+    if not sample.caption:
+        raise ValueError(f"variant finetuned_caption needs a caption for image_id {sample.image_id}")
+    return [{"text": image_memory_text(sample.caption), "image": sample.image_path}]
+
+
 def build_prompt(sample: Sample, variant: str, book: PromptBook | None = None,
                  memories: Sequence[dict] | None = None, with_image: bool = True,
                  finetuned_instruction: bool = True) -> list[dict]:
     """Chat messages for one variant. Every variant's user text ends with the same conversation (and so with
-    the question of the evaluated round); `memories` (finetuned_memory) go in a block before it.
+    the question of the evaluated round); `memories` (finetuned_memory) go in a block before it, and
+    finetuned_caption's block (the own caption, `caption_memories`) goes in the same place.
     `finetuned_instruction`: whether the adapter was trained (and so is prompted) with the instruction."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown reminder variant {variant!r}; choose from {', '.join(VARIANTS)}")
     text = sample.conversation
-    if variant == "finetuned_memory":
+    if variant == "finetuned_caption":
+        if memories:
+            raise ValueError("finetuned_caption builds its own memory block (the caption); pass no memories")
+        text = memory_block(caption_memories(sample)) + "\n" + text
+    elif variant == "finetuned_memory":
         if memories is None:
             raise ValueError(f"variant finetuned_memory needs memories for image_id {sample.image_id}")
         text = memory_block(memories) + "\n" + text

@@ -1,0 +1,116 @@
+"""The memory stage's steps as functions of settings and paths (the workflow scripts call these).
+
+    run_sessions          chain one split's dialogues into long sessions with back-referring queries
+    run_ablation          score every retrieval method: choose on val, then report on test
+    run_reminder_context  the top-k memories per dialogue of one split, for the reminder prompt
+
+The ablation never looks at the test queries to pick anything: a `tuned` method gets its weights on the train
+sessions, the method named `chosen` is the best on the val sessions, and only then are the test numbers computed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from mmemory.io import atomic_write_json, atomic_write_text
+from mmemory.visdial import load_visdial
+
+logger = logging.getLogger(__name__)
+
+
+def load_memory_encoder(kind: str, path: str | None, device: str = "cpu"):
+    """The memory stage's encoder, wrapped so each distinct text or image is encoded once."""
+    from mmemory.encoders import load_encoder
+    from mmemory.memory.evaluate import CachedEncoder
+
+    return CachedEncoder(load_encoder(kind, path, device=device))
+
+
+def encoder_label(kind: str, path: str | None) -> str:
+    return f"{kind} ({path or 'packaged all-MiniLM-L6-v2'})"
+
+
+def run_sessions(visdial_json: str, out_turns: str, out_queries: str, dialogs_per_session: int,
+                 hours_between_dialogs: float, queries_per_type: int, seed: int = 0,
+                 max_sessions: int | None = None) -> dict:
+    """memory_sessions: (turns, queries) JSONL for one split; an empty result is an error unless max_sessions=0."""
+    from mmemory.memory.sessions import build_sessions
+
+    split = load_visdial(visdial_json)
+    turns, queries = build_sessions(split, dialogs_per_session=dialogs_per_session,
+                                    hours_between_dialogs=hours_between_dialogs, queries_per_type=queries_per_type,
+                                    seed=seed, max_sessions=max_sessions)
+    if not queries and max_sessions != 0:
+        raise ValueError(f"{visdial_json}: {len(split.dialogs)} dialogues give no memory queries; lower "
+                         f"memory.sessions.dialogs_per_session ({dialogs_per_session}) or add dialogues")
+    for path, rows in ((out_turns, turns), (out_queries, queries)):
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    stats = {"turns": len(turns), "queries": len(queries), "sessions": len({t["session_id"] for t in turns})}
+    logger.info("%s: %s", visdial_json, stats)
+    return stats
+
+
+def choose_method(val_summaries: dict[str, dict], metric: str) -> str:
+    """The method with the best `metric` on val (ties: the first listed, so simpler methods win a tie)."""
+    best = None
+    for name, s in val_summaries.items():
+        if best is None or s[metric] > val_summaries[best][metric] + 1e-12:
+            best = name
+    return best
+
+
+def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[str, dict[str, float]],
+                 retrieve_k: int, store_kwargs: dict, workdir: str, out: dict, select_metric: str = "recall@5",
+                 tune_metric: str = "recall@5", tune: bool = True, info: dict | None = None) -> dict:
+    """memory_evaluate. `sessions`: {"train": (turns, queries), "val": ..., "test": ...} JSONL paths (train only
+    when `tune`). Writes out["metrics"] (the report's tables, on test), out["per_query"] and out["figure"]."""
+    from mmemory.memory.evaluate import evaluate, load_sessions, metrics_json, plot_recall, tune_weights
+
+    methods = dict(methods)
+    info = dict(info or {})
+    if tune:
+        tt, tq = load_sessions(*sessions["train"])
+        methods["tuned"], tune_info = tune_weights(tt, tq, encoder, f"{workdir}/tune", retrieve_k, store_kwargs,
+                                                   metric=tune_metric)
+        info["tuning"] = {"split": "train", **tune_info,
+                          "weights": " ".join(f"{c}={w:g}" for c, w in methods["tuned"].items())}
+    vt, vq = load_sessions(*sessions["val"])
+    val = evaluate(vt, vq, encoder, methods, f"{workdir}/val", retrieve_k, store_kwargs)
+    chosen = choose_method(val["methods"], select_metric)
+    logger.info("chosen on val by %s: %s (%.4f); now scoring test", select_metric, chosen,
+                val["methods"][chosen][select_metric])
+    test_turns, test_queries = load_sessions(*sessions["test"])
+    test = evaluate(test_turns, test_queries, encoder, methods, f"{workdir}/test", retrieve_k, store_kwargs)
+    info.update({"images_embedded": test["images_embedded"], "retrieve_k": retrieve_k,
+                 "sessions": len({t["session_id"] for t in test_turns}), "turns": len(test_turns),
+                 "chosen_on_val": {"method": chosen, "metric": select_metric,
+                                   "val_score": round(val["methods"][chosen][select_metric], 4),
+                                   "val_queries": val["methods"][chosen]["queries"]}})
+    metrics = metrics_json(test, methods, info, chosen=chosen, val=val["methods"], data="chained toy sessions, test")
+    atomic_write_json(out["per_query"], test["per_query"])
+    plot_recall(test, out["figure"])
+    atomic_write_json(out["metrics"], metrics, indent=1)
+    return metrics
+
+
+def run_reminder_context(visdial_json: str, encoder, k: int, dialogs_per_session: int, weights: dict[str, float],
+                         store_kwargs: dict, workdir: str, out_context: str, out_metrics: str,
+                         encoder_name: str = "") -> dict:
+    """memory_reminder_context: top-k memories per dialogue of one split, queried with its last question."""
+    from mmemory.memory.context import build_reminder_context
+
+    split = load_visdial(visdial_json)
+    context, stats = build_reminder_context(split, encoder, workdir, k=k, dialogs_per_session=dialogs_per_session,
+                                            weights=weights, store_kwargs=store_kwargs)
+    atomic_write_json(out_context, context, indent=1)
+    label = " ".join(f"{c}={w:g}" for c, w in weights.items())
+    name = Path(visdial_json).stem
+    metrics = {
+        "tables": {f"Memories retrieved for the reminder prompt (per {name} dialogue, queried with its last "
+                   "question)": [{"weights": label, **{key: round(v, 4) if isinstance(v, float) else v
+                                                       for key, v in stats.items()}}]},
+        "headline": {f"memory ctx has own picture ({name})": stats["with_own_picture"]},
+        "encoder": encoder_name}
+    atomic_write_json(out_metrics, metrics, indent=1)
+    return metrics
