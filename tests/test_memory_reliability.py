@@ -89,6 +89,7 @@ def test_reader_works_while_writer_writes(tmp_path):
     assert seen == sorted(seen) and seen[-1] == 1 + 12 * 50 and len(set(seen)) > 1  # saw the store grow
     reader.search(query_text="batch 11 item 1", k=1)
     assert reader.check_index()["in_step"]
+    assert reader.rebuilds == 0  # the writer's commits were caught up, never mistaken for a damaged index
     reader.close()
 
 

@@ -201,6 +201,18 @@ def test_forget_memorybank_decay(store):
     assert store.check_index()["in_step"]
 
 
+def test_missing_store_is_refused_unless_created(tmp_path):
+    missing = tmp_path / "typo" / "mem"
+    for kw in ({"create": False}, {"readonly": True}):
+        with pytest.raises(MemoryInputError, match="does not exist"):
+            MemoryStore(missing, encoder=FakeEncoder(), **kw)
+    assert not (tmp_path / "typo").exists()
+    with MemoryStore(missing, encoder=FakeEncoder()) as s:   # the default creates it
+        a = s.add("a fact", timestamp=hours(0))
+    with MemoryStore(missing, encoder=FakeEncoder(), create=False) as s:
+        assert s.get(a).text == "a fact" and s.check_index()["in_step"]
+
+
 def test_cli_add_search_stats(tmp_path, monkeypatch, capsys):
     from mmemory.memory import __main__ as cli
 

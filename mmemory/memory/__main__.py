@@ -7,7 +7,9 @@
     python -m mmemory.memory evaluate --turns T.jsonl --queries Q.jsonl --out M.json [--methods "rel:relevance=1;..."]
 
 The encoder is chosen with --encoder {minilm,clip,imagebind} and --encoder-path (default: the packaged MiniLM).
-A store remembers its dimension: open it with the encoder it was built with.
+A store remembers its dimension: open it with the encoder it was built with. Only `add` creates a store: the other
+commands refuse a path that holds none. Bad input (a missing store, a wrong encoder dimension, undecodable or
+malformed JSONL, a missing image) ends with one line on stderr naming the file, the item and the fix, and exit code 2.
 """
 from __future__ import annotations
 
@@ -15,8 +17,20 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from mmemory.io import atomic_write_json
+
+PROG = "python -m mmemory.memory"
+ENCODERS = ("minilm", "clip", "imagebind")
+# Errors that mean bad input: reported as one line with exit code 2. MemoryInputError, UnicodeDecodeError and the
+# encoders' ImageError are ValueErrors; FileNotFoundError etc. name a path (a missing image, encoder checkpoint or
+# JSONL file); NotImplementedError is an image query to a text-only encoder.
+BAD_INPUT = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, NotImplementedError)
+
+
+class CliError(Exception):
+    """A refused command line: the message is the whole report."""
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -42,17 +56,44 @@ def parse_methods(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def check_utf8(path: str | Path, flag: str) -> None:
+    """Refuse a missing or non-UTF-8 JSONL file with the file, the line and the fix (json would only say 'byte 96')."""
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"{flag} {path} does not exist; check the path")
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CliError(f"{path}:{n}: byte 0x{line[e.start]:02x} at column {e.start + 1} is not UTF-8; re-save "
+                               "the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or fix that line") from None
+
+
+def _need_encoder(args) -> None:
+    if args.encoder not in ENCODERS:
+        extra = (" (`none` means vectors are passed in from Python, which the command line cannot do)"
+                 if args.encoder == "none" else "")
+        raise CliError(f"--encoder {args.encoder} cannot encode text{extra}; choose "
+                       f"{', '.join(ENCODERS)}: the encoder the store was built with")
+
+
 def _encoder(args):
     from mmemory.encoders import load_encoder
 
     return load_encoder(args.encoder, args.encoder_path)
 
 
-def _store(args, readonly: bool = False):
-    from mmemory.memory.store import MemoryStore
+def _store(args, create: bool = False, encoder: bool = True):
+    """The store at args.store. Only `add` creates one; the existence check runs before the encoder loads."""
+    from mmemory.memory.store import MemoryStore, require_store
 
-    return MemoryStore(args.store, encoder=_encoder(args) if args.encoder != "none" else None, index=args.index,
-                       half_life=args.half_life, recency_unit=args.recency_unit, readonly=readonly)
+    if not create:
+        require_store(args.store)
+    if encoder:
+        _need_encoder(args)
+    return MemoryStore(args.store, encoder=_encoder(args) if encoder else None, index=args.index,
+                       half_life=args.half_life, recency_unit=args.recency_unit, create=create)
 
 
 def main(argv=None) -> int:
@@ -60,14 +101,15 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--encoder", default="minilm", help="minilm | clip | imagebind | none (vectors given)")
+    common.add_argument("--encoder", default="minilm",
+                        help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
     common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfflat", "ivfpq"], help="FAISS index type")
     common.add_argument("--half-life", type=float, default=24.0, help="recency half-life")
     common.add_argument("--recency-unit", default="hours", choices=["hours", "turns"])
     for name in ("add", "search", "stats", "forget"):
         p = sub.add_parser(name, parents=[common])
-        p.add_argument("store", help="store directory (created on first add)")
+        p.add_argument("store", help="store directory (only add creates it; the others need an existing store)")
         if name == "add":
             p.add_argument("--text", default="")
             p.add_argument("--session", default="default")
@@ -101,10 +143,23 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except (CliError, *BAD_INPUT) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, UnicodeDecodeError):  # raised past check_utf8 (e.g. a file that changed): still one line
+            msg = f"undecodable input ({msg}); re-save the input files as UTF-8"
+        print(f"{PROG} {args.cmd}: error: {msg}", file=sys.stderr)
+        return 2
 
+
+def _run(args) -> int:
     if args.cmd == "evaluate":
         from mmemory.memory.evaluate import DEFAULT_METHODS, evaluate, load_sessions, metrics_json
 
+        check_utf8(args.turns, "--turns")
+        check_utf8(args.queries, "--queries")
+        _need_encoder(args)
         turns, queries = load_sessions(args.turns, args.queries)
         methods = args.methods or DEFAULT_METHODS
         res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,
@@ -112,11 +167,12 @@ def main(argv=None) -> int:
         out = metrics_json(res, methods, {"encoder": args.encoder, "turns": len(turns)})
         out["per_query"] = res["per_query"]
         atomic_write_json(args.out, out, indent=1)
-        for row in out["tables"]["Retrieval ablation on chained sessions (mean over queries)"]:
+        ablation = next(t for name, t in out["tables"].items() if name.startswith("Retrieval ablation"))
+        for row in ablation:
             print(json.dumps(row))
         return 0
     if args.cmd == "add":
-        with _store(args) as s:
+        with _store(args, create=True) as s:
             mid = s.add(args.text, session=args.session, turn=args.turn, timestamp=args.timestamp,
                         speaker=args.speaker, image=args.image, caption=args.caption, saliency=args.saliency)
             print(json.dumps({"id": mid}))
@@ -132,13 +188,11 @@ def main(argv=None) -> int:
                                   **{k: v for k, v in h.memory.__dict__.items()}}, ensure_ascii=False))
         return 0
     if args.cmd == "stats":
-        from mmemory.memory.store import MemoryStore
-
-        with MemoryStore(args.store, index=args.index) as s:
+        with _store(args, encoder=False) as s:
             print(json.dumps(s.stats(), indent=1))
         return 0
-    if args.cmd == "forget":
-        with _store(args) as s:
+    if args.cmd == "forget":  # needs no encoder: nothing is encoded
+        with _store(args, encoder=False) as s:
             gone = s.forget(now=args.now, threshold=args.threshold, strength_hours=args.strength_hours,
                             dry_run=args.dry_run)
             print(json.dumps({"forgotten": gone, "dry_run": args.dry_run}))

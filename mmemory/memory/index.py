@@ -2,10 +2,12 @@
 
 The index is a cache of the `vectors` table in SQLite: it can always be rebuilt from the database. Its ids are the
 database's `vector_id`s. It is saved atomically beside the database with a small JSON sidecar that records the
-database generation it reflects, so that a store opened later can tell whether the index is out of step.
+database generation it reflects, so that a store opened later can tell whether the index is out of step, and a
+blake2b checksum of the index file, so that a damaged file (even one that keeps its size) is never trusted.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +21,18 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw", "ivfflat", "ivfpq")
+CHECKSUM = "blake2b"            # the sidecar's checksum of the index file (hashlib name, 32-byte digest)
+
+
+def file_checksum(path: str | Path, fsync: bool = False) -> str:
+    """Hex blake2b (32-byte digest) of a file's bytes, read in 1 MiB chunks; `fsync` also flushes it to disk."""
+    h = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+        if fsync:
+            os.fsync(f.fileno())
+    return h.hexdigest()
 
 
 @dataclass
@@ -142,17 +156,22 @@ class VectorIndex:
     # --- persistence -------------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write index + sidecar atomically (temp file, then rename): a kill never leaves a half-written index."""
+        """Write index + sidecar atomically (temp file, then rename): a kill never leaves a half-written index.
+
+        The sidecar, written after the index, holds the index file's checksum: an index without a matching sidecar
+        (a kill between the two renames, two processes saving at once, a damaged disk) is rebuilt when opened.
+        """
         path = Path(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
+            digest = file_checksum(tmp, fsync=True)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
         meta = {"generation": self.generation, "ntotal": self.ntotal, "max_vector_id": self.max_vector_id,
-                "kind": self.kind, "dim": self.dim, "config": asdict(self.cfg)}
+                "kind": self.kind, "dim": self.dim, "config": asdict(self.cfg), CHECKSUM: digest}
         from mmemory.io import atomic_write_json
 
         atomic_write_json(sidecar(path), meta)
@@ -165,6 +184,22 @@ class VectorIndex:
             return None
         try:
             meta = json.loads(sidecar(path).read_text())
+            want = meta.get(CHECKSUM)
+            if not want:
+                logger.warning("memory index %s has no checksum in %s (an older version wrote it); rebuilding it "
+                               "from the database", path, sidecar(path).name)
+                return None
+            got = file_checksum(path)
+            if got != want:  # another process may be saving (its index is renamed in before its sidecar): re-read
+                again = json.loads(sidecar(path).read_text())
+                if again.get(CHECKSUM) not in (None, want):
+                    meta, want = again, again[CHECKSUM]
+                    got = file_checksum(path)
+            if got != want:
+                logger.warning("memory index %s fails its checksum (%s %s..., sidecar says %s...): the file is "
+                               "damaged or was replaced without its sidecar; rebuilding it from the database",
+                               path, CHECKSUM, got[:12], str(want)[:12])
+                return None
             index = faiss.read_index(str(path))
         except Exception as e:  # a torn or foreign file: the database is the truth, rebuild from it
             logger.warning("memory index %s is unreadable (%s); it will be rebuilt from the database", path, e)

@@ -19,6 +19,7 @@ import logging
 import math
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +67,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class MemoryInputError(ValueError):
     """Bad input to the memory store: the message names the item and the fix."""
+
+
+def require_store(path: str | Path) -> Path:
+    """The database file of an existing store at `path`, or MemoryInputError naming the path and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise MemoryInputError(f"memory store {path} does not exist; check the path (a store is created by `add`)")
+    if not path.is_dir():
+        raise MemoryInputError(f"memory store path {path} is a file; give a directory (it holds {DB_NAME})")
+    if not (path / DB_NAME).is_file():
+        raise MemoryInputError(f"{path} is not a memory store (it has no {DB_NAME}); check the path "
+                               "(a store is created by `add`)")
+    return path / DB_NAME
 
 
 @dataclass
@@ -133,7 +147,13 @@ class MemoryStore:
         (below it, every memory that passes the filters is scored exactly).
     saliency_fn: optional rater `(text, caption, image) -> 1..10` (e.g. a teacher LLM); default: heuristic.
     save_every: write the index file after this many added vectors (and on flush/close).
+    readonly: never write (no access counts, no index file); the store must exist.
     synchronous: SQLite `synchronous` pragma (FULL: a committed memory survives power loss; NORMAL: an app crash).
+    create: create the store when `path` holds none (default); False (and readonly) refuse a missing store with
+        MemoryInputError instead, so that a mistyped path never becomes a new empty store.
+
+    `rebuilds` counts the full index rebuilds this object has done (missing, damaged or out-of-step index files,
+    deletions, IVF training); appends, including those of a concurrent writer, are caught up without one.
     """
 
     def __init__(
@@ -152,11 +172,16 @@ class MemoryStore:
         save_every: int = 10000,
         readonly: bool = False,
         synchronous: str = "FULL",
+        create: bool = True,
     ):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise MemoryInputError(f"memory store path {self.path} is a file; give a directory (it holds {DB_NAME})")
-        self.path.mkdir(parents=True, exist_ok=True)
+        create = create and not readonly
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            require_store(self.path)
         if recency_unit not in ("hours", "turns"):
             raise ValueError(f"recency_unit must be 'hours' or 'turns', got {recency_unit!r}")
         self.encoder, self.half_life, self.recency_unit = encoder, float(half_life), recency_unit
@@ -167,24 +192,40 @@ class MemoryStore:
             IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index))
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        self.db = sqlite3.connect(self.path / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        with self._Tx(self.db):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('delete_generation', '0')")
+        db_file = self.path / DB_NAME
+        # mode=rw: an existing store is never created again, even if the file vanishes between check and open
+        self.db = sqlite3.connect(db_file if create else f"{db_file.absolute().as_uri()}?mode=rw", uri=not create,
+                                  timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            if create:
+                with self._Tx(self.db):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self.db.execute(statement)
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('delete_generation', '0')")
+            elif self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+                raise MemoryInputError(f"{db_file} holds no memory store (no meta table); check the path")
+        except sqlite3.DatabaseError as e:  # not an SQLite file at all (e.g. "file is not a database")
+            self.db.close()
+            raise MemoryInputError(f"{db_file} is not a memory store database ({e}); check the path, or move the "
+                                   "file away and let `add` create a new store") from e
+        except MemoryInputError:
+            self.db.close()
+            raise
         if self._meta("schema_version") != str(SCHEMA_VERSION):
             raise MemoryInputError(f"memory store {self.path} has schema version {self._meta('schema_version')}, "
                                    f"this code reads version {SCHEMA_VERSION}; use a new store path")
         self.dim = self._init_dim(dim)
         self._index: VectorIndex | None = None
+        self._index_file_bad = False  # check_index() found the index file unusable: _sync rebuilds without rereading
         self._unsaved = 0
+        self.rebuilds = 0             # full index rebuilds done by this object
         self.images_embedded = True   # False once a text-only encoder refused an image
 
     # --- plumbing ----------------------------------------------------------------------------------------------
@@ -199,6 +240,19 @@ class MemoryStore:
 
         def __exit__(self, exc_type, exc, tb):
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    @contextmanager
+    def _snapshot(self):
+        """One read transaction: every SELECT inside it sees the same committed state (WAL gives a snapshot), so
+        counts and rows read together agree even while another connection or process commits."""
+        if self.db.in_transaction:  # already inside one (a write, or an outer snapshot): it is the snapshot
+            yield self.db
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            self.db.execute("COMMIT")
 
     def _write(self):
         if self.readonly:
@@ -215,8 +269,9 @@ class MemoryStore:
         want = dim or enc_dim
         if stored is not None:
             if want is not None and int(want) != int(stored):
+                source = f"the encoder ({type(self.encoder).__name__})" if enc_dim is not None and not dim else "the dim argument"
                 raise MemoryInputError(
-                    f"memory store {self.path} holds {stored}-d vectors but the encoder/dim gives {want}-d; "
+                    f"memory store {self.path} holds {stored}-d vectors but {source} gives {want}-d; "
                     "use the encoder the store was built with, or a new store path")
             return int(stored)
         if want is not None:
@@ -268,11 +323,14 @@ class MemoryStore:
 
     def rebuild_index(self) -> None:
         """Rebuild the FAISS index from the database (the truth) and save it."""
-        gen = self.generation()
-        ids, vecs = self._all_vectors()
+        with self._snapshot():  # the generation and the vectors of one committed state
+            gen = self.generation()
+            ids, vecs = self._all_vectors()
         t0 = time.perf_counter()
         self._index = VectorIndex(self.dim, self.index_cfg)
         self._index.rebuild(ids, vecs, gen)
+        self._index_file_bad = False
+        self.rebuilds += 1
         logger.info("memory index rebuilt from %s: %d vectors (%s) in %.2fs", self.path / DB_NAME, len(ids),
                     self._index.kind, time.perf_counter() - t0)
         self._save_index()
@@ -283,32 +341,42 @@ class MemoryStore:
             self._unsaved = 0
 
     def _sync(self) -> VectorIndex | None:
-        """Bring the index in step with the database: load it, catch up appended vectors, or rebuild."""
+        """Bring the index in step with the database: load it, catch up appended vectors, or rebuild.
+
+        Each decision reads the generation, the count and the new rows in one read transaction, so a writer that
+        commits in between (another thread or process) is simply caught up next time, never mistaken for damage."""
         if self.dim is None:
             return None
         if self._index is None:
-            self._index = VectorIndex.load(self.path / INDEX_NAME, self.dim, self.index_cfg)
+            self._index = None if self._index_file_bad else VectorIndex.load(self.path / INDEX_NAME, self.dim,
+                                                                              self.index_cfg)
             if self._index is None:
                 self.rebuild_index()
                 return self._index
-            n_db, max_id = self.db.execute("SELECT COUNT(*), COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()
-            if self._index.generation == self.generation() and (n_db, max_id) != (self._index.ntotal,
-                                                                                  self._index.max_vector_id):
+            with self._snapshot():
+                gen = self.generation()
+                n_db, max_id = self.db.execute("SELECT COUNT(*), COALESCE(MAX(vector_id), 0) FROM vectors").fetchone()
+            if self._index.generation == gen and (n_db, max_id) != (self._index.ntotal, self._index.max_vector_id):
                 logger.warning("memory index of %s claims generation %d but holds %d vectors (max id %d) while the "
                                "database holds %d (max id %d); rebuilding", self.path, self._index.generation,
                                self._index.ntotal, self._index.max_vector_id, n_db, max_id)
                 self.rebuild_index()
                 return self._index
-        gen = self.generation()
-        if gen == self._index.generation:
+        if self.generation() == self._index.generation:  # the common case: nothing committed since
             return self._index
-        n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-        if int(self._meta("delete_generation")) > self._index.generation or gen < self._index.generation:
+        with self._snapshot():
+            gen = self.generation()
+            if gen == self._index.generation:
+                return self._index
+            n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            stale = int(self._meta("delete_generation")) > self._index.generation or gen < self._index.generation
+            if not stale:
+                ids, vecs = self._all_vectors("WHERE vector_id > ?", (self._index.max_vector_id,))
+        if stale:
             logger.warning("memory index of %s is out of step (memories deleted or index from the future); rebuilding",
                            self.path)
             self.rebuild_index()
             return self._index
-        ids, vecs = self._all_vectors("WHERE vector_id > ?", (self._index.max_vector_id,))
         if self._index.ntotal + len(ids) != n_db:
             logger.warning("memory index of %s is out of step (%d indexed + %d new != %d in the database); rebuilding",
                            self.path, self._index.ntotal, len(ids), n_db)
@@ -327,11 +395,17 @@ class MemoryStore:
         return self._index
 
     def check_index(self) -> dict:
-        """Compare the index with the database without changing either: {'in_step': bool, ...}."""
-        n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-        idx = self._index or (VectorIndex.load(self.path / INDEX_NAME, self.dim, self.index_cfg) if self.dim else None)
+        """Compare the index with the database without changing either: {'in_step': bool, ...}.
+
+        An index file that fails its checksum (or cannot be read) counts as no index: in_step is False."""
+        idx = self._index
+        if idx is None and self.dim and not self._index_file_bad:
+            idx = VectorIndex.load(self.path / INDEX_NAME, self.dim, self.index_cfg)
+            self._index_file_bad = idx is None and (self.path / INDEX_NAME).exists()
         n_idx = idx.ntotal if idx else 0
-        gen = self.generation()
+        with self._snapshot():
+            n_db = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            gen = self.generation()
         return {"in_step": idx is not None and n_idx == n_db and idx.generation == gen, "vectors_in_db": n_db,
                 "vectors_in_index": n_idx, "db_generation": gen, "index_generation": idx.generation if idx else None}
 
