@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 2                      # the whole study on the embedded default (toy data, tiny models)
 #   snakemake results/report.md --cores 2    # rebuild one artifact
-#   snakemake --profile profiles/slurm --configfile profiles/paper/config.yaml   # paper scale on SLURM GPUs
+#   snakemake --profile profiles/slurm --configfile config.yaml config/paper.yaml   # paper scale on SLURM GPUs
 #
 # Output convention: every output lives under results/<stage>/<variant>/... (results/ is git-ignored);
 # every stage writes results/<stage>/.../metrics.json, which the report rule gathers into results/report.md.

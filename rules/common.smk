@@ -25,6 +25,23 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def gpu_job(mem_mb, runtime):
+    """A model rule's resources: one GPU when config `gpu` is on, with its memory (MB) and runtime (minutes) at paper
+    scale. A cluster profile (profiles/slurm/) maps them to partitions; a local run does not enforce them."""
+    return {"gpu": 1 if config["gpu"] else 0, "mem_mb": mem_mb, "runtime": runtime}
+
+
+def model_param(name, default):
+    """A params function: the path of the rule's input `name` (a model the workflow builds or trains), else `default`
+    (the configured checkpoint). The one way every rule finds the model it loads."""
+
+    def path(wildcards, input):
+        built = list(input.get(name, []))
+        return built[0] if built else default
+
+    return path
+
+
 def stage_active(stage):
     """An optional stage runs when config[stage]["activate"] is true (absent section: off)."""
     return bool(config.get(stage, {}).get("activate", False))
@@ -59,3 +76,20 @@ def visdial_source():
 # The training seeds: every trained model (EMR bridges, the reminder adapter) is trained once per seed, and the
 # tables give each trained row's mean and spread over them. Untrained rows are computed once, with the first seed.
 TRAIN_SEEDS = [int(s) for s in config["train_seeds"]]
+
+
+def reminder_variant_inputs(w):
+    """predict_reminder's extra inputs: the adapter of the seed for the finetuned variants, and for
+    finetuned_memory the memory stage's retrieved context of the split."""
+    inputs = {}
+    if w.variant.startswith("finetuned"):
+        inputs["adapter"] = f"results/reminder/finetuned/s{w.seed}/adapter"
+    if w.variant == "finetuned_memory":
+        inputs["memories"] = f"results/memory/reminder_context_{w.split}.json"
+    return inputs
+
+
+def reminder_runs(variants, trained, split="test"):
+    """{variant: [metrics.json per seed]}: every training seed for `trained` variants, the first for the rest."""
+    return {v: [f"results/reminder/{v}/s{s}/{split}/metrics.json"
+                for s in (TRAIN_SEEDS if v in trained else TRAIN_SEEDS[:1])] for v in variants}

@@ -82,7 +82,7 @@ if stage_active("emr"):
             metrics="results/emr/embeddings/{split}/metrics.json",
         params:
             kind=EMR["encoder"]["kind"],
-            path=lambda w, input: (list(input.encoder) or [EMR_ENCODER_PATH])[0],
+            path=model_param("encoder", EMR_ENCODER_PATH),
             batch_size=EMR["encoder"]["batch_size"],
             shard_size=EMR["extract"]["shard_size"],
             on_bad_image=EMR["extract"]["on_bad_image"],
@@ -92,6 +92,8 @@ if stage_active("emr"):
         benchmark:
             "results/benchmarks/emr/extract_embeddings_{split}.tsv"
         threads: 1
+        resources:
+            **gpu_job(64000, 720),
         conda:
             "../envs/imagebind.yaml" if EMR["encoder"]["kind"] == "imagebind" else "../envs/malmm.yaml"
         script:
@@ -113,7 +115,7 @@ if stage_active("emr"):
         wildcard_constraints:
             variant="|".join(EMR_TRAINED),
         params:
-            llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
+            llm=model_param("llm", model_path("llm")),
             bridge=EMR["bridge"],
             train=lambda w: {**EMR["train"], "seed": int(w.seed)},
             llm_4bit=EMR["llm_4bit"],
@@ -126,6 +128,8 @@ if stage_active("emr"):
         benchmark:
             "results/benchmarks/emr/train_emr_{variant}_s{seed}.tsv"
         threads: EMR["threads"]
+        resources:
+            **gpu_job(64000, 1440),
         conda:
             "../envs/malmm.yaml"
         script:
@@ -144,7 +148,7 @@ if stage_active("emr"):
             variant="|".join(["before"] + EMR_TRAINED),
             split="val|test",
         params:
-            llm=lambda w, input: (list(input.llm) or [model_path("llm")])[0],
+            llm=model_param("llm", model_path("llm")),
             bridge=EMR["bridge"],
             train=lambda w: {**EMR["train"], "seed": int(w.seed)},
             eval=EMR["eval"],
@@ -157,6 +161,8 @@ if stage_active("emr"):
         benchmark:
             "results/benchmarks/emr/eval_emr_{variant}_s{seed}_{split}.tsv"
         threads: EMR["threads"]
+        resources:
+            **gpu_job(48000, 480),
         conda:
             "../envs/malmm.yaml"
         script:
@@ -187,6 +193,8 @@ if stage_active("emr"):
             llm_trainable=EMR["llm_trainable"],
         log:
             "results/logs/emr/emr_metrics.log",
+        benchmark:
+            "results/benchmarks/emr/emr_metrics.tsv"
         conda:
             "../envs/core.yaml"
         script:

@@ -63,6 +63,8 @@ if stage_active("memory"):
             store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
         threads: 2
+        resources:
+            **gpu_job(32000, 240),
         log:
             f"results/logs/memory/memory_evaluate_{MEMORY_VARIANT}.log",
         benchmark:
@@ -87,6 +89,8 @@ if stage_active("memory"):
             store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store_{{split}}",
         threads: 2
+        resources:
+            **gpu_job(32000, 120),
         log:
             f"results/logs/memory/memory_reminder_context_{MEMORY_VARIANT}_{{split}}.log",
         benchmark:

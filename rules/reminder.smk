@@ -17,21 +17,6 @@ if stage_active("reminder"):
     ]
     REMINDER_TRAINED = [v for v in REMINDER_VARIANTS if v.startswith("finetuned")]
 
-    def reminder_variant_inputs(w):
-        """predict_reminder's extra inputs: the adapter of the seed for the finetuned variants, and for
-        finetuned_memory the memory stage's retrieved context of the split."""
-        inputs = {}
-        if w.variant.startswith("finetuned"):
-            inputs["adapter"] = f"results/reminder/finetuned/s{w.seed}/adapter"
-        if w.variant == "finetuned_memory":
-            inputs["memories"] = f"results/memory/reminder_context_{w.split}.json"
-        return inputs
-
-    def reminder_runs(variants, split="test"):
-        """{variant: [metrics.json per seed]}: every training seed for trained variants, the first for the rest."""
-        return {v: [f"results/reminder/{v}/s{s}/{split}/metrics.json"
-                    for s in (TRAIN_SEEDS if v in REMINDER_TRAINED else TRAIN_SEEDS[:1])] for v in variants}
-
     REMINDER_PROMPTS = {
         "instruction": RCFG["prompts"]["instruction"],
         **({"fewshot": RCFG["prompts"]["fewshot"]} if RCFG["prompts"].get("fewshot") else {}),
@@ -56,6 +41,8 @@ if stage_active("reminder"):
         benchmark:
             "results/benchmarks/reminder/generate_reminder_data.tsv"
         threads: 1
+        resources:
+            **gpu_job(64000, 1440),  # the transformers teacher runs here; ollama serves elsewhere
         conda:
             "../envs/core.yaml"
         script:
@@ -71,7 +58,7 @@ if stage_active("reminder"):
             adapter=directory("results/reminder/finetuned/s{seed}/adapter"),
             metrics="results/reminder/finetuned/s{seed}/train_metrics.json",
         params:
-            model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
+            model=model_param("vlm", model_path("vlm")),
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
             include_caption=RCFG.get("include_caption", False),
@@ -84,7 +71,7 @@ if stage_active("reminder"):
             "results/benchmarks/reminder/finetune_vlm_s{seed}.tsv"
         threads: 2
         resources:
-            gpu=1 if RCFG["finetune"]["backend"] == "unsloth" else 0,
+            **gpu_job(96000, 1440),
         conda:
             "../envs/unsloth.yaml"
         script:
@@ -104,7 +91,7 @@ if stage_active("reminder"):
             variant="base|prompt|finetuned|finetuned_caption|finetuned_memory",
             split="val|test",
         params:
-            model=lambda w, input: input.vlm[0] if input.vlm else model_path("vlm"),
+            model=model_param("vlm", model_path("vlm")),
             prompts=RCFG["prompts"],
             generation=RCFG["generation"],
             include_caption=RCFG.get("include_caption", False),
@@ -115,6 +102,8 @@ if stage_active("reminder"):
         benchmark:
             "results/benchmarks/reminder/predict_reminder_{variant}_s{seed}_{split}.tsv"
         threads: 2
+        resources:
+            **gpu_job(48000, 720),
         conda:
             "../envs/unsloth.yaml"
         script:
@@ -137,6 +126,8 @@ if stage_active("reminder"):
         benchmark:
             "results/benchmarks/reminder/evaluate_reminder_{variant}_s{seed}_{split}.tsv",
         threads: 2
+        resources:
+            **gpu_job(32000, 120),  # BERTScore with roberta-large at paper scale
         conda:
             "../envs/core.yaml"
         script:
@@ -144,7 +135,7 @@ if stage_active("reminder"):
 
     rule reminder_table:
         input:
-            variants=[p for paths in reminder_runs(REMINDER_VARIANTS).values() for p in paths],
+            variants=[p for paths in reminder_runs(REMINDER_VARIANTS, REMINDER_TRAINED).values() for p in paths],
             teacher="results/reminder/teacher/metrics.json",
             finetune=expand("results/reminder/finetuned/s{seed}/train_metrics.json",
                             seed=TRAIN_SEEDS if REMINDER_TRAINED else []),
@@ -156,9 +147,11 @@ if stage_active("reminder"):
                 category="Reminder",
             ),
         params:
-            runs=reminder_runs(REMINDER_VARIANTS),
+            runs=reminder_runs(REMINDER_VARIANTS, REMINDER_TRAINED),
         log:
             "results/logs/reminder/reminder_table.log",
+        benchmark:
+            "results/benchmarks/reminder/reminder_table.tsv"
         conda:
             "../envs/core.yaml"
         script:

@@ -22,6 +22,8 @@ rule report:
         benchmarks="results/benchmarks",
     log:
         "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     conda:
         "../envs/core.yaml"
     script:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "resources", "envs", "profiles")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "rules", "workflow_scripts", "resources", "envs", "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -115,7 +115,7 @@ def test_dry_run_of_paper_preset_builds_the_dag():
     """The paper preset validates against the schema and plans a DAG (its data need not exist for a dry run
     to fail on missing inputs only)."""
     proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--configfile", "config.yaml", "profiles/paper/config.yaml"],
+        [*SNAKEMAKE, "-n", "--configfile", "config.yaml", "config/paper.yaml"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     out = proc.stdout + proc.stderr
