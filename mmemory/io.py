@@ -38,7 +38,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
     """Read JSON lines; a bad line names the file and line number. A torn last line (a kill mid-write) is skipped."""
     rows = []
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    raw = path.read_bytes().splitlines()
+    lines = []
+    for n, b in enumerate(raw, 1):
+        try:
+            lines.append(b.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if n == len(raw):  # a kill mid-write can cut a multi-byte character: a torn last line
+                break
+            raise ValueError(f"{path}:{n}: byte 0x{b[e.start]:02x} at column {e.start + 1} is not UTF-8; re-save the "
+                             "file as UTF-8") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
