@@ -17,11 +17,13 @@ unreadable image raises `ImageError` naming the file (callers decide whether to 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -264,3 +266,49 @@ def load_encoder(kind: str, path: str | Path | None = None, device: str = "cpu",
     if kind == "minilm":
         return MiniLMEncoder(path, device=device, **kw)
     raise ValueError(f"unknown encoder kind {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
+
+
+class CachedEncoder:
+    """Wraps an encoder so that each distinct text or image is encoded once (across the stores of an evaluation,
+    or the dialogues of a reminder context)."""
+
+    def __init__(self, encoder: Any):
+        self.encoder, self.dim = encoder, encoder.dim
+        self._text: dict[str, np.ndarray] = {}
+        self._image: dict[str, np.ndarray] = {}
+        self.images_supported = True
+
+    def warm(self, texts: list[str], images: list[str]) -> None:
+        t0 = time.perf_counter()
+        todo = list(dict.fromkeys(t for t in texts if t not in self._text))
+        if todo:
+            for t, v in zip(todo, tqdm(self.encoder.encode_texts(todo), desc="texts", unit="text", leave=False)):
+                self._text[t] = np.asarray(v, dtype=np.float32)
+        todo_img = list(dict.fromkeys(p for p in images if p not in self._image)) if self.images_supported else []
+        if todo_img:
+            try:
+                for p, v in zip(todo_img, self.encoder.encode_images(todo_img)):
+                    self._image[p] = np.asarray(v, dtype=np.float32)
+            except NotImplementedError as e:
+                logger.warning("encoder has no image tower (%s): images are remembered by caption only", e)
+                self.images_supported = False
+                todo_img = []
+        dt = time.perf_counter() - t0
+        logger.info("encoded %d texts and %d images in %.1fs (%.0f items/s)", len(todo), len(todo_img), dt,
+                    (len(todo) + len(todo_img)) / max(dt, 1e-9))
+
+    def encode_texts(self, texts):
+        missing = [t for t in texts if t not in self._text]
+        if missing:
+            self.warm(missing, [])
+        return np.stack([self._text[t] for t in texts])
+
+    def encode_images(self, paths):
+        if not self.images_supported:
+            raise NotImplementedError("the encoder has no image tower")
+        missing = [p for p in paths if p not in self._image]
+        if missing:
+            self.warm([], missing)
+        if not self.images_supported:
+            raise NotImplementedError("the encoder has no image tower")
+        return np.stack([self._image[p] for p in paths])

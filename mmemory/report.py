@@ -15,6 +15,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mmemory.io import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,34 +64,66 @@ def render_section(title: str, metrics: dict) -> str:
     return "\n".join(parts)
 
 
+def _headline_panels(sections: dict[str, dict]) -> list[tuple[str, list[tuple[str, float]]]]:
+    """(stage, [(label, value on 0-1)]) per stage with headline numbers. BLEU headlines are 0-100 and are shown
+    divided by 100 (labelled so), so that every panel has one unit: a score from 0 to 1."""
+    panels = []
+    for title, m in sections.items():
+        bars = []
+        for k, v in m.get("headline", {}).items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+                continue
+            bars.append((f"{k} / 100", v / 100) if "bleu" in k.lower() else (k, float(v)))
+        if bars:
+            panels.append((title.replace("`", ""), bars))
+    return panels
+
+
 def overview_figure(sections: dict[str, dict], data_report: dict, out_png: str | Path) -> None:
-    """Bars: dialogues kept/dropped per split, and each stage's headline metrics."""
+    """One small panel for the prepared data (dialogues kept and dropped per split), then one per stage with its
+    headline metrics, each on a 0-1 axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heads = [(t, k, float(v)) for t, m in sections.items() for k, v in m.get("headline", {}).items()
-             if isinstance(v, (int, float))]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
+    from mmemory.figures import save_figure
+
+    panels = _headline_panels(sections)
+    heights = [2.2] + [0.6 + 0.32 * len(bars) for _, bars in panels]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(8, sum(heights)), gridspec_kw={"height_ratios": heights},
+                             squeeze=False)
+    ax = axes[0][0]
     splits = list(data_report.get("kept", {}))
     kept = [data_report["kept"][s] for s in splits]
     dropped = [data_report.get("dropped", {}).get(s, 0) for s in splits]
-    axes[0].bar(splits, kept, label="kept")
-    axes[0].bar(splits, dropped, bottom=kept, label="dropped")
-    axes[0].set_title("prepared data (items)")
-    axes[0].legend()
-    if heads:
-        labels = [f"{t}: {k}" for t, k, _ in heads]
-        axes[1].barh(labels, [v for *_, v in heads])
-        axes[1].invert_yaxis()
-        for i, (*_, v) in enumerate(heads):
-            axes[1].text(v, i, f" {v:.3g}", va="center")
-    axes[1].set_title("headline metrics")
+    ax.barh(splits, kept, label="kept")
+    ax.barh(splits, dropped, left=kept, label="dropped")
+    ax.invert_yaxis()
+    ax.set_title("prepared data (items per split)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    for ax, (title, bars) in zip((a[0] for a in axes[1:]), panels):
+        ax.barh([b for b, _ in bars], [v for _, v in bars], color="C2")
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.12)
+        for i, (_, v) in enumerate(bars):
+            ax.text(min(v, 1.0) + 0.01, i, f"{v:.3g}", va="center", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[-1][0].set_xlabel("score (0-1)")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=100)
+
+
+def _commit(cwd: str | Path = ".") -> str:
+    """The checkout's commit (with -dirty when it has local changes), or "unknown" outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=cwd, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def benchmark_table(benchmarks_dir: str | Path) -> list[dict]:
@@ -135,10 +169,12 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
     rel = lambda p: os.path.relpath(p, out_md.parent)  # noqa: E731
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = (config or {}).get("data", {}).get("source", "?")
+    seeds = (config or {}).get("train_seeds")
     parts = [
         f"# {title}\n",
-        f"Generated {now} from this run's `results/`. Data source: `{source}`. "
-        "Every number below is read from the stage's `metrics.json`.\n",
+        f"Generated {now} from this run's `results/` at commit `{_commit()}`. Data source: `{source}`. "
+        f"Training seeds: {seeds}. Every number below is read from the stage's `metrics.json`; every table is on "
+        "the test split unless its title says otherwise.\n",
         f"![overview]({rel(out_overview)})\n\n_Prepared data and each stage's headline metrics._\n",
     ]
     if data_report.get("items"):
@@ -158,7 +194,6 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
         parts.append(f"## Run time\n\nWall time of each job (Snakemake `benchmark:`), {total:.0f} s in all "
                      "(jobs may run in parallel).\n\n" + markdown_table(rows))
     text = "\n".join(parts)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(text, encoding="utf-8")
+    atomic_write_text(out_md, text)
     logger.info("report written to %s (%d sections, %d figures)", out_md, len(loaded), len(figures))
     return text

@@ -9,7 +9,7 @@ import sys
 import pytest
 from _reminder_fixtures import shared_world
 
-from mmemory.evaluate import PredictionError, evaluate_predictions, load_predictions, main
+from mmemory.reminder.evaluate import PredictionError, evaluate_predictions, load_predictions, main
 from mmemory.visdial import load_visdial
 
 

@@ -16,7 +16,7 @@ from _memory_fixtures import FakeEncoder  # noqa: E402
 from _toy import prepared_toy  # noqa: E402
 
 from mmemory.memory import stage  # noqa: E402
-from mmemory.memory.evaluate import CachedEncoder  # noqa: E402
+from mmemory.encoders import CachedEncoder  # noqa: E402
 
 STORE = {"index": {"type": "flat"}, "half_life": 24.0, "recency_unit": "hours"}
 METHODS = {"relevance": {"relevance": 1.0}, "+recency": {"relevance": 1.0, "recency": 1.0}}

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     import sacrebleu  # noqa: F401
     import torch
 
-    from mmemory.evaluate import bertscore, bertscorer
+    from mmemory.reminder.evaluate import bertscore, bertscorer
     from mmemory.metrics import rouge_scores, sacrebleu_corpus
     from mmemory.minilm import minilm_path
 

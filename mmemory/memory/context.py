@@ -40,7 +40,7 @@ def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Pat
                            store_kwargs: dict | None = None, start: str = "2024-01-01T09:00:00Z",
                            hours_between_dialogs: float = 6.0) -> tuple[dict, dict]:
     """(context, stats): the top-k memories per dialogue, queried with its last round's question."""
-    from mmemory.memory.evaluate import CachedEncoder
+    from mmemory.encoders import CachedEncoder
 
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Score retrieval methods on memory sessions (DESIGN.md "Memory sessions": turns JSONL + queries JSONL).
+"""Score retrieval methods on memory sessions (README "Data contracts", memory sessions: turns + queries JSONL).
 
     python -m mmemory.memory evaluate --turns T.jsonl --queries Q.jsonl --out M.json [--encoder minilm]
 
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from mmemory.encoders import CachedEncoder
 from mmemory.io import read_jsonl
 from mmemory.memory.scoring import COMPONENTS, check_weights, minmax
 from mmemory.memory.store import MemoryInputError, MemoryStore, to_unix
@@ -38,51 +39,6 @@ DEFAULT_METHODS: dict[str, dict[str, float]] = {
 KS = (1, 5, 10, 20)
 
 
-class CachedEncoder:
-    """Wraps an encoder so that each distinct text or image is encoded once across all methods' stores."""
-
-    def __init__(self, encoder: Any):
-        self.encoder, self.dim = encoder, encoder.dim
-        self._text: dict[str, np.ndarray] = {}
-        self._image: dict[str, np.ndarray] = {}
-        self.images_supported = True
-
-    def warm(self, texts: list[str], images: list[str]) -> None:
-        t0 = time.perf_counter()
-        todo = list(dict.fromkeys(t for t in texts if t not in self._text))
-        if todo:
-            for t, v in zip(todo, tqdm(self.encoder.encode_texts(todo), desc="texts", unit="text", leave=False)):
-                self._text[t] = np.asarray(v, dtype=np.float32)
-        todo_img = list(dict.fromkeys(p for p in images if p not in self._image)) if self.images_supported else []
-        if todo_img:
-            try:
-                for p, v in zip(todo_img, self.encoder.encode_images(todo_img)):
-                    self._image[p] = np.asarray(v, dtype=np.float32)
-            except NotImplementedError as e:
-                logger.warning("encoder has no image tower (%s): images are remembered by caption only", e)
-                self.images_supported = False
-                todo_img = []
-        dt = time.perf_counter() - t0
-        logger.info("encoded %d texts and %d images in %.1fs (%.0f items/s)", len(todo), len(todo_img), dt,
-                    (len(todo) + len(todo_img)) / max(dt, 1e-9))
-
-    def encode_texts(self, texts):
-        missing = [t for t in texts if t not in self._text]
-        if missing:
-            self.warm(missing, [])
-        return np.stack([self._text[t] for t in texts])
-
-    def encode_images(self, paths):
-        if not self.images_supported:
-            raise NotImplementedError("the encoder has no image tower")
-        missing = [p for p in paths if p not in self._image]
-        if missing:
-            self.warm([], missing)
-        if not self.images_supported:
-            raise NotImplementedError("the encoder has no image tower")
-        return np.stack([self._image[p] for p in paths])
-
-
 def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[list[dict], list[dict]]:
     """Read and check the two JSONL files; a bad row names the file, the row and what is missing."""
     turns, queries = read_jsonl(turns_path), read_jsonl(queries_path)
@@ -90,7 +46,7 @@ def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[lis
     for n, t in enumerate(turns, 1):
         missing = [k for k in ("session_id", "turn_id", "timestamp", "speaker", "text") if k not in t]
         if missing:
-            raise MemoryInputError(f"{turns_path}: turn {n} lacks {missing}; see DESIGN.md 'Memory sessions'")
+            raise MemoryInputError(f"{turns_path}: turn {n} lacks {missing}; see the README, 'Data contracts'")
         if t["turn_id"] in seen:
             raise MemoryInputError(f"{turns_path}: turn {n} repeats turn_id {t['turn_id']!r}; turn ids must be unique")
         if not str(t["text"]).strip() and not t.get("image") and not t.get("caption"):
@@ -103,7 +59,7 @@ def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[lis
     for n, q in enumerate(queries, 1):
         missing = [k for k in ("query_id", "session_id", "timestamp", "question", "evidence") if k not in q]
         if missing:
-            raise MemoryInputError(f"{queries_path}: query {n} lacks {missing}; see DESIGN.md 'Memory sessions'")
+            raise MemoryInputError(f"{queries_path}: query {n} lacks {missing}; see the README, 'Data contracts'")
         if not q["evidence"]:
             raise MemoryInputError(f"{queries_path}: query {n} ({q['query_id']}) has no evidence turn ids")
         q["_ts"] = to_unix(q["timestamp"])
@@ -294,6 +250,6 @@ def plot_recall(result: dict, out_png: str | Path, ks=KS) -> None:
     b.set_xlim(0, 1)
     fig.suptitle(f"retrieval memory: {next(iter(result['methods'].values()))['queries']} queries")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    from mmemory.figures import save_figure
+
+    save_figure(fig, out_png)

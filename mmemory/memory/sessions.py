@@ -1,7 +1,7 @@
 """Long memory sessions from VisDial: chain several dialogues (one image each) into one session with timestamps, and
 write questions that refer back to an earlier image or turn, with known evidence turn ids.
 
-Output is the "Memory sessions" contract of DESIGN.md:
+Output is the "Memory sessions" contract (README, "Data contracts"):
     turns.jsonl    {"session_id", "turn_id", "timestamp", "speaker", "text", "image"?, "caption"?}
     queries.jsonl  {"query_id", "session_id", "timestamp", "question", "evidence": [turn_id...], "answer"?, "type"}
 

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def load_memory_encoder(kind: str, path: str | None, device: str = "cpu"):
     """The memory stage's encoder, wrapped so each distinct text or image is encoded once."""
     from mmemory.encoders import load_encoder
-    from mmemory.memory.evaluate import CachedEncoder
+    from mmemory.encoders import CachedEncoder
 
     return CachedEncoder(load_encoder(kind, path, device=device))
 

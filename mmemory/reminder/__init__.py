@@ -2,5 +2,5 @@
 
 Modules: `prompts` (conversations, prompts, memory blocks), `response` (validation and final answers), `teachers`
 (template / ollama / transformers), `generate` (resumable teacher runs), `finetune` (hf and unsloth backends),
-`predict` (variants), `stage` (the workflow steps). Evaluation lives in `mmemory.evaluate`.
+`predict` (variants), `stage` (the workflow steps). `evaluate` scores predictions (`python -m mmemory.evaluate` is its command line).
 """

@@ -1,6 +1,6 @@
 """Parse `<reminder>...</reminder>` responses: strict validation of teacher data and the evaluation's final answer.
 
-Final answer (the project's contract, used by `mmemory.evaluate`): the text after the last `</reminder>`, with any
+Final answer (the project's contract, used by `mmemory.reminder.evaluate`): the text after the last `</reminder>`, with any
 remaining tags stripped and whitespace folded. A response with an opening `<reminder>` that is never closed (the
 generation stopped inside its reflection) has no final answer and scores as empty. A response without any
 reminder tag (e.g. the `base` variant, which is never asked for one) is its own final answer.
