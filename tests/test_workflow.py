@@ -111,6 +111,16 @@ def test_lint_is_clean():
     assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def test_a_mistyped_key_stops_the_workflow_naming_it(tmp_path):
+    """`rank: 8` for the LoRA rank used to be filtered out, so r silently stayed 16: now the schema refuses it."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("reminder:\n  finetune:\n    rank: 8\n")
+    proc = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "config.yaml", str(typo)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'rank' was unexpected" in out and "['finetune']" in out, out
+
+
 def test_dry_run_of_paper_preset_builds_the_dag():
     """The paper preset validates against the schema and plans a DAG (its data need not exist for a dry run
     to fail on missing inputs only)."""
