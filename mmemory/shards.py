@@ -3,13 +3,16 @@
 The seeds wrote one `.pt` file per item (910,613 files). Here a split's embeddings live in a few files:
 
     <dir>/shard-00000.safetensors   tensor "embeddings" [n, D] float32; metadata: keys, fingerprint, quarantined
-    <dir>/index.json                {"format", "dim", "fingerprint", "shards": [{"file", "n"}], "keys": {key: [s, r]},
+    <dir>/index.json                {"format", "dim", "fingerprint", "encoder", "shards": [{"file", "n"}], "keys": {key: [s, r]},
                                      "quarantined": [{"key", "path", "reason"}], ...}
 
 `write_shards` encodes keys shard by shard. A finished shard is one atomic file whose metadata records the keys it
-was asked for and the encoder fingerprint, so a rerun after a kill skips every finished shard and redoes only the
-rest. Items the encoder cannot read are either a hard error or quarantined (left out, listed in the index and
-counted); an item is never stored as zeros. `ShardedEmbeddings` reads the index and serves `get_many(keys)` in any
+was asked for (with the content each key embeds: its text, or its image file's digest) and the run's fingerprint
+(`mmemory.fingerprint`: the items' content, the encoder settings, the encoder's model files), so a rerun after a
+kill skips every finished shard and redoes only the rest. `<dir>/run.json` stamps the run: when the fingerprint
+changed (e.g. the same keys with other text), or the previous extraction finished (a rerun because the index is
+missing, or forced), every shard is encoded again and the log says why. Items the encoder cannot read are either
+a hard error or quarantined (left out, listed in the index and counted); an item is never stored as zeros. `ShardedEmbeddings` reads the index and serves `get_many(keys)` in any
 order from memory-mapped shards (only the rows asked for are read).
 """
 from __future__ import annotations
@@ -21,11 +24,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -43,8 +47,10 @@ class EncodedBatch:
     quarantined: list[dict] = field(default_factory=list)
 
 
-def _keys_digest(keys: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:16]
+def _keys_digest(keys: Sequence[str], contents: Mapping[str, Any] | None = None) -> str:
+    if contents is None:
+        return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:16]
+    return items_digest([k, contents.get(k)] for k in keys)
 
 
 def shard_file(i: int) -> str:
@@ -73,8 +79,13 @@ def _read_shard_meta(path: Path) -> dict | None:
 
 
 def write_shards(out_dir: str | Path, keys: Sequence[str], encode: Callable[[list[str]], EncodedBatch],
-                 shard_size: int, fingerprint: str, desc: str = "embeddings") -> dict:
-    """Encode `keys` into shards under `out_dir` (resuming finished shards) and write `index.json`; return it."""
+                 shard_size: int, fingerprint: str, desc: str = "embeddings",
+                 contents: Mapping[str, Any] | None = None, models: Mapping[str, str | Path | None] | None = None
+                 ) -> dict:
+    """Encode `keys` into shards under `out_dir` (resuming an interrupted run's finished shards) and write
+    `index.json`; return it. `fingerprint` names the encoder and its settings; `contents` maps a key to what it
+    embeds (a text, or an image file's digest) and `models` names model files whose content joins the run's
+    fingerprint."""
     from safetensors.numpy import save
 
     if shard_size < 1:
@@ -87,6 +98,11 @@ def write_shards(out_dir: str | Path, keys: Sequence[str], encode: Callable[[lis
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(keys)
+    fp = Fingerprint(inputs={"items": items_digest([k, contents.get(k) if contents else None] for k in keys)},
+                     settings={"encoder": fingerprint, "shard_size": shard_size},
+                     models={n: model_digest(p) for n, p in (models or {}).items()})
+    run = Run(out_dir / "run.json", fp, desc)
+    run.begin(clear=lambda: remove(out_dir / "index.json", *out_dir.glob("shard-*.safetensors")))
     chunks = [keys[i:i + shard_size] for i in range(0, len(keys), shard_size)]
     shards, index, quarantined, dim = [], {}, [], None
     done = encoded = 0
@@ -94,15 +110,15 @@ def write_shards(out_dir: str | Path, keys: Sequence[str], encode: Callable[[lis
     bar = tqdm(total=len(keys), desc=desc, unit="item")
     for s, chunk in enumerate(chunks):
         path = out_dir / shard_file(s)
-        digest = _keys_digest(chunk)
+        digest = _keys_digest(chunk, contents)
         meta = _read_shard_meta(path) if path.exists() else None
-        if not (meta and meta.get("fingerprint") == fingerprint and meta.get("requested") == digest):
+        if not (meta and meta.get("fingerprint") == fp.digest and meta.get("requested") == digest):
             batch = encode(chunk)
             emb = np.ascontiguousarray(batch.embeddings, dtype=np.float32)
             _check_rows(emb, batch.keys, f"{path}")
             if set(batch.keys) | {q["key"] for q in batch.quarantined} != set(chunk):
                 raise ValueError(f"{path}: the encoder must return or quarantine exactly the keys it was given")
-            meta = {"fingerprint": fingerprint, "requested": digest, "keys": json.dumps(batch.keys),
+            meta = {"fingerprint": fp.digest, "requested": digest, "keys": json.dumps(batch.keys),
                     "quarantined": json.dumps(batch.quarantined), "format": FORMAT}
             atomic_write_bytes(path, save({TENSOR: emb}, metadata=meta))
             encoded += len(chunk)
@@ -127,11 +143,12 @@ def write_shards(out_dir: str | Path, keys: Sequence[str], encode: Callable[[lis
                 dim = int(f.get_slice(TENSOR).get_shape()[1])
             break
     result = {
-        "format": FORMAT, "dim": dim, "shard_size": shard_size, "fingerprint": fingerprint,
+        "format": FORMAT, "dim": dim, "shard_size": shard_size, "fingerprint": fp.digest, "encoder": fingerprint,
         "n_items": len(index), "n_requested": len(keys), "n_quarantined": len(quarantined),
         "shards": shards, "quarantined": quarantined, "keys": index,
     }
     atomic_write_json(out_dir / "index.json", result)
+    run.finish()  # a rerun (index missing, or forced) encodes every shard again
     elapsed = time.perf_counter() - t0
     logger.info("%s: %d items in %d shards (%d encoded now, %d quarantined) in %.1fs", desc, len(index), len(shards),
                 encoded, len(quarantined), elapsed)

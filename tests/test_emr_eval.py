@@ -83,13 +83,28 @@ def test_metrics_and_resume(world, tmp_path, monkeypatch):
     preds = next(out.parent.glob("work*/predictions.jsonl")).read_text().splitlines()
     assert len(preds) == 30
 
-    def boom(*a, **k):
-        raise AssertionError("finished dialogues must not be evaluated again")
+    # killed in the second batch: the rerun evaluates only the unfinished dialogue and gives the same metrics
+    real, calls = eval_mod.generate_answers, []
 
-    monkeypatch.setattr(eval_mod, "generate_answers", boom)
-    again = evaluate_emr(world["val"], world["val_emb"], world["llm"], out, bridge=BRIDGE, variant="before",
-                         val_dense=world["val_dense"], num_beams=2, max_new_tokens=4, batch_dialogs=2,
-                         rank_max_rounds=5)
+    def counting(llm, codec, soft, *a, **k):
+        calls.append(soft.shape[0])
+        if len(calls) == 2 and killed["on"]:
+            raise KeyboardInterrupt("killed")
+        return real(llm, codec, soft, *a, **k)
+
+    killed = {"on": True}
+    monkeypatch.setattr(eval_mod, "generate_answers", counting)
+    cut = tmp_path / "killed" / "eval.json"
+    kw = dict(bridge=BRIDGE, variant="before", val_dense=world["val_dense"], num_beams=2, max_new_tokens=4,
+              batch_dialogs=2, rank_max_rounds=5)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_emr(world["val"], world["val_emb"], world["llm"], cut, **kw)
+    killed["on"], calls[:] = False, []
+    again = evaluate_emr(world["val"], world["val_emb"], world["llm"], cut, **kw)
+    assert calls == [10]  # one dialogue of 10 rounds left; the finished two were not evaluated again
+    calls[:] = []
+    evaluate_emr(world["val"], world["val_emb"], world["llm"], cut, **kw)
+    assert sum(calls) == 30  # a finished evaluation run again (output missing, or forced) evaluates everything
     assert again["mrr"] == m["mrr"] and again["bleu4_nltk"] == m["bleu4_nltk"] and again["sacrebleu"] == m["sacrebleu"]
 
 

@@ -95,8 +95,9 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
                   TRAIN)
-    ck = torch.load(out / "ckpt" / "last.pt", weights_only=False)
+    ck = torch.load(out / "ckpt" / "last.pt", weights_only=True)  # tensors and plain containers only
     assert ck["step"] == 1 and ck["config"]["bridge"]["trainable"] == BRIDGE["trainable"]
+    assert set(ck["rng"]) >= {"torch", "numpy", "python"}
     assert not (out / "bridge.safetensors").exists()
 
     steps_run = {"n": 0}
@@ -119,16 +120,28 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
     assert cfg["weights"]["imagebind_fc"]["trainable"] > 0
 
 
-def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog):
+def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog, monkeypatch):
     out = tmp_path / "v"
-    train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
-              {**TRAIN, "epochs": 0.3})
+    calls, real = {"n": 0}, train_mod.answer_loss
+
+    def dying_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step-0 val, step 1, its val, killed in step 2: the checkpoint is at step 1
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "answer_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
+                  TRAIN)
+    monkeypatch.setattr(train_mod, "answer_loss", real)
     import logging
 
     with caplog.at_level(logging.WARNING):
         s = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
-                      BRIDGE, {**TRAIN, "lr": 2e-3, "epochs": 0.3})
-    assert "different config" in caplog.text and s["steps"] == 1
+                      BRIDGE, {**TRAIN, "lr": 2e-3})
+    assert "starting from scratch: settings changed (train)" in caplog.text
+    assert s["steps"] == 3 and s["resumed_from_step"] == 0 and s["steps_this_run"] == 3
 
 
 def test_unknown_settings_are_rejected(world, tmp_path):

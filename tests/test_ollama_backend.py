@@ -157,12 +157,21 @@ def test_generation_retries_faults_then_rejects_with_reason(server_factory, book
     assert waits == [0.25, 0.5, 0.25, 0.25, 0.5]  # exponential backoff after each server fault
 
 
-def test_concurrent_generation_and_resume(server_factory, book, sample, tmp_path):
+def test_concurrent_generation_and_resume(server_factory, book, sample, tmp_path, monkeypatch):
+    from mmemory.reminder.generate import Progress
+
     srv = server_factory(["slow:0.2"])
     teacher = OllamaTeacher(book, "gemma3:27b", srv.host, timeout_s=5)
     args = (tmp_path / "out.jsonl", tmp_path / "rej.jsonl", tmp_path / "progress", "fp1")
-    stats = generate_reminder_data(_samples(sample, 6), teacher, *args, concurrency=3)
-    assert stats["accepted"] == 6 and len(srv.requests) == 6
+
+    def killed(self):  # killed after every answer landed, before the run was marked finished
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Progress, "finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            generate_reminder_data(_samples(sample, 6), teacher, *args, concurrency=3)
+    assert len(srv.requests) == 6
     stats = generate_reminder_data(_samples(sample, 8), teacher, *args, concurrency=3)
     assert stats["resumed"] == 6 and len(srv.requests) == 8  # only the two new samples were asked
     assert [r["image_id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(8))

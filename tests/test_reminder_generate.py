@@ -81,19 +81,21 @@ def test_invalid_responses_are_retried_then_rejected(samples, tmp_path):
 
 
 class Counting(TemplateTeacher):
-    def __init__(self):
+    def __init__(self, die_at: int | None = None):
         super().__init__()
-        self.n = 0
+        self.n, self.die_at = 0, die_at
 
     def respond(self, s):
         self.n += 1
+        if self.n == self.die_at:
+            raise KeyboardInterrupt("killed")
         return super().respond(s)
 
 
 def test_resume_skips_finished_keys_and_survives_a_torn_line(samples, tmp_path):
     args = (tmp_path / "d.jsonl", tmp_path / "r.jsonl", tmp_path / "p", "fp1")
-    first = Counting()
-    generate_reminder_data(samples[:5], first, *args)
+    with pytest.raises(KeyboardInterrupt):  # killed while asking for the 6th sample
+        generate_reminder_data(samples, Counting(die_at=6), *args)
     progress = tmp_path / "p" / "responses.jsonl"
     with open(progress, "a") as f:
         f.write('{"key": "torn mid-wri')  # a kill during the append
@@ -103,10 +105,15 @@ def test_resume_skips_finished_keys_and_survives_a_torn_line(samples, tmp_path):
     rows = read_jsonl(tmp_path / "d.jsonl")
     assert [(r["image_id"], r["round"]) for r in rows] == [(s.image_id, s.round) for s in samples]
     assert all(json.loads(line) for line in progress.read_text().splitlines())  # the torn line is gone
+    again = Counting()
+    generate_reminder_data(samples, again, *args)
+    assert again.n == len(samples)  # a finished run's progress does not satisfy a rerun (output missing or forced)
+    with pytest.raises(KeyboardInterrupt):
+        generate_reminder_data(samples, Counting(die_at=3), *args)
     third = Counting()
     generate_reminder_data(samples, third, tmp_path / "d.jsonl", tmp_path / "r.jsonl", tmp_path / "p", "fp2")
     assert third.n == len(samples)  # other settings: start over (the old progress is kept aside)
-    assert list((tmp_path / "p").glob("responses.stale-fp1.jsonl"))
+    assert len(list((tmp_path / "p").glob("responses.stale-*.jsonl"))) == 1  # one per old fingerprint (fp1)
 
 
 def test_run_generate_stage(world, tmp_path):

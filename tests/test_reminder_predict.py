@@ -43,10 +43,25 @@ def test_seed_format_output_and_resume(world, tmp_path):
     book = PromptBook.load(PROMPTS["instruction"], PROMPTS["fewshot"], 1)
     samples = last_round_samples(load_visdial(world["val"]))
     args = (tmp_path / "P.json", tmp_path / "raw.jsonl", tmp_path / "progress", "fp")
-    first = predict_reminder(samples[:2], "prompt", world["vlm"], *args, book, GEN)
-    assert first["generated_now"] == 2
+    from transformers import GenerationMixin
+
+    real, calls = GenerationMixin.generate, []
+
+    def killed_in_second_batch(self, *a, **k):  # GEN.batch_size 2: the first batch of two lands, then a kill
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(GenerationMixin, "generate", killed_in_second_batch)
+        with pytest.raises(KeyboardInterrupt):
+            predict_reminder(samples, "prompt", world["vlm"], *args, book, GEN)
+    assert len(read_jsonl(tmp_path / "progress" / "generations.jsonl")) == 2
     second = predict_reminder(samples, "prompt", world["vlm"], *args, book, GEN)
     assert second["generated_now"] == 2 and second["n"] == 4  # the two finished samples were not redone
+    third = predict_reminder(samples, "prompt", world["vlm"], *args, book, GEN)
+    assert third["generated_now"] == 4  # a finished run's progress does not satisfy a rerun (output missing/forced)
     preds = json.loads((tmp_path / "P.json").read_text())
     assert [set(p) for p in preds] == [{"image_id", "conversation", "response"}] * 4
     assert [p["image_id"] for p in preds] == [s.image_id for s in samples]

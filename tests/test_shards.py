@@ -34,27 +34,57 @@ def test_round_trip_any_order_and_shard_sizes(tmp_path):
         store.get("nope")
 
 
+def _killed_at(data, calls, n):
+    """An encoder that is killed when asked for its n-th shard (1-based)."""
+    enc = _encoder(data, calls)
+
+    def encode(keys):
+        if len(calls) + 1 == n:
+            raise KeyboardInterrupt("killed")
+        return enc(keys)
+    return encode
+
+
 def test_resume_skips_finished_shards(tmp_path):
     data, calls = _data(), []
-    write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp")
-    (tmp_path / shard_file(1)).unlink()  # as if killed before the second shard landed
-    (tmp_path / "index.json").unlink()
+    with pytest.raises(KeyboardInterrupt):  # killed before the second shard landed
+        write_shards(tmp_path, list(data), _killed_at(data, calls, 2), 10, "fp")
+    assert not (tmp_path / "index.json").exists()
     calls.clear()
     write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp")
-    assert calls == [[f"k{i}" for i in range(10, 20)]]  # only the missing shard is encoded again
+    assert calls == [[f"k{i}" for i in range(10, 20)], [f"k{i}" for i in range(20, 25)]]  # shard 1 was kept
     np.testing.assert_array_equal(ShardedEmbeddings(tmp_path).get("k15"), data["k15"])
+    calls.clear()
+    write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp")
+    assert len(calls) == 3  # a finished extraction run again (index missing, or forced) encodes everything
 
 
 def test_torn_shard_and_changed_encoder_are_redone(tmp_path):
     data, calls = _data(), []
-    write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp")
-    (tmp_path / shard_file(2)).write_bytes(b"\x00\x01torn")
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(tmp_path, list(data), _killed_at(data, calls, 3), 10, "fp")
+    (tmp_path / shard_file(1)).write_bytes(b"\x00\x01torn")
     calls.clear()
     write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp")
-    assert calls == [[f"k{i}" for i in range(20, 25)]]
+    assert calls == [[f"k{i}" for i in range(10, 20)], [f"k{i}" for i in range(20, 25)]]
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(tmp_path / "b", list(data), _killed_at(data, [], 3), 10, "fp")
     calls.clear()
-    write_shards(tmp_path, list(data), _encoder(data, calls), 10, "another-encoder")
+    write_shards(tmp_path / "b", list(data), _encoder(data, calls), 10, "another-encoder")
     assert len(calls) == 3  # a different encoder fingerprint invalidates every shard
+
+
+def test_same_keys_other_content_are_redone(tmp_path, caplog):
+    import logging
+
+    data, calls = _data(), []
+    contents = {k: f"text of {k}" for k in data}
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(tmp_path, list(data), _killed_at(data, calls, 3), 10, "fp", contents=contents)
+    calls.clear()
+    with caplog.at_level(logging.WARNING):
+        write_shards(tmp_path, list(data), _encoder(data, calls), 10, "fp", contents={**contents, "k3": "changed"})
+    assert len(calls) == 3 and "inputs changed (items)" in caplog.text
 
 
 def test_quarantine_is_listed_and_counted_never_zero(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mmemory.encoders import Encoder, ImageError
+from mmemory.fingerprint import file_digest
 from mmemory.shards import EncodedBatch, ShardedEmbeddings, write_shards
 from mmemory.visdial import VisDialSplit, load_visdial
 
@@ -78,8 +79,11 @@ def extract_split(split_json: str | Path, out_dir: str | Path, encoder: Encoder,
         emb = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), np.float32)
         return EncodedBatch(emb, kept, quarantined)
 
+    # what each key embeds (the question's text, the image file's bytes): the same keys with other content re-encode
+    contents = {**{k: file_digest(p) if Path(p).is_file() else "missing" for k, p in images.items()}, **questions}
     index = write_shards(out_dir, list(items), encode, shard_size, encoder.fingerprint,
-                         desc=f"extract {split.split}")
+                         desc=f"extract {split.split}", contents=contents,
+                         models={"encoder": getattr(encoder, "path", None)})
     return {k: index[k] for k in ("n_items", "n_requested", "n_quarantined", "dim")} | {
         "n_images": len(images), "n_questions": len(questions), "n_shards": len(index["shards"])}
 

@@ -5,15 +5,18 @@ annotations).
 
     snakemake results/emr/after/eval.json --cores 2
 
-Predictions and option scores are appended to `<out>/work/*.jsonl` batch by batch; a rerun for the same bridge
-weights and settings skips the finished dialogues (a different bridge or setting discards them).
+Predictions and option scores are appended to a work folder next to the output (`*.jsonl`) batch by batch. The
+folder carries the run's fingerprint (`mmemory.fingerprint`: the content of the val JSON, dense annotations and
+embeddings, the settings, the bridge weights and the LM's files): after a kill, a rerun of the same fingerprint skips
+the finished dialogues; another fingerprint, or a rerun of a finished evaluation (its output missing, or forced),
+discards them and says why.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from mmemory.emr.bridge import BridgeConfig, load_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, generate_answers, load_llm, option_log_likelihood
 from mmemory.emr.train import TrainConfig, make_bridge
+from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest
 from mmemory.io import append_jsonl, atomic_write_json, read_jsonl
 from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus
 from mmemory.shards import ShardedEmbeddings
@@ -92,18 +96,6 @@ def question_prior(train_json, val_json) -> dict:
     return {"variant": "question_prior", **generation_metrics(preds), "n_dialogues": len(val.dialogs)}
 
 
-def _fingerprint(bridge_dir, llm_path: str, settings: dict) -> str:
-    """Identifies what produced partial results: the settings, the bridge weights, and the LM's files."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    if bridge_dir:
-        h.update((Path(bridge_dir) / "bridge.safetensors").read_bytes())
-    if Path(llm_path).is_dir():
-        for f in sorted(Path(llm_path).iterdir()):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
 def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, bridge: dict | None = None,
                  train: dict | None = None, variant: str = "before", val_dense=None, num_beams: int = 5,
                  max_new_tokens: int = 30, batch_dialogs: int = 8, max_dialogs: int | None = None,
@@ -133,18 +125,17 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     model = model.to(device).eval()
     model.log_weights()
 
-    settings = {"variant": variant, "beams": num_beams, "max_new_tokens": max_new_tokens, "max_dialogs": max_dialogs,
-                "rank_max_rounds": rank_max_rounds, "length_normalize": length_normalize, "llm": llm_path,
-                "prompt": prompt_template, "bridge": None if bridge_dir else bridge, "val": str(val_json),
-                "val_emb": emb.fingerprint, "n_val_emb": len(emb)}
-    fp = _fingerprint(bridge_dir, llm_path, settings)
-    stamp = work / "fingerprint.txt"
-    if stamp.exists() and stamp.read_text().strip() != fp:
-        logger.info("%s: bridge or settings changed; discarding earlier partial results", work)
-        for f in work.glob("*.jsonl"):
-            f.unlink()
-    work.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fp + "\n")
+    fp = Fingerprint(
+        inputs={**file_digests(val_json, val_dense), "embeddings": file_digest(emb.index_path)},
+        settings={"variant": variant, "beams": num_beams, "max_new_tokens": max_new_tokens, "max_dialogs": max_dialogs,
+                  "rank_max_rounds": rank_max_rounds, "length_normalize": length_normalize, "llm_4bit": llm_4bit,
+                  "llm_dtype": llm_dtype, "prompt": prompt_template, "bridge": asdict(model.cfg),
+                  "seed": None if bridge_dir else TrainConfig.from_dict(train or {}).seed},
+        models={"llm": model_digest(llm_path),
+                "bridge": model_digest(Path(bridge_dir) / "bridge.safetensors") if bridge_dir else "",
+                "qformer": "" if bridge_dir else model_digest((bridge or {}).get("qformer_checkpoint"))})
+    run = Run(work / "run.json", fp, f"eval_emr {variant} ({out_json.name})")
+    run.begin(clear=lambda: [f.unlink() for f in work.glob("*.jsonl")])
 
     to_rank = rank_rounds(records, dense, rank_max_rounds)
     rank_by_rec: dict[int, list[int]] = {}
@@ -219,6 +210,7 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     metrics["seconds_this_run"] = round(el, 1)
     metrics["examples"] = preds[:5]
     atomic_write_json(out_json, metrics, indent=2)
+    run.finish()  # a rerun (output missing, or forced) evaluates again
     logger.info("eval_emr %s: BLEU-4 (nltk) %.2f sacreBLEU %.2f ROUGE-L %.3f MRR %s (%.1fs)", variant,
                 metrics["bleu4_nltk"], metrics["sacrebleu"], metrics["rougeL"], metrics.get("mrr"), el)
     return metrics

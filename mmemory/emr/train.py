@@ -6,9 +6,13 @@ image; trained on answers alone it collapsed to one soft prompt for every image 
 
     snakemake results/emr/after/bridge.safetensors --cores 2      # or: train_emr(...) from Python
 
-Checkpoints (`<out>/ckpt/last.pt`) carry the full config, the step, the optimizer, the RNG state and the loss rows;
-a rerun with the same config resumes from the last checkpoint (mid-epoch: the epoch's batch order is a function of
-seed and epoch, and finished batches are skipped). A changed config starts over, and says so.
+Checkpoints (`<out>/ckpt/last.pt`, loaded with `weights_only=True`) carry the step, the bridge, the optimizer and
+scheduler, the RNG states (torch, CUDA, numpy, python) and every loss row so far. `<out>/ckpt/run.json` stamps them
+with the run's fingerprint (`mmemory.fingerprint`: the content of train/val JSON and embeddings, the settings, the LM's
+files) and whether the run finished. Only an interrupted run of the same fingerprint resumes (mid-epoch: the epoch's
+batch order is a function of seed and epoch, finished batches are skipped, and the restored RNG states give the same
+dropout masks, so the result equals an uninterrupted run's). Anything else, including a rerun of a finished run
+(its outputs missing, or forced), trains from step 0 and says why in one line.
 Train and val must not share an image id (checked here; a test pins it).
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +34,7 @@ from tqdm import tqdm
 from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
-from mmemory.encoders import weights_id
+from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest, remove
 from mmemory.io import atomic_write_bytes, atomic_write_text
 from mmemory.shards import ShardedEmbeddings
 from mmemory.visdial import load_visdial
@@ -125,6 +130,33 @@ def val_loss(bridge, llm, recs, toks, emb, pad_id, device, batch_size, lead) -> 
     return total / max(n, 1)
 
 
+def rng_state() -> dict:
+    """Every RNG a training step may draw from (dropout: torch / CUDA), as tensors and lists that
+    `torch.load(weights_only=True)` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                       int(has_gauss), float(gauss)],
+             "python": [version, list(internal), gauss_next]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            logger.warning("checkpoint has CUDA RNG states for %d devices, this machine has %d; not restored",
+                           len(state["cuda"]), torch.cuda.device_count())
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["step", "epoch", "split", "loss"])
@@ -171,12 +203,18 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     check_disjoint([d["image_id"] for d in train_split.dialogs], [d["image_id"] for d in val_split.dialogs],
                    train_json, val_json)
     temb, vemb = ShardedEmbeddings(train_emb), ShardedEmbeddings(val_emb)
-    # what a checkpoint must match to be resumed: settings, data, the embeddings' encoder and the LM's files
+    # what a checkpoint must match to be resumed: the content of the data and embeddings, the settings, the LM's files
+    fp = Fingerprint(
+        inputs={**file_digests(train_json, val_json), "train embeddings": file_digest(temb.index_path),
+                "val embeddings": file_digest(vemb.index_path)},
+        settings={"variant": variant, "bridge": asdict(bcfg), "train": asdict(tcfg), "llm_4bit": llm_4bit,
+                  "llm_dtype": llm_dtype, "llm_trainable": llm_trainable, "prompt_template": prompt_template},
+        models={"llm": model_digest(llm_path), "qformer": model_digest(bcfg.qformer_checkpoint)})
     run_config = {"variant": variant, "bridge": asdict(bcfg), "train": asdict(tcfg), "llm": llm_path,
-                  "llm_files": weights_id(llm_path), "llm_4bit": llm_4bit, "llm_trainable": llm_trainable,
+                  "llm_files": fp.models["llm"], "llm_4bit": llm_4bit, "llm_trainable": llm_trainable,
                   "prompt_template": prompt_template, "train_json": str(train_json), "val_json": str(val_json),
                   "train_emb": temb.fingerprint, "val_emb": vemb.fingerprint,
-                  "n_train_emb": len(temb), "n_val_emb": len(vemb)}
+                  "n_train_emb": len(temb), "n_val_emb": len(vemb), "fingerprint": fp.digest}
     if temb.dim != bcfg.embed_dim or vemb.dim != bcfg.embed_dim:
         raise ValueError(f"embeddings are {temb.dim}-d ({train_emb}) but emr.bridge.embed_dim={bcfg.embed_dim}; "
                          f"set embed_dim to the encoder's width")
@@ -217,25 +255,33 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0)
 
-    step, rows = 0, []
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ck["config"] == run_config:
+    step, rows, seconds_before = 0, [], 0.0
+    run = Run(ckpt_path.parent / "run.json", fp, f"train_emr {variant}")
+    if run.begin(clear=lambda: remove(ckpt_path)) and ckpt_path.exists():
+        try:
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # not ours, or from an older version of this code
+            logger.warning("%s cannot be loaded (%s); training %s from step 0", ckpt_path, e, variant)
+            ck = None
+        if ck is not None and ck.get("fingerprint") == fp.digest:
             model.load_state_dict(ck["bridge"])
             if llm_trainable:
                 llm.load_state_dict(ck["llm"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
-            step, rows = ck["step"], ck["rows"]
+            step, rows, seconds_before = ck["step"], ck["rows"], ck.get("seconds", 0.0)
+            set_rng_state(ck["rng"])
             logger.info("resuming %s from %s at step %d/%d", variant, ckpt_path, step, total_steps)
-        else:
-            logger.warning("%s was written with a different config; training %s from scratch", ckpt_path, variant)
+        elif ck is not None:
+            logger.warning("%s belongs to another run; training %s from step 0", ckpt_path, variant)
+    resumed_from = step
 
     def save_ckpt():
         buf = io.BytesIO()
-        torch.save({"config": run_config, "step": step, "bridge": model.state_dict(), "optimizer": opt.state_dict(),
-                    "llm": llm.state_dict() if llm_trainable else None,
-                    "scheduler": sched.state_dict(), "rows": rows}, buf)
+        torch.save({"fingerprint": fp.digest, "config": run_config, "step": step, "bridge": model.state_dict(),
+                    "optimizer": opt.state_dict(), "llm": llm.state_dict() if llm_trainable else None,
+                    "scheduler": sched.state_dict(), "rows": rows, "rng": rng_state(),
+                    "seconds": seconds_before + time.perf_counter() - t0}, buf)
         atomic_write_bytes(ckpt_path, buf.getvalue())
         _write_csv(out_dir / "loss.csv", rows)
 
@@ -309,8 +355,12 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
                "train_dialogues": len(train_recs),
                "skipped_train_dialogues": skipped_train, "val_dialogues_for_loss": len(val_recs),
                "first_val_loss": val_rows[0] if val_rows else None, "final_val_loss": val_rows[-1] if val_rows else None,
-               "final_train_loss": train_rows[-1] if train_rows else None, "seconds_this_run": round(el, 1),
+               "final_train_loss": train_rows[-1] if train_rows else None,
+               "mean_train_loss": float(np.mean(train_rows)) if train_rows else None,
+               "resumed_from_step": resumed_from, "steps_this_run": step - resumed_from,
+               "seconds_this_run": round(el, 1), "train_seconds": round(seconds_before + el, 1),
                "dialogues_per_s": round(seen / el, 1) if el and seen else None}
     atomic_write_text(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    run.finish()  # the outputs are written: a rerun (outputs missing, or forced) trains again from step 0
     logger.info("train_emr %s done: %s", variant, summary)
     return summary

@@ -10,7 +10,10 @@ assistant response), with the loss on the assistant response only, and write a P
 - `auto`: unsloth when CUDA and the unsloth package are present, else hf.
 
 LoRA follows the seeds: r=16, alpha=16, dropout 0, bias none, on vision and language layers, attention and MLP.
-Training resumes from the newest checkpoint in `checkpoint_dir` after a kill.
+Training resumes from the newest checkpoint in `checkpoint_dir` only after a kill: the directory carries a
+`mmemory.fingerprint.Run` stamp, and checkpoints of another fingerprint, or of a run that finished (a rerun because
+the adapter is missing or forced), are cleared and training starts from step 0. `train_loss` is the mean over every
+step of the run, including the steps before a resume (the Trainer's own figure covers only the steps of its call).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.reminder.prompts import PromptBook, Sample, training_messages
 
 logger = logging.getLogger(__name__)
@@ -103,20 +107,29 @@ def choose_backend(name: str) -> str:
     return name
 
 
-def prepare_checkpoint_dir(checkpoint_dir: str | Path, fp: str) -> None:
-    """Keep checkpoints only when they were made from the same data and settings (fingerprint `fp`); otherwise
-    clear them, so that a rerun with new teacher data or hyperparameters never resumes an old run."""
-    import json
-    import shutil
-
+def prepare_checkpoint_dir(checkpoint_dir: str | Path, fp: Fingerprint | str) -> Run:
+    """Keep checkpoints only when they were left by an interrupted run of the same fingerprint `fp` (data, settings,
+    model files); otherwise clear them and log why, so that a rerun never resumes an old or a finished run."""
     d = Path(checkpoint_dir)
-    stamp = d / "fingerprint.json"
-    old = json.loads(stamp.read_text()).get("fingerprint") if stamp.exists() else None
-    if d.exists() and old != fp:
-        logger.warning("%s holds checkpoints of other data or settings (%s != %s); starting over", d, old, fp)
-        shutil.rmtree(d)
+    run = Run(d / "run.json", fp, "finetune_vlm")
+    run.begin(clear=lambda: remove(d))
     d.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": fp}))
+    return run
+
+
+def examples_digest(examples: list[dict]) -> str:
+    """Content digest of chat examples: every text part and the pixels of every image."""
+    import hashlib
+
+    def part(c):
+        if c.get("type") == "image":
+            im = c.get("image")
+            pixels = None if im is None else hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest()
+            return ["image", None if im is None else [im.mode, list(im.size), pixels]]
+        return [c.get("type"), c.get("text")]
+
+    return items_digest([m["role"], [part(c) for c in m["content"]] if isinstance(m["content"], list)
+                         else m["content"]] for e in examples for m in e["messages"])
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
@@ -210,33 +223,77 @@ def finetune_unsloth(examples: list[dict], model_path: str, out_dir: str, checkp
     return _train_and_save(trainer, processor, out_dir, checkpoint_dir, n_trainable)
 
 
+def _log_at_saves_callback():
+    """A TrainerCallback that logs the loss at every checkpoint and at the last step, so that the log history a
+    checkpoint carries covers every step before it (`whole_run_loss`)."""
+    from transformers import TrainerCallback
+
+    class LogAtSaves(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if control.should_save or state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+        def on_epoch_end(self, args, state, control, **kw):
+            if control.should_save:
+                control.should_log = True
+            return control
+
+    return LogAtSaves()
+
+
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """The mean training loss over every optimizer step of the run, from the Trainer's log history (each "loss"
+    entry is the mean over the steps since the previous one). After a resume the Trainer's `training_loss` averages
+    only the steps of its own call (0.0 when it resumed at the last step); this figure does not."""
+    total, last = 0.0, 0
+    for h in log_history:
+        if "loss" in h and "step" in h and h["step"] > last:
+            total += h["loss"] * (h["step"] - last)
+            last = h["step"]
+    return total / last if last else None
+
+
 def _train_and_save(trainer, processor, out_dir: str, checkpoint_dir: str, n_trainable: int) -> dict:
-    resume = latest_checkpoint(checkpoint_dir)
+    resume = latest_checkpoint(checkpoint_dir)  # only an interrupted run's checkpoints survive prepare_checkpoint_dir
     if resume:
         logger.info("resuming from %s", resume)
+    if hasattr(trainer, "add_callback"):
+        trainer.add_callback(_log_at_saves_callback())
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     elapsed = time.time() - t0
     trainer.save_model(out_dir)  # the PEFT adapter (adapter_config.json + adapter_model.safetensors)
     processor.save_pretrained(out_dir)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    logger.info("trained %d steps in %.1f s (%.2f steps/s)", trainer.state.global_step, elapsed,
-                trainer.state.global_step / max(elapsed, 1e-9))
-    return {"steps": trainer.state.global_step, "train_loss": float(result.training_loss),
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    start = int(resume.rsplit("-", 1)[-1]) if resume else 0
+    steps_now = trainer.state.global_step - start
+    logger.info("trained %d steps (%d in this run) in %.1f s (%.2f steps/s)", trainer.state.global_step, steps_now,
+                elapsed, steps_now / max(elapsed, 1e-9))
+    loss = whole_run_loss(history)
+    return {"steps": trainer.state.global_step, "steps_this_run": steps_now,
+            "train_loss": float(result.training_loss) if loss is None else loss,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "trainable_params": n_trainable, "train_seconds": round(elapsed, 1), "resumed_from": resume}
 
 
 def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
-                 threads: int | None = None, fp: str | None = None) -> dict:
+                 threads: int | None = None, fp: Fingerprint | str | None = None) -> dict:
     """Fine-tune with the configured backend; returns training figures for metrics.json. `fp` fingerprints the
-    data and settings: checkpoints of another fingerprint are cleared instead of resumed."""
+    data, settings and model files (None: built here from the examples, `cfg` and the model's files): only an
+    interrupted run of the same fingerprint is resumed; anything else starts from step 0."""
+    from dataclasses import replace
+
     if not examples:
         raise ValueError("no training examples: the teacher accepted nothing (see the rejects file)")
     backend = choose_backend(cfg.backend)
-    if fp is not None:
-        prepare_checkpoint_dir(checkpoint_dir, f"{fp}-{backend}")
+    fp = Fingerprint.coerce(fp) if fp is not None else Fingerprint(
+        inputs={"examples": examples_digest(examples)}, settings={"cfg": asdict(cfg)},
+        models={"vlm": model_digest(model_path)})
+    stamp = prepare_checkpoint_dir(checkpoint_dir, replace(fp, settings={**fp.settings, "backend": backend}))
     logger.info("finetune_vlm: backend %s, %d examples, %s", backend, len(examples), asdict(cfg))
     run = finetune_unsloth if backend == "unsloth" else finetune_hf
     stats = run(examples, model_path, out_dir, checkpoint_dir, cfg, threads)
+    stamp.finish()  # the adapter is written: a rerun (adapter missing or forced) trains again from step 0
     return {"backend": backend, "examples": len(examples), **stats}

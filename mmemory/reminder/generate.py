@@ -6,12 +6,13 @@ Transient server faults (timeouts, connection errors, 5xx, malformed bodies) are
 backoff and count against the same limit.
 
 Resume: finished rows (accepted or rejected) are appended to progress files with fsync as they arrive; a rerun
-skips their keys. The progress files carry a fingerprint of the teacher and prompts: when those change, the old
-progress is moved aside and the work starts over.
+after a kill skips their keys. The progress files carry the step's fingerprint (`mmemory.fingerprint`: the content of
+the training data and prompts, the teacher settings, the teacher's model files) and whether the run finished: when
+the fingerprint changed, or the run had finished (a forced rerun), the old progress is moved aside and the work
+starts over.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -22,7 +23,8 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from mmemory.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from mmemory.fingerprint import Fingerprint, Run
+from mmemory.io import append_jsonl, atomic_write_text, read_jsonl
 from mmemory.reminder.prompts import Sample
 from mmemory.reminder.response import validate_response
 from mmemory.reminder.teachers import TeacherError, TransientTeacherError
@@ -30,30 +32,33 @@ from mmemory.reminder.teachers import TeacherError, TransientTeacherError
 logger = logging.getLogger(__name__)
 
 
-def fingerprint(obj) -> str:
-    """A short stable hash of a JSON-able object (configuration, prompt text)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class Progress:
-    """Append-only JSONL progress keyed by sample key, invalidated when its fingerprint changes."""
+    """Append-only JSONL progress keyed by sample key, with a `Run` stamp (`<name>.meta.json`): progress of another
+    fingerprint, or of a finished run, is moved aside (`<name>.stale-<digest>.jsonl`) and the work starts over."""
 
-    def __init__(self, path: str | Path, fp: str):
+    def __init__(self, path: str | Path, fp: Fingerprint | str, step: str | None = None):
         self.path = Path(path)
         self.meta = self.path.with_suffix(".meta.json")
         self.lock = threading.Lock()
-        if self.path.exists():
-            old = json.loads(self.meta.read_text()).get("fingerprint") if self.meta.exists() else None
-            if old != fp:
-                stale = self.path.with_suffix(f".stale-{old or 'unknown'}.jsonl")
-                logger.warning("%s was made with other settings (%s != %s); moving it to %s and starting over",
-                               self.path, old, fp, stale)
+        self.run = Run(self.meta, fp, step or str(self.path))
+
+        def clear():
+            if self.path.exists():
+                old = self.run.read() or {}
+                tag = str(old.get("digest") or old.get("fingerprint") or "unknown")[:16]
+                stale = self.path.with_suffix(f".stale-{tag}.jsonl")
+                logger.warning("%s: moving the old progress to %s", self.path, stale)
                 self.path.replace(stale)
-        atomic_write_json(self.meta, {"fingerprint": fp})
+
+        self.run.begin(clear)
         self.rows = read_jsonl(self.path) if self.path.exists() else []
         if self.rows and self.path.read_bytes()[-1:] != b"\n":  # drop a torn last line before appending
             with open(self.path, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows)
+
+    def finish(self) -> None:
+        """The outputs built from this progress are written: a later run starts over."""
+        self.run.finish()
 
     def keys(self) -> set[str]:
         return {r["key"] for r in self.rows}
@@ -86,12 +91,13 @@ def ask_teacher(teacher, sample: Sample, max_attempts: int = 3, backoff_s: float
 
 
 def generate_reminder_data(samples: Iterable[Sample], teacher, out_jsonl: str | Path, rejects_jsonl: str | Path,
-                           progress_dir: str | Path, fp: str, max_attempts: int = 3, backoff_s: float = 1.0,
-                           concurrency: int = 1, sleep: Callable[[float], None] = time.sleep) -> dict:
+                           progress_dir: str | Path, fp: Fingerprint | str, max_attempts: int = 3,
+                           backoff_s: float = 1.0, concurrency: int = 1,
+                           sleep: Callable[[float], None] = time.sleep) -> dict:
     """Run the teacher over `samples` (resumable), then write the accepted rows and the rejects atomically."""
     samples = list(samples)
     progress_dir = Path(progress_dir)
-    done = Progress(progress_dir / "responses.jsonl", fp)
+    done = Progress(progress_dir / "responses.jsonl", fp, "generate_reminder_data")
     finished = done.keys()
     todo = [s for s in samples if s.key not in finished]
     logger.info("teacher %s: %d samples, %d already done, %d to go (concurrency %d)",
@@ -133,6 +139,7 @@ def generate_reminder_data(samples: Iterable[Sample], teacher, out_jsonl: str | 
                 if "reason" in r]
     for path, part in ((out_jsonl, accepted), (rejects_jsonl, rejected)):
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part))
+    done.finish()
     logger.info("accepted %d, rejected %d", len(accepted), len(rejected))
     return {"samples": len(samples), "accepted": len(accepted), "rejected": len(rejected),
             "resumed": len(samples) - len(todo)}

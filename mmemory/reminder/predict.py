@@ -5,7 +5,8 @@ instruction differs (see `mmemory.reminder.prompts`). `finetuned` and `finetuned
 on the base VLM. Before any generation, `check_no_leak` proves that no prompt contains its target answer line.
 
 Output: seed-compatible JSON `[{image_id, conversation, response}]` and raw generations (JSONL, with the exact
-prompt text). Generations are appended to a progress file batch by batch, so a killed run resumes where it stopped.
+prompt text). Generations are appended to a progress file batch by batch, so a killed run resumes where it stopped;
+`fp` (`mmemory.fingerprint.Fingerprint`) keys the progress, and a finished run's progress is not reused.
 """
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def render_prompts(processor, samples: Sequence[Sample], variant: str, book: Pro
 
 
 def predict_reminder(samples: Sequence[Sample], variant: str, model_path: str, out_json: str | Path,
-                     raw_jsonl: str | Path, progress_dir: str | Path, fp: str, book: PromptBook | None,
+                     raw_jsonl: str | Path, progress_dir: str | Path, fp, book: PromptBook | None,
                      gen: GenerationConfig, adapter: str | None = None,
                      memories: dict[int, list[dict]] | None = None, memory_top_k: int | None = None,
                      finetuned_instruction: bool = True) -> dict:
@@ -222,7 +223,7 @@ def predict_reminder(samples: Sequence[Sample], variant: str, model_path: str, o
     model, processor = load_vlm(model_path, adapter, gen.load_in_4bit)
     prompts = render_prompts(processor, samples, variant, book, memories, memory_top_k, finetuned_instruction)
     check_no_leak(samples, prompts)
-    progress = Progress(Path(progress_dir) / "generations.jsonl", fp)
+    progress = Progress(Path(progress_dir) / "generations.jsonl", fp, f"predict_reminder {variant}")
     done = progress.keys()
     todo = [(s, p) for s, p in zip(samples, prompts) if s.key not in done]
     logger.info("variant %s: %d samples, %d already generated", variant, len(samples), len(samples) - len(todo))
@@ -257,5 +258,6 @@ def predict_reminder(samples: Sequence[Sample], variant: str, model_path: str, o
                                   "response": r["response"]} for r in rows], indent=2)
     atomic_write_text(raw_jsonl, "".join(json.dumps({k: v for k, v in r.items() if k != "key"},
                                                     ensure_ascii=False) + "\n" for r in rows))
+    progress.finish()  # a rerun (output missing or forced) generates again
     return {"variant": variant, "n": len(rows), "generated_now": len(todo),
             "seconds": round(elapsed, 1), "adapter": adapter}

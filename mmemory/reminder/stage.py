@@ -43,7 +43,8 @@ def prompt_book(prompts: dict):
 def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, progress_dir: str, seed: int = 0,
                  include_caption: bool = False) -> dict:
     """generate_reminder_data: sample training rounds, ask the teacher, write data/rejects/metrics."""
-    from mmemory.reminder.generate import fingerprint, generate_reminder_data
+    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
+    from mmemory.reminder.generate import generate_reminder_data
     from mmemory.reminder.prompts import training_samples
     from mmemory.reminder.teachers import make_teacher
 
@@ -54,9 +55,12 @@ def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, p
                                teacher_cfg.get("include_last_round", True), include_caption)
     book = prompt_book(prompts)
     teacher = make_teacher(teacher_cfg, book)
-    fp = fingerprint({"teacher": {k: v for k, v in teacher_cfg.items() if k not in ("concurrency", "timeout_s")},
-                      "instruction": book.instruction, "fewshot": book.fewshot, "train": train_json,
-                      "caption": include_caption, "seed": seed})
+    fp = Fingerprint(
+        inputs={**file_digests(train_json), "images": files_digest(s.image_path for s in samples),
+                "prompts": obj_digest([book.instruction, book.fewshot])},
+        settings={"teacher": {k: v for k, v in teacher_cfg.items() if k not in ("concurrency", "timeout_s")},
+                  "caption": include_caption, "seed": seed},
+        models={"teacher": model_digest(teacher_cfg.get("model_path"))})
     stats = generate_reminder_data(samples, teacher, out["data"], out["rejects"], progress_dir, fp,
                                    teacher_cfg.get("max_attempts", 3), teacher_cfg.get("backoff_s", 1.0),
                                    teacher_cfg.get("concurrency", 1))
@@ -106,14 +110,15 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
         examples.append(chat_example(sample, row["response"], book, image, with_instruction, memories))
     known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
-    from mmemory.reminder.generate import fingerprint
-
-    from mmemory.encoders import weights_id
+    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
 
     # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
-    fp = fingerprint({"data": Path(data_jsonl).read_text(encoding="utf-8"), "model": [model, weights_id(model)],
-                      "cfg": asdict(cfg), "memories": [memory_share, memory_top_k, seed],
-                      "instruction": book.instruction if with_instruction else None, "caption": include_caption})
+    fp = Fingerprint(
+        inputs={**file_digests(data_jsonl, train_json), "images": files_digest(
+            d.get("image_path") for d in (dialogs.get(r["image_id"]) for r in rows)),
+                "prompts": obj_digest(book.instruction if with_instruction else None)},
+        settings={"cfg": asdict(cfg), "memories": [memory_share, memory_top_k, seed], "caption": include_caption},
+        models={"vlm": model_digest(model)})
     stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads, fp)
     stats["examples_with_memory_block"] = with_memories
     atomic_write_json(Path(adapter_dir) / TRAINING_META,
@@ -126,7 +131,7 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
                 progress_dir: str, adapter: str | None = None, memories_path: str | None = None,
                 memory_top_k: int | None = None, include_caption: bool = False) -> dict:
     """predict_reminder for one variant on the last round of each val dialogue."""
-    from mmemory.reminder.generate import fingerprint
+    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
     from mmemory.reminder.predict import GenerationConfig, predict_reminder
     from mmemory.reminder.prompts import last_round_samples, load_memory_context
 
@@ -141,16 +146,12 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
     memories = load_memory_context(memories_path) if memories_path else None
     known = set(GenerationConfig.__dataclass_fields__)
     gen = GenerationConfig(**{k: v for k, v in gen_cfg.items() if k in known})
-    adapter_fp = None
-    if adapter:
-        weights = Path(adapter) / "adapter_model.safetensors"
-        adapter_fp = weights.stat().st_mtime_ns if weights.exists() else None
-    from mmemory.encoders import weights_id
-
-    fp = fingerprint({"variant": variant, "model": [model, weights_id(model)], "adapter": adapter_fp, "gen": gen_cfg,
-                      "instruction": book.instruction, "fewshot": book.fewshot, "val": val_json,
-                      "memories": memories, "top_k": memory_top_k, "caption": include_caption,
-                      "finetuned_instruction": finetuned_instruction})
+    fp = Fingerprint(
+        inputs={**file_digests(val_json, memories_path), "images": files_digest(s.image_path for s in samples),
+                "prompts": obj_digest([book.instruction, book.fewshot])},
+        settings={"variant": variant, "gen": gen_cfg, "top_k": memory_top_k, "caption": include_caption,
+                  "finetuned_instruction": finetuned_instruction},
+        models={"vlm": model_digest(model), "adapter": model_digest(adapter)})
     stats = predict_reminder(samples, variant, model, out["predictions"], out["generations"], progress_dir, fp,
                              book, gen, adapter, memories, memory_top_k, finetuned_instruction)
     atomic_write_json(out["metrics"], stats, indent=2)
