@@ -198,13 +198,14 @@ def test_emr_table_names_both_bleus_on_one_scale(tmp_path):
     """The EMR table gives the seeds' nltk BLEU-4 and sacreBLEU side by side, each column saying which it is."""
     from mmemory.emr.report import BLEU4_COLUMN, SACREBLEU_COLUMN, emr_metrics
 
-    evals = []
+    evals = {}
     for v, (b, s) in {"before": (1.5, 20.0), "after": (6.25, 41.0)}.items():
         p = tmp_path / f"{v}.json"
         p.write_text(json.dumps({"variant": v, "bleu4_nltk": b, "sacrebleu": s, "rougeL": 0.3, "exact_match": 0.2,
                                  "mrr": 0.5, "n_generated_rounds": 10, "n_ranked_rounds": 10}))
-        evals.append(str(p))
-    loss = tmp_path / "loss.csv"
+        evals[v] = [str(p)]
+    loss = tmp_path / "after" / "s0" / "loss.csv"
+    loss.parent.mkdir(parents=True)
     loss.write_text("step,split,loss\n1,train,2.0\n2,val,1.5\n")
     m = emr_metrics(evals, [str(loss)], [], [], [], tmp_path / "metrics.json", tmp_path / "loss.png", BRIDGE)
     rows = next(iter(m["tables"].values()))
@@ -214,3 +215,26 @@ def test_emr_table_names_both_bleus_on_one_scale(tmp_path):
     assert not any(k in ("BLEU", "BLEU-4") for r in rows for k in r)  # no bare BLEU column
     assert m["headline"]["EMR BLEU-4 (nltk) after"] == 6.25 and m["headline"]["EMR sacreBLEU after"] == 41.0
     assert set(m["bleu"]) == {"bleu4_nltk", "sacrebleu"}
+
+
+def test_emr_rows_average_the_seeds_and_differences_need_the_spread(tmp_path):
+    from mmemory.emr.report import BLEU4_COLUMN, emr_metrics
+
+    evals = {}
+    for v, bleus in {"before": (1.0, 1.2, 1.4), "after": (5.0, 6.0, 7.0), "no_memory_bank": (5.5, 6.5, 7.5)}.items():
+        evals[v] = []
+        for seed, b in enumerate(bleus):
+            p = tmp_path / f"{v}{seed}.json"
+            p.write_text(json.dumps({"variant": v, "bleu4_nltk": b, "sacrebleu": 10 * b, "rougeL": 0.3,
+                                     "exact_match": 0.2, "mrr": 0.5, "n_generated_rounds": 10}))
+            evals[v].append(str(p))
+    m = emr_metrics(evals, [], [], [], [], tmp_path / "metrics.json", tmp_path / "loss.png", BRIDGE)
+    title, rows = next(iter(m["tables"].items()))
+    assert "test" in title and "mean over 3 training seeds" in title
+    assert [r[BLEU4_COLUMN] for r in rows] == [1.2, 6.0, 6.5] and rows[0]["seeds"] == 3
+    spread = m["tables"]["Seed-to-seed spread of the EMR rows (sample std over train_seeds)"]
+    assert spread[1]["BLEU-4 (nltk, 0-100)"] == 1.0
+    diffs = {(d["comparison"], d["metric"]): d for d in next(v for k, v in m["tables"].items()
+                                                              if k.startswith("Differences"))}
+    assert diffs[("after − before", "BLEU-4 (nltk, 0-100)")]["verdict"] == "gain"
+    assert diffs[("after − no_memory_bank", "BLEU-4 (nltk, 0-100)")]["verdict"] == "within the spread"

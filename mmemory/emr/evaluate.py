@@ -72,8 +72,9 @@ def generation_metrics(preds: list[dict]) -> dict:
 
 
 def question_prior(train_json, val_json) -> dict:
-    """The no-image baseline: answer each val round with the most frequent TRAIN answer to the same question text
-    (else to its question type, else overall). What an answerer that never looks at the image can reach."""
+    """The no-image baseline: answer each round of `val_json` (any evaluated split) with the most frequent TRAIN
+    answer to the same question text (else to its question type, else overall). What an answerer that never looks
+    at the image can reach."""
     from collections import Counter
 
     train = load_visdial(train_json)
@@ -104,7 +105,7 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
     """Evaluate one variant. bridge_dir=None evaluates the freshly initialised bridge ("before fine-tuning"),
     built with the same seed and config the training starts from."""
     out_json = Path(out_json)
-    work = out_json.parent / "work"
+    work = out_json.parent / f"work_{out_json.stem}"  # one per evaluated split
     split = load_visdial(val_json)
     emb = ShardedEmbeddings(val_emb)
     records, skipped = dialog_records(split, emb)

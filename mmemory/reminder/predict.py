@@ -222,7 +222,7 @@ def predict_reminder(samples: Sequence[Sample], variant: str, model_path: str, o
 
     model, processor = load_vlm(model_path, adapter, gen.load_in_4bit)
     prompts = render_prompts(processor, samples, variant, book, memories, memory_top_k, finetuned_instruction)
-    check_no_leak(samples, prompts)
+    check_no_leak(samples, prompts, memories)
     progress = Progress(Path(progress_dir) / "generations.jsonl", fp, f"predict_reminder {variant}")
     done = progress.keys()
     todo = [(s, p) for s, p in zip(samples, prompts) if s.key not in done]

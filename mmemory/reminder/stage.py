@@ -17,21 +17,10 @@ logger = logging.getLogger(__name__)
 # (metrics key, column label, scale of the figure's bars): sacreBLEU is 0-100 like EMR's BLEU-4, the rest 0-1
 TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1", 1), ("rouge2_f1", "ROUGE-2 F1", 1), ("rougeL_f1", "ROUGE-L F1", 1),
                  ("sacrebleu", "sacreBLEU (0-100)", 100), ("bertscore_f1", "BERTScore F1", 1))
-# the options ranked by similarity to the generated answer (mmemory.evaluate), not VisDial's likelihood ranking
+# the options ranked by similarity to the generated answer (mmemory.reminder.evaluate), not VisDial's likelihood ranking
 RANKING_KEY = "answer_similarity_ranking"
 RANKING_COLUMNS = (("mrr", "MRR (answer similarity)"), ("r@1", "R@1 (answer similarity)"))
 TRAINING_META = "reminder_training.json"  # written next to the adapter: how its prompts were built
-
-
-def variant_inputs(variant: str) -> dict:
-    """predict_reminder's extra inputs: the adapter for the finetuned variants, the memory context for
-    finetuned_memory (written by the memory stage)."""
-    inputs = {}
-    if variant.startswith("finetuned"):
-        inputs["adapter"] = "results/reminder/finetuned/adapter"
-    if variant == "finetuned_memory":
-        inputs["memories"] = "results/memory/reminder_context.json"
-    return inputs
 
 
 def prompt_book(prompts: dict):
@@ -110,6 +99,7 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, pro
         examples.append(chat_example(sample, row["response"], book, image, with_instruction, memories))
     known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
+    cfg.seed = seed  # the training seed (config train_seeds) reaches the trainer, not FinetuneConfig's 3407
     from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
 
     # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
@@ -160,7 +150,7 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
 
 def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: dict, out_path: str) -> dict:
     """evaluate_reminder: the generation metrics of one variant."""
-    from mmemory.evaluate import evaluate_predictions, load_predictions
+    from mmemory.reminder.evaluate import evaluate_predictions, load_predictions
 
     m = evaluate_predictions(load_predictions(predictions), val_json, dense, eval_cfg.get("bertscore_model"),
                              eval_cfg.get("bertscore_layers"), eval_cfg.get("ranking", "minilm"))
@@ -168,8 +158,18 @@ def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: d
     return m
 
 
-def variants_table(metrics: dict[str, dict]) -> list[dict]:
-    """One row per variant in the seeds' shape, plus a delta row finetuned_memory - finetuned when both exist.
+# What each difference between two variants isolates (the reminder table's differences, on test).
+COMPARISONS = [
+    ("finetuned_memory", "finetuned_caption", "retrieval beyond the own caption (the memory's own contribution)"),
+    ("finetuned_caption", "finetuned", "the own caption in the memory block"),
+    ("finetuned_memory", "finetuned", "caption + retrieval together"),
+    ("finetuned", "base", "the LoRA adapter"),
+    ("prompt", "base", "the instruction and few-shot examples"),
+]
+
+
+def variants_table(metrics: dict[str, dict], n_seeds: dict[str, int] | None = None) -> list[dict]:
+    """One row per variant in the seeds' shape (`metrics`: each variant's mean over its seeds).
     Each BLEU column says which BLEU it is; the ranking columns say they rank by answer similarity (not likelihood).
     `no final answer` and `missing prediction` count the dialogues scored as the empty answer (never dropped)."""
     rows = []
@@ -180,53 +180,75 @@ def variants_table(metrics: dict[str, dict]) -> list[dict]:
         row["no final answer"] = m["n_no_final_answer"]
         row["missing prediction"] = m["n_missing_predictions"]
         row["n"] = m["n"]
+        if n_seeds is not None:
+            row["seeds"] = n_seeds.get(variant, 1)
         rows.append(row)
-    if "finetuned" in metrics and "finetuned_memory" in metrics:
-        a, b = rows[list(metrics).index("finetuned")], rows[list(metrics).index("finetuned_memory")]
-        rows.append({"variant": "Δ finetuned_memory − finetuned",
-                     **{k: b[k] - a[k] for k in b if k not in ("variant", "n") and isinstance(b[k], (int, float))},
-                     "n": b["n"]})
     return rows
 
 
-def build_table(variant_metrics: dict[str, str], teacher_metrics: str, finetune_metrics: str | None, out_json: str,
+def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metrics: list[str], out_json: str,
                 out_png: str) -> dict:
-    """reminder_table: gather the variants' metrics into the report's table, headline numbers and a figure."""
+    """reminder_table: `runs` maps each variant to its metrics files, one per training seed (untrained variants:
+    one). Trained rows are the mean over seeds, with the seed-to-seed spread in a table of its own, and the
+    differences table names a difference a gain only when it is larger than its spread."""
+    from mmemory.figures import save_figure
+    from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
+
+    per_seed = {v: [json.loads(Path(p).read_text()) for p in paths] for v, paths in runs.items()}
+    metrics = {v: mean_over_seeds(ms) for v, ms in per_seed.items()}
+    stds = {v: {(key,): std_over_seeds(ms, (key,)) for key, _, _ in TABLE_COLUMNS} for v, ms in per_seed.items()}
+    n_seeds = {v: len(ms) for v, ms in per_seed.items()}
+    max_seeds = max(n_seeds.values())
+    teacher = json.loads(Path(teacher_metrics).read_text())
+    trains = [json.loads(Path(p).read_text()) for p in finetune_metrics]
+    train = mean_over_seeds(trains) if trains else {}
+    any_m = next(iter(metrics.values()))
+    split = Path(next(iter(runs.values()))[0]).parent.name
+    title = (f"Variants on the last round of {any_m['n']} {split} dialogues (final answer after `</reminder>`; "
+             f"BERTScore: {any_m['bertscore_model']}, layer {any_m['bertscore_layers']}; {seed_note(max_seeds)})")
+    tables = {title: variants_table(metrics, n_seeds)}
+    if max_seeds > 1:
+        tables["Seed-to-seed spread of the trained variants (sample std over train_seeds)"] = [
+            {"variant": v, **{label: None if stds[v][(key,)] is None else round(stds[v][(key,)], 4)
+                              for key, label, _ in TABLE_COLUMNS}, "seeds": n_seeds[v]}
+            for v in metrics if n_seeds[v] > 1]
+    diffs = differences_table(metrics, stds, COMPARISONS,
+                              [((key,), label) for key, label, _ in TABLE_COLUMNS if key != "rouge2_f1"])
+    if diffs:
+        tables[f"Differences between variants on {split} (a gain only when larger than its seed spread)"] = diffs
+    out = {
+        "tables": tables,
+        "headline": {f"{v} ROUGE-1": m["rouge1_f1"] for v, m in metrics.items()},
+        "teacher": {k: v for k, v in teacher.items() if not isinstance(v, dict)},
+        "finetune": {k: v for k, v in train.items() if k in ("backend", "examples", "steps", "first_loss",
+                                                              "last_loss", "train_loss", "trainable_params",
+                                                              "train_seconds")},
+        "train_seeds": max_seeds,
+        "answer_similarity_ranking": any_m.get(RANKING_KEY, {}).get("method", "none"),
+        "sacrebleu": "sacrebleu corpus_bleu, 0-100 (the EMR table gives it beside the seeds' nltk BLEU-4)",
+    }
+    save_figure(_variants_figure(metrics, stds, split), out_png)
+    atomic_write_json(out_json, out, indent=2)
+    return out
+
+
+def _variants_figure(metrics: dict[str, dict], stds: dict[str, dict], split: str):
+    """Bars per metric and variant, on one 0-1 axis (sacreBLEU divided by 100), error bars the seed spread."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = {v: json.loads(Path(p).read_text()) for v, p in variant_metrics.items()}
-    rows = variants_table(metrics)
-    teacher = json.loads(Path(teacher_metrics).read_text())
-    train = json.loads(Path(finetune_metrics).read_text()) if finetune_metrics else {}
-    any_m = next(iter(metrics.values()))
-    out = {
-        "tables": {f"Variants on the last round of {any_m['n']} val dialogues (final answer after `</reminder>`; "
-                   f"BERTScore: {any_m['bertscore_model']}, layer {any_m['bertscore_layers']})": rows},
-        "headline": {f"{v} ROUGE-1": m["rouge1_f1"] for v, m in metrics.items()},
-        "teacher": {k: v for k, v in teacher.items() if not isinstance(v, dict)},
-        "finetune": {k: v for k, v in train.items() if k in ("backend", "examples", "steps", "first_loss",
-                                                              "last_loss", "trainable_params", "train_seconds")},
-        "answer_similarity_ranking": any_m.get(RANKING_KEY, {}).get("method", "none"),
-        "sacrebleu": "sacrebleu corpus_bleu, 0-100 (the EMR table gives it beside the seeds' nltk BLEU-4)",
-    }
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(1, len(metrics))
     for i, (v, m) in enumerate(metrics.items()):
+        err = [(stds[v][(k,)] or 0.0) / s for k, _, s in TABLE_COLUMNS]
         ax.bar([j + i * width for j in range(len(TABLE_COLUMNS))], [m[k] / s for k, _, s in TABLE_COLUMNS], width,
-               label=v)
+               yerr=err if any(err) else None, capsize=2, label=v)
     ax.set_xticks([j + width * (len(metrics) - 1) / 2 for j in range(len(TABLE_COLUMNS))])
     ax.set_xticklabels([label if s == 1 else f"{label} / {s}" for _, label, s in TABLE_COLUMNS], fontsize=8)
     ax.set_ylabel("score (0-1)")
-    ax.set_title("<reminder> variants (last round of each val dialogue)")
-    ax.legend()
+    ax.set_title(f"<reminder> variants, last round of each {split} dialogue", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out_png).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out_png)
-    atomic_write_json(out_json, out, indent=2)
-    return out
+    return fig
