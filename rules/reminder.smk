@@ -3,7 +3,7 @@
 #   finetune_vlm            LoRA adapter on the Gemma-3 VLM, per training seed -> results/reminder/finetuned/s{seed}/adapter/
 #   predict_reminder        one variant on the last round of each dialogue of a split
 #                                                                      -> results/reminder/{variant}/s{seed}/{split}/
-#   evaluate_reminder       ROUGE/sacreBLEU/BERTScore/answer-similarity ranking-> results/reminder/{variant}/s{seed}/{split}/metrics.json
+#   evaluate_reminder       ROUGE/sacreBLEU/BERTScore/answer-similarity ranking -> results/reminder/{variant}/s{seed}/{split}/metrics.json
 #   reminder_table          the variants' table on test (mean and spread over train_seeds) -> results/reminder/metrics.json
 # Val predictions (`snakemake results/reminder/finetuned/s0/val/metrics.json`) are for choosing settings; the report
 # shows test. Untrained variants (base, prompt) do not depend on the training seed and run with the first one only.

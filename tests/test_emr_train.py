@@ -23,7 +23,8 @@ BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_s
               qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
               qformer_initializer_range=0.1,
               trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
-TRAIN = dict(epochs=1, batch_size=4, lr=1e-3, eval_every=1, ckpt_every=1, val_dialogs=2, seed=0)
+TRAIN = dict(caption_epochs=0, epochs=1, batch_size=4, lr=1e-3, llm_lr=None, warmup_steps=0, eval_every=1, ckpt_every=1,
+             val_dialogs=2, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog, mon
 
 
 def test_unknown_settings_are_rejected(world, tmp_path):
-    with pytest.raises(ValueError, match="unknown emr.bridge keys"):
+    with pytest.raises(ValueError, match=r"config emr.bridge: unknown key\(s\)"):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
                   {**BRIDGE, "qformer_layer": 2}, TRAIN)
     with pytest.raises(ValueError, match="unknown EMR variant"):

@@ -34,7 +34,8 @@ BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_s
               qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
               qformer_initializer_range=0.1, dropout=0.3,
               trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
-TRAIN = dict(epochs=2, batch_size=4, lr=1e-3, eval_every=2, ckpt_every=2, val_dialogs=2, seed=0)  # 6 steps
+TRAIN = dict(caption_epochs=0, epochs=2, batch_size=4, lr=1e-3, llm_lr=None, warmup_steps=0, eval_every=2, ckpt_every=2,
+             val_dialogs=2, seed=0)  # 6 steps
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +131,14 @@ def test_changed_label_regenerates_teacher_data(tmp_path, caplog):
 def test_changed_val_content_regenerates_an_interrupted_prediction(tmp_path, caplog):
     from transformers import GenerationMixin
 
+    from mmemory.reminder.predict import GenerationConfig
     from mmemory.reminder.stage import run_predict
 
     w = shared_world()
     val = tmp_path / "val.json"
     val.write_text(Path(w["val"]).read_text())
     out = {k: str(tmp_path / f"{k}.json") for k in ("predictions", "generations", "metrics")}
-    gen = {"max_new_tokens": 2, "num_beams": 1, "batch_size": 2}
+    gen = GenerationConfig(max_new_tokens=2, num_beams=1, batch_size=2)
     real, calls = GenerationMixin.generate, []
 
     def killed_in_second_batch(self, *a, **k):
@@ -187,9 +189,9 @@ def test_forced_finetune_rerun_trains_again_and_resume_keeps_the_whole_run_loss(
                 for s in training_samples(load_visdial(w["train"]), 1)]
     cfg = FinetuneConfig(backend="hf", learning_rate=1e-2, epochs=3, batch_size=4, grad_accum=1, warmup_steps=0,
                          logging_steps=1, optim="adamw_torch")  # 8 examples: 2 steps an epoch, 6 in all
-    a = finetune_vlm(examples, w["vlm"], str(tmp_path / "a"), str(tmp_path / "c"), cfg, threads=1)
+    a = finetune_vlm(examples, w["vlm"], str(tmp_path / "a"), str(tmp_path / "c"), cfg)
     with caplog.at_level(logging.INFO):
-        b = finetune_vlm(examples, w["vlm"], str(tmp_path / "a"), str(tmp_path / "c"), cfg, threads=1)
+        b = finetune_vlm(examples, w["vlm"], str(tmp_path / "a"), str(tmp_path / "c"), cfg)
     assert "finetune_vlm: starting from scratch: the previous run finished" in caplog.text
     # before: resumed at checkpoint-6, trained 0 steps and reported train_loss 0.0
     assert b["resumed_from"] is None and b["steps_this_run"] == 6
@@ -209,8 +211,8 @@ def test_forced_finetune_rerun_trains_again_and_resume_keeps_the_whole_run_loss(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(transformers.Trainer, "__init__", init)
         with pytest.raises(KeyboardInterrupt):
-            finetune_vlm(examples, w["vlm"], str(tmp_path / "a2"), str(tmp_path / "c2"), cfg, threads=1)
-    c = finetune_vlm(examples, w["vlm"], str(tmp_path / "a2"), str(tmp_path / "c2"), cfg, threads=1)
+            finetune_vlm(examples, w["vlm"], str(tmp_path / "a2"), str(tmp_path / "c2"), cfg)
+    c = finetune_vlm(examples, w["vlm"], str(tmp_path / "a2"), str(tmp_path / "c2"), cfg)
     assert c["resumed_from"].endswith("checkpoint-2") and c["steps_this_run"] == 4 and c["steps"] == 6
     # the mean over all 6 steps (before: over the 4 after the resume), equal to the uninterrupted run's
     assert c["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)

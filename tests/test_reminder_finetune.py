@@ -74,7 +74,7 @@ def test_hf_backend_trains_an_adapter_and_resumes(world, examples, tmp_path):
     cfg = FinetuneConfig(backend="hf", learning_rate=1e-2, epochs=2, batch_size=4, grad_accum=1, warmup_steps=0,
                          logging_steps=1, optim="adamw_torch")
     out, ckpt = tmp_path / "adapter", tmp_path / "ckpt"
-    stats = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg, threads=1)
+    stats = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg)
     assert stats["backend"] == "hf" and stats["steps"] == 4 and stats["resumed_from"] is None
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     assert (out / "processor_config.json").exists() or (out / "preprocessor_config.json").exists()
@@ -85,11 +85,11 @@ def test_hf_backend_trains_an_adapter_and_resumes(world, examples, tmp_path):
     assert "vision_tower" in adapter_cfg["target_modules"] and "language_model" in adapter_cfg["target_modules"]
     assert latest_checkpoint(ckpt) is not None
     # a finished run's checkpoints never satisfy a rerun (its adapter missing, or forced): it trains again from step 0
-    again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg, threads=1)
+    again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg)
     assert again["resumed_from"] is None and again["steps_this_run"] == 4 and again["train_loss"] > 0
     assert again["train_loss"] == pytest.approx(stats["train_loss"], rel=1e-4)  # the same seeded run
     # nor do checkpoints made from other teacher data or settings (resume after a kill: tests/test_faults.py)
-    fresh = finetune_vlm(examples[:4], world["vlm"], str(out), str(ckpt), cfg, threads=1, fp="data-v2")
+    fresh = finetune_vlm(examples[:4], world["vlm"], str(out), str(ckpt), cfg, fp="data-v2")
     assert fresh["resumed_from"] is None and fresh["steps"] == 2
 
 
@@ -153,7 +153,7 @@ def _fake_unsloth(monkeypatch, tmp_path):
 def test_unsloth_backend_calls_match_the_seeds_recipe(monkeypatch, tmp_path, examples):
     calls = _fake_unsloth(monkeypatch, tmp_path)
     cfg = FinetuneConfig(backend="auto", load_in_4bit=True, learning_rate=1e-5, epochs=3, batch_size=2,
-                         grad_accum=4, optim="adamw_8bit")
+                         grad_accum=4, optim="adamw_8bit", seed=3407)  # the seeds' random_state
     stats = finetune_vlm(examples, "unsloth/gemma-3-4b-it", str(tmp_path / "a"), str(tmp_path / "c"), cfg)
     assert stats["backend"] == "unsloth"  # auto picks unsloth when CUDA and the package are present
     by = {c[0]: c for c in calls}
@@ -178,7 +178,7 @@ def test_unsloth_sft_config_is_valid(tmp_path):
     """The arguments the unsloth backend passes are accepted by the real trl.SFTConfig."""
     from mmemory.reminder.finetune import _sft_config
 
-    args = _sft_config(FinetuneConfig(optim="adamw_torch"), str(tmp_path), None, dataset_text_field="",
+    args = _sft_config(FinetuneConfig(optim="adamw_torch", epochs=3), str(tmp_path), dataset_text_field="",
                        dataset_kwargs={"skip_prepare_dataset": True})
     assert args.dataset_kwargs == {"skip_prepare_dataset": True} and args.num_train_epochs == 3
 

@@ -10,7 +10,8 @@ from _reminder_fixtures import PROMPTS, shared_world
 from mmemory.io import read_jsonl
 from mmemory.reminder.predict import GenerationConfig, predict_reminder
 from mmemory.reminder.prompts import PromptBook, last_round_samples
-from mmemory.reminder.stage import TRAINING_META, run_predict
+from mmemory.reminder.finetune import TRAINING_META
+from mmemory.reminder.stage import run_predict
 from mmemory.visdial import load_visdial
 
 
@@ -76,7 +77,7 @@ def test_finetuned_and_memory_variants_through_the_stage(world, adapter, tmp_pat
     split = load_visdial(world["val"])
     ctx.write_text(json.dumps({str(d["image_id"]): [{"text": f"memory of {d['image_id']}", "image": None,
                                                      "score": 0.5}] for d in split.dialogs}))
-    gen = {"max_new_tokens": 4, "num_beams": 1, "batch_size": 3}
+    gen = GenerationConfig(max_new_tokens=4, num_beams=1, batch_size=3)
     outs = {}
     for variant in ("base", "finetuned", "finetuned_memory"):
         out = {k: str(tmp_path / variant / f"{k}.json") for k in ("predictions", "generations", "metrics")}
@@ -96,8 +97,8 @@ def test_memory_variant_needs_an_entry_per_dialogue(world, adapter, tmp_path):
     ctx.write_text(json.dumps({}))
     out = {k: str(tmp_path / f"{k}.json") for k in ("predictions", "generations", "metrics")}
     with pytest.raises(KeyError, match="no entry for image_id"):
-        run_predict("finetuned_memory", world["val"], world["vlm"], PROMPTS, {"max_new_tokens": 2, "num_beams": 1,
-                    "batch_size": 2}, out, str(tmp_path / "p"), adapter=adapter, memories_path=str(ctx))
+        run_predict("finetuned_memory", world["val"], world["vlm"], PROMPTS,
+                    GenerationConfig(max_new_tokens=2, num_beams=1, batch_size=2), out, str(tmp_path / "p"), adapter=adapter, memories_path=str(ctx))
 
 
 def test_missing_adapter_is_a_clear_error(world, tmp_path):

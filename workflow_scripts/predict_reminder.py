@@ -5,14 +5,12 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
+from mmemory.reminder.predict import GenerationConfig  # noqa: E402
 from mmemory.reminder.stage import run_predict  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
-run_predict(
-    snakemake.wildcards.variant, snakemake.input.data, snakemake.params.model, snakemake.params.prompts,
-    snakemake.params.generation,
-    {"predictions": snakemake.output.predictions, "generations": snakemake.output.generations,
-     "metrics": snakemake.output.metrics},
-    snakemake.params.progress, adapter=snakemake.input.get("adapter"), memories_path=snakemake.input.get("memories"),
-    memory_top_k=snakemake.params.memory_top_k, include_caption=snakemake.params.include_caption,
-)
+p = snakemake.params
+run_predict(snakemake.wildcards.variant, snakemake.input.data, p.model, p.prompts,
+            GenerationConfig.from_dict(p.generation), dict(snakemake.output.items()), p.progress,
+            adapter=snakemake.input.get("adapter"), memories_path=snakemake.input.get("memories"),
+            memory_top_k=p.memory_top_k, include_caption=p.include_caption)

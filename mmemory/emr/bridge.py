@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mmemory.config import StrictConfig
 from mmemory.emr.memory_bank import MemoryBank
 
 logger = logging.getLogger(__name__)
@@ -33,36 +34,32 @@ BRIDGE_PARTS = ("imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer
 
 
 @dataclass
-class BridgeConfig:
-    """Sizes and switches of the bridge (config: emr.bridge)."""
+class BridgeConfig(StrictConfig):
+    """Sizes and switches of the bridge: config emr.bridge (defaults: config.yaml's toy sizes; the seeds' and
+    BLIP-2's values in comments, and in config/paper.yaml)."""
 
-    embed_dim: int = 1024  # D: encoder embedding width (ImageBind-Huge: 1024)
-    hidden_size: int = 1024  # H: imagebind_fc output = Q-Former encoder_hidden_size (seeds: 1024)
+    SECTION = "emr.bridge"
+
+    embed_dim: int = 64  # D: encoder embedding width (toy CLIP: 64; ImageBind-Huge: 1024)
+    hidden_size: int = 64  # H: imagebind_fc output = Q-Former encoder_hidden_size (seeds: 1024)
     num_turns: int = 11  # turn_pe rows (seeds: Embedding(11, H)); rounds 1..10, 0 reserved
-    num_query_tokens: int = 32  # learned Q-Former query tokens (BLIP-2 / MA-LMM: 32)
-    qformer_hidden_size: int = 768  # Q-Former width (BLIP-2: 768)
-    qformer_layers: int = 12  # Q-Former layers (BLIP-2: 12)
-    qformer_heads: int = 12  # Q-Former attention heads
-    qformer_intermediate_size: int = 3072  # Q-Former MLP width
-    cross_attention_frequency: int = 2  # a cross-attention block every this many layers (BLIP-2: 2)
-    qformer_initializer_range: float = 0.02  # std of the Q-Former's fresh weights (BERT/BLIP-2: 0.02)
+    num_query_tokens: int = 8  # learned Q-Former query tokens (BLIP-2 / MA-LMM: 32)
+    qformer_hidden_size: int = 64  # Q-Former width (BLIP-2: 768)
+    qformer_layers: int = 1  # Q-Former layers (BLIP-2: 12)
+    qformer_heads: int = 4  # Q-Former attention heads (BLIP-2: 12)
+    qformer_intermediate_size: int = 128  # Q-Former MLP width (BLIP-2: 3072)
+    cross_attention_frequency: int = 1  # a cross-attention block every this many layers (BLIP-2: 2)
+    qformer_initializer_range: float = 0.1  # std of the Q-Former's fresh weights (BERT/BLIP-2: 0.02)
     qformer_checkpoint: str | None = None  # a BLIP-2 checkpoint directory to load qformer.* and query_tokens from
-    memory_bank_length: int = 10  # MA-LMM memory bank length, in turns
+    memory_bank_length: int = 4  # MA-LMM memory bank length, in turns (paper preset: 10)
     use_memory_bank: bool = True  # false: the Q-Former sees only the current turn (ablation)
     use_turn_pe: bool = True  # false: no turn position embedding (ablation)
-    trainable: list[str] = field(default_factory=lambda: ["imagebind_fc", "turn_pe"])  # seeds' setting
-    allow_frozen_init: bool = False  # true: freezing freshly initialised weights is only a warning
-    dropout: float = 0.0  # Q-Former dropout (hidden and attention)
     embed_scale: float | None = None  # multiply encoder embeddings by this (None: sqrt(embed_dim), which gives
     #                                   unit-norm embeddings entries of unit scale, the range nn.Linear's init expects)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BridgeConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown emr.bridge keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**known)
+    dropout: float = 0.0  # Q-Former dropout (hidden and attention)
+    allow_frozen_init: bool = False  # true: freezing freshly initialised weights is only a warning
+    trainable: list[str] = field(default_factory=lambda: [  # the seeds trained only imagebind_fc and turn_pe
+        "imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

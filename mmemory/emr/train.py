@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmemory.config import StrictConfig
 from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
@@ -49,28 +50,24 @@ VARIANT_OVERRIDES = {
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation settings (config: emr.train)."""
+class TrainConfig(StrictConfig):
+    """Optimisation settings: config emr.train (defaults: config.yaml's; the seeds' values in comments). `seed` is
+    one of config train_seeds, set by the workflow. Saved in bridge_config.json with the bridge it trained."""
 
-    epochs: float = 2  # passes over the training dialogues (seeds: 2)
-    caption_epochs: float = 0  # captioning pre-training passes before answer training (0: none, as the seeds)
+    SECTION = "emr.train"
+
+    caption_epochs: float = 30  # captioning pre-training passes before answer training (seeds: 0, none)
+    epochs: float = 4  # passes over the training dialogues with the answer as target (seeds: 2)
     batch_size: int = 16  # dialogues per step; every round of each is a sequence (seeds: 16)
-    lr: float = 1e-4  # AdamW learning rate
-    llm_lr: float | None = None  # learning rate of the LM when emr.llm_trainable (None: lr)
+    lr: float = 1e-3  # AdamW learning rate of the bridge
+    llm_lr: float | None = 3e-3  # learning rate of the LM when emr.llm_trainable (None: lr)
     weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 0  # linear warm-up steps
+    warmup_steps: int = 10  # linear warm-up steps
     grad_clip: float = 1.0  # gradient-norm clip (0: off)
-    eval_every: int = 50  # steps between val-loss evaluations
-    ckpt_every: int = 50  # steps between checkpoints
-    val_dialogs: int = 64  # val dialogues used for the val loss (a fixed subset)
-    seed: int = 0  # bridge init, batch order
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown emr.train keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+    eval_every: int = 25  # steps between val-loss evaluations
+    ckpt_every: int = 25  # steps between checkpoints
+    val_dialogs: int = 32  # val dialogues used for the val loss (a fixed subset)
+    seed: int = 0  # bridge init and batch order
 
 
 def check_disjoint(train_ids, val_ids, train_path="train", val_path="val") -> None:

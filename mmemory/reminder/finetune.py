@@ -21,43 +21,50 @@ import importlib.util
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mmemory.config import StrictConfig
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.reminder.prompts import PromptBook, Sample, training_messages
 
 logger = logging.getLogger(__name__)
 
+CONFIG_FILE = "finetune_config.json"  # the FinetuneConfig that made an adapter, saved beside it
+TRAINING_META = "reminder_training.json"  # how the adapter's prompts were built (read by predict_reminder)
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")  # Gemma-3 text and SigLIP attention
 MLP = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2")  # Gemma-3 text MLP and SigLIP MLP
 
 
 @dataclass
-class FinetuneConfig:
-    """Hyperparameters (config reminder.finetune); defaults are the seeds' values."""
+class FinetuneConfig(StrictConfig):
+    """LoRA fine-tuning settings: config reminder.finetune (defaults: config.yaml's; the seeds' values in comments).
+    Saved as finetune_config.json beside the adapter it made."""
+
+    SECTION = "reminder.finetune"
 
     backend: str = "auto"  # auto | hf | unsloth
+    with_instruction: bool = False  # train (and so prompt) the adapter with the instruction as system text
+    memory_share: float = 0.5  # share of training examples given a memory block (0: never, as the seeds)
     load_in_4bit: bool = False  # hf: bitsandbytes 4-bit base weights (QLoRA); unsloth: its 4-bit loading
-    r: int = 16  # LoRA rank
-    lora_alpha: int = 16  # LoRA scaling numerator
-    lora_dropout: float = 0.0  # LoRA dropout
+    r: int = 16  # LoRA rank (seeds: 16)
+    lora_alpha: float = 16  # LoRA scaling numerator (seeds: 16)
+    lora_dropout: float = 0.0  # LoRA dropout (seeds: 0)
     finetune_vision_layers: bool = True  # LoRA on the vision tower
     finetune_language_layers: bool = True  # LoRA on the language model
     finetune_attention_modules: bool = True  # LoRA on attention projections
     finetune_mlp_modules: bool = True  # LoRA on MLP projections
-    learning_rate: float = 1e-5  # peak learning rate
-    epochs: float = 3  # passes over the teacher data
-    batch_size: int = 2  # per-device batch size
-    grad_accum: int = 4  # gradient accumulation steps
+    learning_rate: float = 2.0e-2  # peak learning rate (the tiny random VLM needs a large one; seeds: 1e-5)
+    epochs: float = 5  # passes over the teacher data (seeds: 3)
+    batch_size: int = 16  # per-device batch size (seeds: 2)
+    grad_accum: int = 1  # gradient accumulation steps (seeds: 4)
     warmup_steps: int = 5  # linear warm-up steps
-    weight_decay: float = 0.01  # AdamW weight decay
+    weight_decay: float = 0.0  # AdamW weight decay (seeds: 0.01)
     lr_scheduler: str = "linear"  # transformers scheduler name
     optim: str = "adamw_torch"  # transformers optimizer name (seeds on GPU: adamw_8bit)
-    max_length: int | None = 2048  # truncate training sequences to this many tokens
-    logging_steps: int = 10  # log the loss every this many optimizer steps
-    seed: int = 3407  # training seed (the seeds' random_state)
-    extra: dict = field(default_factory=dict)  # anything else passed on to SFTConfig
+    max_length: int | None = 1024  # truncate training sequences to this many tokens
+    logging_steps: int = 5  # log the loss every this many optimizer steps
+    seed: int = 0  # training seed: one of config train_seeds, set by the workflow (the seeds' random_state: 3407)
 
 
 def lora_target_regex(cfg: FinetuneConfig) -> str:
@@ -141,7 +148,7 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, threads: int | None, **kw):
+def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
     import torch
     from trl import SFTConfig
 
@@ -156,12 +163,10 @@ def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, threads: int | None, *
         dataloader_num_workers=0, disable_tqdm=False,
     )
     args.update(kw)
-    args.update(cfg.extra)
     return SFTConfig(**args)
 
 
-def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
-                threads: int | None = None) -> dict:
+def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig) -> dict:
     """transformers + peft + TRL SFTTrainer (prompt-completion, loss on the completion only)."""
     import torch
     from datasets import Dataset
@@ -181,7 +186,7 @@ def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
                       target_modules=lora_target_regex(cfg), task_type="CAUSAL_LM")
     dataset = Dataset.from_list([to_prompt_completion(e) for e in examples])
-    trainer = SFTTrainer(model=model, args=_sft_config(cfg, checkpoint_dir, threads, completion_only_loss=True),
+    trainer = SFTTrainer(model=model, args=_sft_config(cfg, checkpoint_dir, completion_only_loss=True),
                          train_dataset=dataset, processing_class=processor, peft_config=lora)
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     logger.info("hf backend: %d LoRA parameters trainable of %d", n_trainable, trainer.model.num_parameters())
@@ -189,7 +194,7 @@ def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_
 
 
 def finetune_unsloth(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str,
-                     cfg: FinetuneConfig, threads: int | None = None) -> dict:
+                     cfg: FinetuneConfig) -> dict:
     """Unsloth FastVisionModel (the seeds' recipe). Needs CUDA and the unsloth env (envs/unsloth.yaml)."""
     import torch
 
@@ -215,7 +220,7 @@ def finetune_unsloth(examples: list[dict], model_path: str, out_dir: str, checkp
     collator = UnslothVisionDataCollator(model, processor, train_on_responses_only=True,
                                          instruction_part="<start_of_turn>user\n",
                                          response_part="<start_of_turn>model\n")
-    args = _sft_config(cfg, checkpoint_dir, threads, dataset_text_field="",
+    args = _sft_config(cfg, checkpoint_dir, dataset_text_field="",
                        dataset_kwargs={"skip_prepare_dataset": True})
     trainer = SFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor.tokenizer,
                          data_collator=collator)
@@ -279,7 +284,7 @@ def _train_and_save(trainer, processor, out_dir: str, checkpoint_dir: str, n_tra
 
 
 def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig,
-                 threads: int | None = None, fp: Fingerprint | str | None = None) -> dict:
+                 fp: Fingerprint | str | None = None) -> dict:
     """Fine-tune with the configured backend; returns training figures for metrics.json. `fp` fingerprints the
     data, settings and model files (None: built here from the examples, `cfg` and the model's files): only an
     interrupted run of the same fingerprint is resumed; anything else starts from step 0."""
@@ -294,6 +299,58 @@ def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint
     stamp = prepare_checkpoint_dir(checkpoint_dir, replace(fp, settings={**fp.settings, "backend": backend}))
     logger.info("finetune_vlm: backend %s, %d examples, %s", backend, len(examples), asdict(cfg))
     run = finetune_unsloth if backend == "unsloth" else finetune_hf
-    stats = run(examples, model_path, out_dir, checkpoint_dir, cfg, threads)
+    stats = run(examples, model_path, out_dir, checkpoint_dir, cfg)
+    cfg.save(Path(out_dir) / CONFIG_FILE)
     stamp.finish()  # the adapter is written: a rerun (adapter missing or forced) trains again from step 0
     return {"backend": backend, "examples": len(examples), **stats}
+
+
+def run_finetune(data_jsonl: str, train_json: str, model: str, cfg: FinetuneConfig, book: PromptBook,
+                 adapter_dir: str, checkpoint_dir: str, metrics_path: str, include_caption: bool = False,
+                 memory_top_k: int = 3) -> dict:
+    """The finetune_vlm rule: teacher rows -> chat examples with their images -> LoRA adapter + processor, with
+    `cfg` saved beside it. A share `cfg.memory_share` of the examples (seeded by `cfg.seed`) carries a memory block
+    (`simulated_memories`, at most memory_top_k entries) so that `finetuned_memory` and `finetuned_caption` are
+    prompted in a format the adapter has seen."""
+    import numpy as np
+    from PIL import Image
+
+    from mmemory.fingerprint import file_digests, files_digest, obj_digest
+    from mmemory.io import atomic_write_json, read_jsonl
+    from mmemory.reminder.prompts import make_sample, simulated_memories
+    from mmemory.visdial import load_visdial
+
+    split = load_visdial(train_json)
+    dialogs = split.by_image_id()
+    with_instruction = cfg.with_instruction
+    rows = read_jsonl(data_jsonl)
+    rng = np.random.default_rng(cfg.seed)
+    examples, with_memories = [], 0
+    for n, row in enumerate(rows, 1):
+        d = dialogs.get(row["image_id"])
+        if d is None:
+            raise ValueError(f"{data_jsonl}:{n}: image_id {row['image_id']} is not in {train_json}; regenerate "
+                             "the teacher data for this training split")
+        sample = make_sample(split, d, row["round"], include_caption)
+        if sample.conversation != row["conversation"]:
+            raise ValueError(f"{data_jsonl}:{n}: the conversation differs from the one rebuilt from {train_json} "
+                             f"(image_id {row['image_id']}, round {row['round']}); regenerate the teacher data")
+        image = Image.open(sample.image_path).convert("RGB") if sample.image_path else None
+        memories = None
+        if rng.random() < cfg.memory_share:
+            memories = simulated_memories(split, d, row["round"], memory_top_k, rng)
+            with_memories += 1
+        examples.append(chat_example(sample, row["response"], book, image, with_instruction, memories))
+    # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
+    fp = Fingerprint(
+        inputs={**file_digests(data_jsonl, train_json), "images": files_digest(
+            d.get("image_path") for d in (dialogs.get(r["image_id"]) for r in rows)),
+                "prompts": obj_digest(book.instruction if with_instruction else None)},
+        settings={"cfg": asdict(cfg), "memory_top_k": memory_top_k, "caption": include_caption},
+        models={"vlm": model_digest(model)})
+    stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, fp)
+    stats["examples_with_memory_block"] = with_memories
+    atomic_write_json(Path(adapter_dir) / TRAINING_META,
+                      {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
+    atomic_write_json(metrics_path, stats, indent=2)
+    return stats

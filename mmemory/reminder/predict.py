@@ -19,6 +19,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json, atomic_write_text
 from mmemory.reminder.generate import Progress
 from mmemory.reminder.prompts import PromptBook, Sample, build_prompt
@@ -31,12 +32,14 @@ class LeakError(AssertionError):
 
 
 @dataclass
-class GenerationConfig:
-    """Decoding settings (config reminder.generation)."""
+class GenerationConfig(StrictConfig):
+    """Decoding settings: config reminder.generation (defaults: config.yaml's)."""
 
-    max_new_tokens: int = 30  # the seeds' limit
+    SECTION = "reminder.generation"
+
+    max_new_tokens: int = 40  # new tokens per response (seeds: 30; the toy BPE spends ~15 on the two tags)
     num_beams: int = 1  # beam search width (seeds: 5)
-    batch_size: int = 8  # prompts per generate() call
+    batch_size: int = 40  # prompts per generate() call
     load_in_4bit: bool = False  # load the base VLM in 4-bit (bitsandbytes)
 
 

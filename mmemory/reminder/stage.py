@@ -9,7 +9,16 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from mmemory.figures import save_figure
+from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
 from mmemory.io import atomic_write_json, read_jsonl
+from mmemory.reminder.evaluate import evaluate_predictions, load_predictions
+from mmemory.reminder.finetune import TRAINING_META
+from mmemory.reminder.generate import generate_reminder_data
+from mmemory.reminder.predict import GenerationConfig, predict_reminder
+from mmemory.reminder.prompts import PromptBook, last_round_samples, load_memory_context, training_samples
+from mmemory.reminder.teachers import make_teacher
+from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
 from mmemory.visdial import load_visdial
 
 logger = logging.getLogger(__name__)
@@ -20,22 +29,15 @@ TABLE_COLUMNS = (("rouge1_f1", "ROUGE-1 F1", 1), ("rouge2_f1", "ROUGE-2 F1", 1),
 # the options ranked by similarity to the generated answer (mmemory.reminder.evaluate), not VisDial's likelihood ranking
 RANKING_KEY = "answer_similarity_ranking"
 RANKING_COLUMNS = (("mrr", "MRR (answer similarity)"), ("r@1", "R@1 (answer similarity)"))
-TRAINING_META = "reminder_training.json"  # written next to the adapter: how its prompts were built
 
 
 def prompt_book(prompts: dict):
-    from mmemory.reminder.prompts import PromptBook
-
     return PromptBook.load(prompts["instruction"], prompts.get("fewshot"), prompts.get("max_fewshot"))
 
 
 def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, progress_dir: str, seed: int = 0,
                  include_caption: bool = False) -> dict:
     """generate_reminder_data: sample training rounds, ask the teacher, write data/rejects/metrics."""
-    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
-    from mmemory.reminder.generate import generate_reminder_data
-    from mmemory.reminder.prompts import training_samples
-    from mmemory.reminder.teachers import make_teacher
 
     split = load_visdial(train_json)
     if teacher_cfg.get("max_dialogs"):
@@ -62,68 +64,10 @@ def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, p
     return metrics
 
 
-def run_finetune(data_jsonl: str, train_json: str, model: str, ft_cfg: dict, prompts: dict, adapter_dir: str,
-                 checkpoint_dir: str, metrics_path: str, include_caption: bool = False,
-                 threads: int | None = None, memory_top_k: int = 3, seed: int = 0) -> dict:
-    """finetune_vlm: teacher rows -> chat examples with their images -> LoRA adapter + processor.
-    A seeded share `memory_share` of the examples carries a memory block (`simulated_memories`, at most
-    memory_top_k entries) so that `finetuned_memory` is prompted in a format the adapter has seen."""
-    import numpy as np
-    from PIL import Image
-
-    from mmemory.reminder.finetune import FinetuneConfig, chat_example, finetune_vlm
-    from mmemory.reminder.prompts import make_sample, simulated_memories
-
-    split = load_visdial(train_json)
-    dialogs = split.by_image_id()
-    book = prompt_book(prompts)
-    with_instruction = bool(ft_cfg.get("with_instruction", True))
-    rows = read_jsonl(data_jsonl)
-    memory_share = float(ft_cfg.get("memory_share", 0.0))
-    rng = np.random.default_rng(seed)
-    examples, with_memories = [], 0
-    for n, row in enumerate(rows, 1):
-        d = dialogs.get(row["image_id"])
-        if d is None:
-            raise ValueError(f"{data_jsonl}:{n}: image_id {row['image_id']} is not in {train_json}; regenerate "
-                             "the teacher data for this training split")
-        sample = make_sample(split, d, row["round"], include_caption)
-        if sample.conversation != row["conversation"]:
-            raise ValueError(f"{data_jsonl}:{n}: the conversation differs from the one rebuilt from {train_json} "
-                             f"(image_id {row['image_id']}, round {row['round']}); regenerate the teacher data")
-        image = Image.open(sample.image_path).convert("RGB") if sample.image_path else None
-        memories = None
-        if rng.random() < memory_share:
-            memories = simulated_memories(split, d, row["round"], memory_top_k, rng)
-            with_memories += 1
-        examples.append(chat_example(sample, row["response"], book, image, with_instruction, memories))
-    known = set(FinetuneConfig.__dataclass_fields__)
-    cfg = FinetuneConfig(**{k: v for k, v in ft_cfg.items() if k in known})
-    cfg.seed = seed  # the training seed (config train_seeds) reaches the trainer, not FinetuneConfig's 3407
-    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
-
-    # the base model's files are part of the fingerprint: a rebuilt model never resumes a stale adapter
-    fp = Fingerprint(
-        inputs={**file_digests(data_jsonl, train_json), "images": files_digest(
-            d.get("image_path") for d in (dialogs.get(r["image_id"]) for r in rows)),
-                "prompts": obj_digest(book.instruction if with_instruction else None)},
-        settings={"cfg": asdict(cfg), "memories": [memory_share, memory_top_k, seed], "caption": include_caption},
-        models={"vlm": model_digest(model)})
-    stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, threads, fp)
-    stats["examples_with_memory_block"] = with_memories
-    atomic_write_json(Path(adapter_dir) / TRAINING_META,
-                      {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
-    atomic_write_json(metrics_path, stats, indent=2)
-    return stats
-
-
-def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg: dict, out: dict,
+def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen: GenerationConfig, out: dict,
                 progress_dir: str, adapter: str | None = None, memories_path: str | None = None,
                 memory_top_k: int | None = None, include_caption: bool = False) -> dict:
-    """predict_reminder for one variant on the last round of each val dialogue."""
-    from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
-    from mmemory.reminder.predict import GenerationConfig, predict_reminder
-    from mmemory.reminder.prompts import last_round_samples, load_memory_context
+    """predict_reminder for one variant on the last round of each dialogue of `val_json` (any evaluated split)."""
 
     split = load_visdial(val_json)
     samples = last_round_samples(split, include_caption)
@@ -134,12 +78,10 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
         if meta_path.exists():
             finetuned_instruction = json.loads(meta_path.read_text())["with_instruction"]
     memories = load_memory_context(memories_path) if memories_path else None
-    known = set(GenerationConfig.__dataclass_fields__)
-    gen = GenerationConfig(**{k: v for k, v in gen_cfg.items() if k in known})
     fp = Fingerprint(
         inputs={**file_digests(val_json, memories_path), "images": files_digest(s.image_path for s in samples),
                 "prompts": obj_digest([book.instruction, book.fewshot])},
-        settings={"variant": variant, "gen": gen_cfg, "top_k": memory_top_k, "caption": include_caption,
+        settings={"variant": variant, "gen": asdict(gen), "top_k": memory_top_k, "caption": include_caption,
                   "finetuned_instruction": finetuned_instruction},
         models={"vlm": model_digest(model), "adapter": model_digest(adapter)})
     stats = predict_reminder(samples, variant, model, out["predictions"], out["generations"], progress_dir, fp,
@@ -150,8 +92,6 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen_cfg:
 
 def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: dict, out_path: str) -> dict:
     """evaluate_reminder: the generation metrics of one variant."""
-    from mmemory.reminder.evaluate import evaluate_predictions, load_predictions
-
     m = evaluate_predictions(load_predictions(predictions), val_json, dense, eval_cfg.get("bertscore_model"),
                              eval_cfg.get("bertscore_layers"), eval_cfg.get("ranking", "minilm"))
     atomic_write_json(out_path, m, indent=2)
@@ -191,8 +131,6 @@ def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metri
     """reminder_table: `runs` maps each variant to its metrics files, one per training seed (untrained variants:
     one). Trained rows are the mean over seeds, with the seed-to-seed spread in a table of its own, and the
     differences table names a difference a gain only when it is larger than its spread."""
-    from mmemory.figures import save_figure
-    from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
 
     per_seed = {v: [json.loads(Path(p).read_text()) for p in paths] for v, paths in runs.items()}
     metrics = {v: mean_over_seeds(ms) for v, ms in per_seed.items()}
