@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmemory.toy_models import ToySizes, build_tiny_clip, build_tiny_llama, train_tokenizer
+from mmemory.toy.models import ToySizes, build_tiny_clip, build_tiny_llama, train_tokenizer
 from _toy import prepared_toy
 
 SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _toy import prepared_toy
 
-from mmemory.toy_models import ToySizes, build_tiny_gemma3, toy_corpus, train_tokenizer
+from mmemory.toy.models import ToySizes, build_tiny_gemma3, toy_corpus, train_tokenizer
 
 SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
                  vision_patch_size=8, mm_tokens_per_image=4, image_size=32)

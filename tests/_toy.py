@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmemory.toy_visdial import build_toy_visdial
+from mmemory.toy.visdial import build_toy_visdial
 
 
 def prepared_toy(root: Path, n_train: int, n_val: int, image_size: int = 32, seed: int = 0) -> dict[str, Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmemory.toy_visdial import build_toy_visdial
+from mmemory.toy.visdial import build_toy_visdial
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -146,7 +146,7 @@ def test_4bit_lm_path(world, tmp_path):
 
     bnb = pytest.importorskip("bitsandbytes")
     from mmemory.emr.lm import TextCodec, answer_loss, generate_answers, load_llm, option_log_likelihood
-    from mmemory.toy_models import ToySizes, build_tiny_llama
+    from mmemory.toy.models import ToySizes, build_tiny_llama
 
     # widths that bitsandbytes' CPU 4-bit kernel accepts (multiples of 32 in every projection)
     build_tiny_llama(AutoTokenizer.from_pretrained(world["tokenizer"]),

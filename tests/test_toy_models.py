@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmemory.toy_models import ToySizes, build_toy_models
+from mmemory.toy.models import ToySizes, build_toy_models
 
 
 @pytest.fixture(scope="module")

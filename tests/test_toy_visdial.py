@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmemory.toy_visdial import (COLORS, NUMBERS, build_toy_visdial, caption, qa_pool, render, sample_scene,
+from mmemory.toy.visdial import (COLORS, NUMBERS, build_toy_visdial, caption, qa_pool, render, sample_scene,
                                  scene_split)
 from mmemory.visdial import load_visdial
 

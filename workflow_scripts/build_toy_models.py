@@ -4,7 +4,7 @@ from mmemory.io import setup_logging
 setup_logging(snakemake.log[0])
 
 from mmemory.io import atomic_write_json  # noqa: E402
-from mmemory.toy_models import ToySizes, build_toy_models  # noqa: E402
+from mmemory.toy.models import ToySizes, build_toy_models  # noqa: E402
 
 out = snakemake.output
 sizes = ToySizes(**snakemake.params.sizes, image_size=snakemake.params.image_size)

@@ -5,7 +5,7 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from mmemory.emr.toy import pretrain_toy_llm  # noqa: E402
+from mmemory.toy.pretrain import pretrain_toy_llm  # noqa: E402
 from mmemory.io import atomic_write_json  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)

@@ -5,7 +5,7 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from mmemory.emr.toy import train_toy_clip  # noqa: E402
+from mmemory.toy.pretrain import train_toy_clip  # noqa: E402
 from mmemory.io import atomic_write_json  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)

@@ -5,7 +5,7 @@ setup_logging(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-from mmemory.toy_visdial import build_toy_visdial  # noqa: E402
+from mmemory.toy.visdial import build_toy_visdial  # noqa: E402
 
 toy = snakemake.params.toy
 build_toy_visdial(
