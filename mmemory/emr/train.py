@@ -35,6 +35,7 @@ from mmemory.config import StrictConfig
 from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
 from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
+from mmemory.figures import save_figure
 from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest, remove
 from mmemory.io import atomic_write_bytes, atomic_write_text
 from mmemory.shards import ShardedEmbeddings
@@ -179,10 +180,7 @@ def plot_loss(rows: list[dict], png: str | Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(png, buf.getvalue())
+    save_figure(fig, png)
 
 
 def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, bridge: dict, train: dict,
