@@ -159,3 +159,15 @@ def test_module_runs_as_a_command(world, refs, tmp_path, monkeypatch):
         runpy.run_module("mmemory.evaluate", run_name="__main__", alter_sys=True)
     assert e.value.code == 0
     assert json.loads(out.read_text())["rouge1_f1"] == pytest.approx(1.0)
+
+
+def test_an_oversized_response_is_cut_with_a_warning_and_counted(tmp_path, caplog):
+    from mmemory.reminder.evaluate import MAX_RESPONSE_CHARS
+
+    huge = "<reminder>" + "x " * MAX_RESPONSE_CHARS + "</reminder> no"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([{"image_id": 1, "conversation": "", "response": huge}]))
+    with caplog.at_level("WARNING"):
+        preds = load_predictions(path)
+    assert len(preds[0]["response"]) == MAX_RESPONSE_CHARS and preds[0]["cut"]
+    assert "cut to the first" in caplog.text and "image_id=1" in caplog.text

@@ -47,6 +47,12 @@ ANSWER_SIMILARITY_METHOD = ("options ranked by MiniLM similarity to the generate
                             "(VisDial's ranking); an empty or missing answer ranks the options worst-first")
 
 
+# A response longer than this is cut to its first MAX_RESPONSE_CHARS characters before scoring (with a warning,
+# counted in `n_responses_cut`): a runaway 10 MB generation otherwise cost a minute and 3 GB, and no VisDial answer
+# or reminder comes near it.
+MAX_RESPONSE_CHARS = 20_000
+
+
 class PredictionError(ValueError):
     """A prediction file that cannot be scored as it is."""
 
@@ -82,7 +88,13 @@ def load_predictions(path: str | Path) -> list[dict]:
             raise PredictionError(f"{where}: duplicate image_id (also entry {seen[image_id]}); keep one "
                                   "prediction per dialogue")
         seen[image_id] = i
-        out.append({"image_id": image_id, "conversation": p.get("conversation", ""), "response": response})
+        cut = len(response) > MAX_RESPONSE_CHARS
+        if cut:  # as if generation had stopped there: what is past the limit is never scored
+            logger.warning("%s: response of %d characters cut to the first %d (MAX_RESPONSE_CHARS)", where,
+                           len(response), MAX_RESPONSE_CHARS)
+            response = response[:MAX_RESPONSE_CHARS]
+        out.append({"image_id": image_id, "conversation": p.get("conversation", ""), "response": response,
+                    "cut": cut})
     return out
 
 
@@ -200,6 +212,7 @@ def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dens
         raise ValueError("set the number of BERTScore layers for a custom model (e.g. roberta-large: 17)")
     t0 = time.time()
     m = {"n": len(hyps), "n_predictions": len(predictions), "n_missing_predictions": statuses["missing"],
+         "n_responses_cut": sum(bool(p.get("cut")) for p in predictions),
          "n_no_final_answer": statuses["no_final_answer"], "n_without_reminder": statuses["no_reminder"],
          "reference": "answer of the last round of every dialogue; a missing prediction scores as the empty answer",
          **{f"{k}_f1": v for k, v in rouge_scores(hyps, refs).items()},
