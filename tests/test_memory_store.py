@@ -39,7 +39,13 @@ def test_scoring_primitives():
     assert np.allclose(recency(np.array([0.0, 24.0, 48.0]), 24.0), [1.0, 0.5, 0.25])
     score, norm = combine({"relevance": np.array([0.2, 0.9]), "recency": np.array([1.0, 0.0])},
                           {"relevance": 1.0, "recency": 0.5})
-    assert np.allclose(score, [0.5, 1.0]) and np.allclose(norm["recency"], [1.0, 0.0])
+    # similarities are z-scored over the candidates, priors keep their own [0, 1] scale
+    assert np.allclose(score, [-0.5, 1.0]) and np.allclose(norm["recency"], [1.0, 0.0])
+    # neighbours: a turn also scores by its best adjacent candidate (-1: none)
+    score, _ = combine({"relevance": np.array([0.0, 1.0, 0.0])}, {"relevance": 1.0, "neighbours": 0.5},
+                       (np.array([-1, 0, 1]), np.array([1, 2, -1])))
+    z = np.array([-1.0, 2.0, -1.0]) / np.sqrt(2)
+    assert np.allclose(score, z + 0.5 * np.array([z[1], z[2], z[1]]))
     with pytest.raises(ValueError, match="unknown scoring component"):
         check_weights({"relevence": 1})
     with pytest.raises(ValueError, match="all zero"):
@@ -82,7 +88,7 @@ def test_frequency_counts_retrievals(store):
         store.search(query_text="alpha", k=1, weights={"relevance": 1})
     assert store.get(a).access_count == 3 and store.get(b).access_count == 0
     hits = store.search(query_text="fact", k=2, weights={"frequency": 1}, update_access=False)
-    assert hits[0].memory.id == a and math.isclose(hits[0].raw["frequency"], math.log(4))
+    assert hits[0].memory.id == a and math.isclose(hits[0].raw["frequency"], math.log(4) / (1 + math.log(4)))
     no_update = MemoryStore(store.path, encoder=FakeEncoder(), update_access=False)
     no_update.search(query_text="alpha", k=1)
     assert no_update.get(a).access_count == 3

@@ -4,7 +4,7 @@
     python -m mmemory.memory search STORE --text "where was the red circle?" -k 5 [--weights relevance=1,recency=0.5]
     python -m mmemory.memory stats  STORE
     python -m mmemory.memory forget STORE [--threshold 0.05 --strength-hours 24 --dry-run]
-    python -m mmemory.memory evaluate --turns T.jsonl --queries Q.jsonl --out M.json [--methods "rel:relevance=1;..."]
+    python -m mmemory.memory evaluate --turns T.jsonl --queries Q.jsonl --out M.json [--methods "rel:relevance=1;..."] [--tune loo] [--name NAME]
 
 The encoder is chosen with --encoder {minilm,clip,imagebind} and --encoder-path (default: the packaged MiniLM).
 A store remembers its dimension: open it with the encoder it was built with. Only `add` creates a store: the other
@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from mmemory.io import atomic_write_json
@@ -93,7 +94,7 @@ def _store(args, create: bool = False, encoder: bool = True):
     if encoder:
         _need_encoder(args)
     return MemoryStore(args.store, encoder=_encoder(args) if encoder else None, index=args.index,
-                       half_life=args.half_life, recency_unit=args.recency_unit, create=create)
+                       half_life=args.half_life, recency_unit=args.recency_unit or "hours", create=create)
 
 
 def main(argv=None) -> int:
@@ -105,8 +106,11 @@ def main(argv=None) -> int:
                         help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
     common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfflat", "ivfpq"], help="FAISS index type")
-    common.add_argument("--half-life", type=float, default=24.0, help="recency half-life")
-    common.add_argument("--recency-unit", default="hours", choices=["hours", "turns"])
+    common.add_argument("--half-life", type=float, default=None,
+                        help="recency half-life in --recency-unit (default: 24 hours, 50 turns, 0.5 span)")
+    common.add_argument("--recency-unit", default=None, choices=["hours", "turns", "span"],
+                        help="hours | turns | span (fraction of the session so far); default: hours, and span "
+                             "for evaluate (scale-free on conversations of any length)")
     for name in ("add", "search", "stats", "forget"):
         p = sub.add_parser(name, parents=[common])
         p.add_argument("store", help="store directory (only add creates it; the others need an existing store)")
@@ -141,6 +145,10 @@ def main(argv=None) -> int:
                         'bm25, hybrid)')
     p.add_argument("--retrieve-k", type=int, default=5, help="top memories counted as accessed after a query")
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
+    p.add_argument("--tune", default=None, choices=["loo"],
+                   help="loo: add `tuned (loo)`, weights chosen per session on the other sessions' queries")
+    p.add_argument("--name", default=None, help="the data's name in the table titles (default: the turns file's "
+                                                "folder name)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -162,14 +170,24 @@ def _run(args) -> int:
         _need_encoder(args)
         turns, queries = load_sessions(args.turns, args.queries)
         methods = args.methods or DEFAULT_METHODS
+        unit = args.recency_unit or "span"
+        t0 = time.perf_counter()
         res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,
-                       {"index": args.index, "half_life": args.half_life, "recency_unit": args.recency_unit})
-        out = metrics_json(res, methods, {"encoder": args.encoder, "turns": len(turns)})
+                       {"index": args.index, "half_life": args.half_life, "recency_unit": unit}, tune=args.tune)
+        name = args.name or Path(args.turns).resolve().parent.name
+        info = {"encoder": args.encoder, "turns": len(turns), "queries": len(queries),
+                "sessions": len({t["session_id"] for t in turns}), "recency": f"{args.half_life or 'default'} "
+                f"{unit}", "weights_chosen_by": "leave-one-session-out (tuned (loo))" if args.tune else
+                "fixed (no method was tuned on these queries)", **({"loo_weights": res["loo_weights"]}
+                                                                     if "loo_weights" in res else {})}
+        out = metrics_json(res, methods, info, data=name)
         out["per_query"] = res["per_query"]
+        out["wall_s"] = round(time.perf_counter() - t0, 1)
         atomic_write_json(args.out, out, indent=1)
-        ablation = next(t for name, t in out["tables"].items() if name.startswith("Retrieval ablation"))
-        for row in ablation:
-            print(json.dumps(row))
+        for title, table in out["tables"].items():
+            print(title)
+            for row in table:
+                print(json.dumps(row))
         return 0
     if args.cmd == "add":
         with _store(args, create=True) as s:

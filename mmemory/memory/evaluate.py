@@ -4,8 +4,13 @@
 
 The sessions are replayed in time order through a real `MemoryStore` per method: each turn is added when it happens
 (its caption is remembered with it), and each query is answered from the memories of its own session that are
-strictly older than the query. After a query, its top `retrieve_k` memories count as accessed (that is what the
-frequency component learns from). Each query scores recall@k = |evidence in top-k| / |evidence| and the reciprocal
+strictly older than the query. After a query, its top `retrieve_k` memories by the score WITHOUT frequency count as
+accessed (what the frequency component learns from: it never feeds on its own retrievals). A turn id need only be
+unique within its session: turns are keyed by (session_id, turn_id), and a query's evidence names turns of its own
+session.
+
+`--tune loo` adds a method `tuned (loo)`: for each session, weights are chosen by coordinate ascent on the OTHER
+sessions' queries and then score that session's queries, so no query is scored by weights it helped choose. Each query scores recall@k = |evidence in top-k| / |evidence| and the reciprocal
 rank of its first evidence turn; the means over queries are reported per method, overall and per query type.
 """
 from __future__ import annotations
@@ -21,20 +26,24 @@ from tqdm import tqdm
 
 from mmemory.encoders import CachedEncoder
 from mmemory.io import read_jsonl
-from mmemory.memory.scoring import COMPONENTS, check_weights, minmax
-from mmemory.memory.store import MemoryInputError, MemoryStore, to_unix
+from mmemory.memory.scoring import COMPONENTS, DEFAULT_WEIGHTS, check_weights, combine, minmax
+from mmemory.memory.store import MemoryInputError, MemoryStore, memory_key, to_unix
 
 logger = logging.getLogger(__name__)
 
-# Generative Agents weighs its components equally; the ablation adds one component at a time to relevance.
+# The ablation: each prior on top of relevance (they must not hurt), then the similarity fusion and its additions
+# one at a time, and the shipped default with every component.
+HYBRID = {"relevance": 1.0, "lexical": 1.0}
 DEFAULT_METHODS: dict[str, dict[str, float]] = {
     "relevance": {"relevance": 1.0},
-    "+recency": {"relevance": 1.0, "recency": 1.0},
-    "+frequency": {"relevance": 1.0, "frequency": 1.0},
-    "+saliency": {"relevance": 1.0, "saliency": 1.0},
-    "full": {"relevance": 1.0, "recency": 1.0, "frequency": 1.0, "saliency": 1.0},
+    "+recency": {"relevance": 1.0, "recency": 0.25},
+    "+frequency": {"relevance": 1.0, "frequency": 0.25},
+    "+saliency": {"relevance": 1.0, "saliency": 0.25},
     "bm25": {"lexical": 1.0},
-    "hybrid": {"relevance": 1.0, "lexical": 1.0},
+    "hybrid": HYBRID,
+    "hybrid+neighbours": {**HYBRID, "neighbours": 0.5},
+    "hybrid+neighbours+cues": {**HYBRID, "neighbours": 0.5, "speaker": 0.5, "temporal": 0.25},
+    "full (default)": dict(DEFAULT_WEIGHTS),
 }
 KS = (1, 5, 10, 20)
 
@@ -42,20 +51,22 @@ KS = (1, 5, 10, 20)
 def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[list[dict], list[dict]]:
     """Read and check the two JSONL files; a bad row names the file, the row and what is missing."""
     turns, queries = read_jsonl(turns_path), read_jsonl(queries_path)
-    seen: dict[str, dict] = {}
+    seen: dict[tuple[str, str], dict] = {}
     for n, t in enumerate(turns, 1):
         missing = [k for k in ("session_id", "turn_id", "timestamp", "speaker", "text") if k not in t]
         if missing:
             raise MemoryInputError(f"{turns_path}: turn {n} lacks {missing}; see the README, 'Data contracts'")
-        if t["turn_id"] in seen:
-            raise MemoryInputError(f"{turns_path}: turn {n} repeats turn_id {t['turn_id']!r}; turn ids must be unique")
+        key = (str(t["session_id"]), str(t["turn_id"]))
+        if key in seen:
+            raise MemoryInputError(f"{turns_path}: turn {n} repeats turn_id {t['turn_id']!r} of session "
+                                   f"{t['session_id']!r}; turn ids must be unique within their session")
         if not str(t["text"]).strip() and not t.get("image") and not t.get("caption"):
             raise MemoryInputError(f"{turns_path}: turn {n} ({t['turn_id']}) has empty text and no image or caption")
         if t.get("image") and not Path(t["image"]).is_file():
             raise FileNotFoundError(f"{turns_path}: turn {n} ({t['turn_id']}): image {t['image']} does not exist; "
                                     "fix the path (relative paths are read from the working directory)")
         t["_ts"] = to_unix(t["timestamp"])
-        seen[t["turn_id"]] = t
+        seen[key] = t
     for n, q in enumerate(queries, 1):
         missing = [k for k in ("query_id", "session_id", "timestamp", "question", "evidence") if k not in q]
         if missing:
@@ -64,11 +75,11 @@ def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[lis
             raise MemoryInputError(f"{queries_path}: query {n} ({q['query_id']}) has no evidence turn ids")
         q["_ts"] = to_unix(q["timestamp"])
         for e in q["evidence"]:
-            t = seen.get(e)
+            t = seen.get((str(q["session_id"]), str(e)))
             if t is None:
-                raise MemoryInputError(f"{queries_path}: query {n} ({q['query_id']}) cites turn {e!r}, "
-                                       f"which is not in {turns_path}")
-            if t["session_id"] != q["session_id"] or t["_ts"] >= q["_ts"]:
+                raise MemoryInputError(f"{queries_path}: query {n} ({q['query_id']}) cites turn {e!r}, which is not "
+                                       f"a turn of its session {q['session_id']!r} in {turns_path}")
+            if t["_ts"] >= q["_ts"]:
                 raise MemoryInputError(f"{queries_path}: query {n} ({q['query_id']}) cites turn {e!r}, which is not "
                                        "an earlier turn of its own session: it could never be retrieved")
     return turns, queries
@@ -106,59 +117,111 @@ def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[s
             ev = set(q["evidence"])
             out[-1]["raw"] = {c: np.array([h.raw[c] for h in hits]) for c in COMPONENTS if hits and c in hits[0].raw}
             out[-1]["is_evidence"] = np.array([tid in ev for tid in ranked])
+            pos_of = {(h.memory.session, h.memory.turn): j for j, h in enumerate(hits)}
+            out[-1]["neighbours"] = tuple(np.array([pos_of.get((h.memory.session, h.memory.turn + d), -1)
+                                                    for h in hits]) for d in (-1, 1))
+            out[-1]["session_id"] = q["session_id"]
         if retrieve_k:
-            store.mark_accessed([h.memory.id for h in hits[:retrieve_k]], q["_ts"])
+            store.mark_accessed(store.accessed(hits, retrieve_k), q["_ts"])
     store.close()
     shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
-TUNE_GRID = {"recency": (0, 0.1, 0.25, 0.5, 1), "frequency": (0, 0.1, 0.25, 0.5),
-             "saliency": (0, 0.1, 0.25, 0.5, 1), "lexical": (0, 0.25, 0.5, 1)}
+# Coordinate ascent (relevance fixed at 1) over these values, from the shipped default, two passes.
+TUNE_GRID = {"lexical": (0, 0.5, 1, 1.5, 2), "neighbours": (0, 0.25, 0.5, 0.75), "speaker": (0, 0.25, 0.5, 1),
+             "temporal": (0, 0.25, 0.5, 1), "recency": (0, 0.1, 0.25, 0.5), "frequency": (0, 0.1, 0.25, 0.5),
+             "saliency": (0, 0.1, 0.25, 0.5)}
+
+
+def record(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
+           store_kwargs: dict | None = None, weights: dict[str, float] | None = None) -> list[dict]:
+    """One replay that records every candidate's raw components per query (accesses by `weights`)."""
+    return replay(turns, queries, encoder, weights or DEFAULT_WEIGHTS, workdir, retrieve_k, store_kwargs,
+                  desc="record", collect=True)
+
+
+def rerank_score(recorded: list[dict], weights: dict[str, float], metric: str = "recall@5") -> np.ndarray:
+    """Per query `metric` when the recorded candidates are ranked by `weights` (no replay)."""
+    k = int(metric.split("@")[1]) if "@" in metric else None
+    out = np.zeros(len(recorded))
+    for n, q in enumerate(recorded):
+        if not q.get("raw"):
+            continue
+        score, _ = combine(q["raw"], {c: w for c, w in weights.items() if c in q["raw"] or c == "neighbours"},
+                           q["neighbours"])
+        hit = q["is_evidence"][np.lexsort((-q["raw"]["relevance"], -score))]
+        if k is not None:
+            out[n] = hit[:k].sum() / len(q["ranks"])
+        else:
+            first = np.flatnonzero(hit)
+            out[n] = 1.0 / (first[0] + 1) if len(first) else 0.0
+    return out
+
+
+def ascend(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple] | None = None,
+           start: dict[str, float] | None = None, passes: int = 2) -> tuple[dict[str, float], float, int]:
+    """Coordinate ascent on the recorded queries: (weights, mean metric, settings tried)."""
+    grid = grid or TUNE_GRID
+    w = {"relevance": 1.0, **{c: float((start or DEFAULT_WEIGHTS).get(c, 0.0)) for c in grid}}
+    best, tried = float(rerank_score(recorded, w, metric).mean()), 1
+    for _ in range(passes):
+        changed = False
+        for c, values in grid.items():
+            for v in values:
+                if v == w[c]:
+                    continue
+                trial = {**w, c: float(v)}
+                score = float(rerank_score(recorded, trial, metric).mean())
+                tried += 1
+                if score > best + 1e-9:
+                    w, best, changed = trial, score, True
+        if not changed:
+            break
+    return {c: v for c, v in w.items() if v}, best, tried
 
 
 def tune_weights(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
                  store_kwargs: dict | None = None, grid: dict[str, tuple] | None = None, metric: str = "recall@5"
                  ) -> tuple[dict[str, float], dict]:
-    """Weights (relevance fixed at 1) that maximise `metric` on these (training) sessions, by grid search.
+    """Weights (relevance fixed at 1) that maximise `metric` on these (training) sessions.
 
-    The sessions are replayed once with hybrid weights (relevance + lexical) to record every candidate's raw
-    components; each weight setting then re-ranks the recorded candidates. The frequency component is therefore
-    the one that this single replay's retrievals produced, an approximation of the access counts the tuned
-    weights would produce themselves.
+    The sessions are replayed once with the default weights to record every candidate's raw components; each
+    weight setting then re-ranks the recorded candidates. The frequency component is therefore the one that this
+    replay's retrievals produced, an approximation of the access counts the tuned weights would produce themselves.
     """
-    grid = grid or TUNE_GRID
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
-    recorded = replay(turns, queries, cached, {"relevance": 1.0, "lexical": 1.0}, workdir, retrieve_k,
-                      {**(store_kwargs or {})}, desc="tune", collect=True)
-    k = int(metric.split("@")[1]) if "@" in metric else None
-    names = list(grid)
-    norm = [{c: minmax(q["raw"][c]) for c in ("relevance", *names)} for q in recorded if q.get("raw")]
-    flags = [q["is_evidence"] for q in recorded if q.get("raw")]
-    best, best_score, tried = None, -1.0, 0
-    import itertools
-
-    for values in itertools.product(*(grid[n] for n in names)):
-        w = dict(zip(names, values))
-        total = 0.0
-        for comp, ev in zip(norm, flags):
-            score = comp["relevance"] + sum(w[n] * comp[n] for n in names if w[n])
-            order = np.argsort(-score, kind="stable")
-            hit = ev[order]
-            if k is not None:
-                total += hit[:k].sum() / max(ev.sum(), 1)
-            else:
-                first = np.flatnonzero(hit)
-                total += 1.0 / (first[0] + 1) if len(first) else 0.0
-        tried += 1
-        if total > best_score + 1e-12:
-            best, best_score = w, total
-    weights = {"relevance": 1.0, **{n: float(v) for n, v in best.items() if v}}
-    info = {"tuned_on_queries": len(flags), "tuned_metric": metric, "tuned_score": best_score / max(len(flags), 1),
+    recorded = record(turns, queries, cached, workdir, retrieve_k, store_kwargs)
+    weights, score, tried = ascend(recorded, metric, grid)
+    info = {"tuned_on_queries": len(recorded), "tuned_metric": metric, "tuned_score": score,
             "settings_tried": tried}
-    logger.info("tuned weights %s (%s %.3f on %d training queries, %d settings)", weights, metric,
-                info["tuned_score"], len(flags), tried)
+    logger.info("tuned weights %s (%s %.3f on %d training queries, %d settings)", weights, metric, score,
+                len(recorded), tried)
     return weights, info
+
+
+def tune_loo(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple] | None = None
+             ) -> tuple[list[dict], dict]:
+    """Leave-one-session-out: each session's queries ranked by weights tuned on the other sessions only.
+
+    Returns (per-query results like `replay`'s, {session: weights}). With one session there is nothing to tune on:
+    the default weights score it."""
+    sessions = list(dict.fromkeys(q["session_id"] for q in recorded))
+    per_query, folds = [], {}
+    for sid in sessions:
+        train = [q for q in recorded if q["session_id"] != sid]
+        held = [q for q in recorded if q["session_id"] == sid]
+        weights = ascend(train, metric, grid)[0] if train else dict(DEFAULT_WEIGHTS)
+        folds[sid] = weights
+        for q in held:
+            score, _ = combine(q["raw"], {c: w for c, w in weights.items() if c in q["raw"] or c == "neighbours"},
+                               q["neighbours"]) if q.get("raw") else (np.zeros(0), {})
+            ranked_ev = q["is_evidence"][np.lexsort((-q["raw"]["relevance"], -score))] if q.get("raw") else []
+            pos = [int(j) + 1 for j in np.flatnonzero(ranked_ev)]
+            per_query.append({"query_id": q["query_id"], "type": q["type"], "candidates": q["candidates"],
+                              "ranks": pos + [None] * (len(q["ranks"]) - len(pos)), "session_id": sid})
+        logger.info("loo fold %s: weights %s tuned on %d queries of the other sessions", sid, weights, len(train))
+    return per_query, folds
 
 
 def summarise(per_query: list[dict], ks=KS) -> dict:
@@ -174,26 +237,43 @@ def summarise(per_query: list[dict], ks=KS) -> dict:
 
 def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict[str, dict[str, float]] | None = None,
              workdir: str | Path = "/tmp/mmemory-memory-eval", retrieve_k: int = 5, store_kwargs: dict | None = None,
-             ks=KS) -> dict:
-    """All methods side by side: {"methods": {name: summary}, "by_type": {name: {type: summary}}, "per_query"}."""
+             ks=KS, tune: str | None = None) -> dict:
+    """All methods side by side: {"methods": {name: summary}, "by_type": {name: {type: summary}}, "per_query"}.
+    tune="loo" adds `tuned (loo)` (see the module docstring); result["loo_weights"] gives each session's weights."""
     methods = methods or DEFAULT_METHODS
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
-    cached.warm([t["text"] for t in turns] + [t["caption"] for t in turns if t.get("caption")]
-                + [q["question"] for q in queries], [t["image"] for t in turns if t.get("image")])
+    texts = [memory_key(t["speaker"], str(t["text"]).strip(), (t.get("caption") or "").strip() or None)
+             for t in turns] + [q["question"] for q in queries]
+    cached.warm(sorted(set(texts), key=len), [t["image"] for t in turns if t.get("image")])  # less padding
     result = {"methods": {}, "by_type": {}, "per_query": {}}
     for name, weights in methods.items():
         t0 = time.perf_counter()
         per_query = replay(turns, queries, cached, weights, Path(workdir) / _safe(name), retrieve_k, store_kwargs,
                            desc=name)
         dt = time.perf_counter() - t0
-        result["methods"][name] = summarise(per_query, ks)
-        types = sorted({q["type"] for q in per_query})
-        result["by_type"][name] = {t: summarise([q for q in per_query if q["type"] == t], ks) for t in types}
-        result["per_query"][name] = per_query
+        _add(result, name, per_query, ks)
         logger.info("%-12s %s (%.1fs, %.0f queries/s)", name,
                     {k: round(v, 3) for k, v in result["methods"][name].items()}, dt, len(queries) / max(dt, 1e-9))
+    if tune == "loo":
+        t0 = time.perf_counter()
+        recorded = record(turns, queries, cached, Path(workdir) / "record", retrieve_k, store_kwargs)
+        per_query, folds = tune_loo(recorded)
+        name = "tuned (loo)"
+        _add(result, name, per_query, ks)
+        result["loo_weights"] = folds
+        logger.info("%-12s %s (%.1fs)", name, {k: round(v, 3) for k, v in result["methods"][name].items()},
+                    time.perf_counter() - t0)
+    elif tune is not None:
+        raise ValueError(f"tune must be None or 'loo', got {tune!r}")
     result["images_embedded"] = cached.images_supported
     return result
+
+
+def _add(result: dict, name: str, per_query: list[dict], ks=KS) -> None:
+    result["methods"][name] = summarise(per_query, ks)
+    types = sorted({q["type"] for q in per_query})
+    result["by_type"][name] = {t: summarise([q for q in per_query if q["type"] == t], ks) for t in types}
+    result["per_query"][name] = per_query
 
 
 def _safe(name: str) -> str:
@@ -208,20 +288,21 @@ def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict,
     table = []
     for name, s in result["methods"].items():
         row = {"method": name + (" (chosen on val)" if name == chosen else ""),
-               "weights": " ".join(f"{c}={w:g}" for c, w in methods[name].items()),
+               "weights": " ".join(f"{c}={w:g}" for c, w in methods[name].items()) if name in methods
+               else "per session, tuned on the others",
                **{k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}}
-        if val is not None:
+        if val is not None and name in val:
             row["val recall@5"] = round(val[name]["recall@5"], 4)
         table.append(row)
     types = sorted({t for by in result["by_type"].values() for t in by})
     by_type = [{"method": name, **{f"{t} r@5": round(by[t]["recall@5"], 4) for t in types if t in by},
                 **{f"{t} n": by[t]["queries"] for t in types if t in by}}
                for name, by in result["by_type"].items()]
-    head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full")
+    head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full (default)")
             if m in result["methods"]}
     if chosen:
         head[f"memory chosen-on-val ({chosen}) r@5"] = result["methods"][chosen]["recall@5"]
-    return {"tables": {f"Retrieval ablation on {data} (mean over queries)": table,
+    return {"tables": {f"Retrieval on {data} (mean over queries)": table,
                        f"Recall@5 by query type ({data})": by_type},
             "headline": head, **({"chosen_method": chosen} if chosen else {}), **info}
 

@@ -9,8 +9,10 @@
 Layout of `path` (a directory): `memory.sqlite` (the truth: memories, their vectors, a generation counter) and
 `index.faiss` + `index.faiss.json` (a cache of the vectors, rebuilt from the database when missing or out of step).
 
-Each memory has one vector per modality (its text, its caption, its image), all in the encoder's shared space;
-relevance is the best cosine over them. Every write is one SQLite transaction, so a crash in the middle of `add`
+Each memory has a key vector, the encoded `memory_key` ("speaker: text [shares a photo: caption]"), and an image
+vector when the encoder has an image tower, all in the encoder's shared space; relevance is the best cosine over them.
+The key carries the speaker because questions about a conversation name people, and the caption because it is the
+photo's words; a separate caption vector (a short phrase close to every short question) is not kept. Every write is one SQLite transaction, so a crash in the middle of `add`
 never loses memories committed before it; the index catches up from the database when it is opened again.
 """
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
-from mmemory.memory.scoring import bm25_scores, check_weights, combine, frequency, recency
+from mmemory.memory import lexical
+from mmemory.memory.scoring import DEFAULT_WEIGHTS, check_weights, combine, frequency, recency, saliency
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,9 @@ DB_NAME = "memory.sqlite"
 INDEX_NAME = "index.faiss"
 SCHEMA_VERSION = 1
 VECTOR_SLOTS = 8                                        # vector ids per memory: id * 8 + slot
-MODALITY_SLOT = {"text": 0, "caption": 1, "image": 2}
+MODALITY_SLOT = {"text": 0, "caption": 1, "image": 2}   # "text" holds the key vector; slot 1 is no longer written
+RECENCY_UNITS = ("hours", "turns", "span")
+DEFAULT_HALF_LIFE = {"hours": 24.0, "turns": 50.0, "span": 0.5}   # half_life=None: this, for the unit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -130,6 +135,12 @@ def to_iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def memory_key(speaker: str, text: str, caption: str | None) -> str:
+    """The text a memory is found by: "speaker: text [shares a photo: caption]"."""
+    key = f"{speaker}: {text}".strip() if text else f"{speaker}:"
+    return f"{key} [shares a photo: {caption}]" if caption else key
+
+
 def heuristic_saliency(novelty: float, has_image: bool) -> float:
     """Default saliency on the teacher's 1-10 scale: novel content and shared images are worth remembering."""
     return 1.0 + 9.0 * (0.6 * float(np.clip(novelty, 0.0, 1.0)) + 0.4 * float(has_image))
@@ -141,8 +152,11 @@ class MemoryStore:
     encoder: anything with `encode_texts(list[str])`, `encode_images(list[path])` and `.dim`
         (`mmemory.encoders.load_encoder(kind, path)`); None to pass vectors yourself (`vector=`, `query_vector=`).
     index: an IndexConfig, a dict of its fields, or just the type name.
-    half_life / recency_unit: recency decays by half every `half_life` hours ("hours") or turns ("turns").
-    update_access: retrieval increments the access count and last-access time of the returned memories.
+    half_life / recency_unit: recency decays by half every `half_life` hours ("hours"), turns ("turns") or
+        fractions of the session's time span so far ("span": 0.5 = half the conversation ago).
+    update_access: retrieval increments the access count and last-access time of the returned memories. Only the
+        memories that rank in the top k WITHOUT the frequency component are counted, so frequency never feeds on
+        its own retrievals (`accessed()`); `mark_accessed` counts what a caller confirms.
     n_candidates: FAISS candidates rescored per search when the filtered store is larger than `exhaustive_below`
         (below it, every memory that passes the filters is scored exactly).
     saliency_fn: optional rater `(text, caption, image) -> 1..10` (e.g. a teacher LLM); default: heuristic.
@@ -162,7 +176,7 @@ class MemoryStore:
         encoder: Any = None,
         dim: int | None = None,
         index: IndexConfig | dict | str | None = None,
-        half_life: float = 24.0,
+        half_life: float | None = None,
         recency_unit: str = "hours",
         update_access: bool = True,
         n_candidates: int = 100,
@@ -182,11 +196,12 @@ class MemoryStore:
             self.path.mkdir(parents=True, exist_ok=True)
         else:
             require_store(self.path)
-        if recency_unit not in ("hours", "turns"):
-            raise ValueError(f"recency_unit must be 'hours' or 'turns', got {recency_unit!r}")
-        self.encoder, self.half_life, self.recency_unit = encoder, float(half_life), recency_unit
+        if recency_unit not in RECENCY_UNITS:
+            raise ValueError(f"recency_unit must be one of {', '.join(RECENCY_UNITS)}, got {recency_unit!r}")
+        self.encoder, self.recency_unit = encoder, recency_unit
+        self.half_life = float(DEFAULT_HALF_LIFE[recency_unit] if half_life is None else half_life)
         self.update_access, self.n_candidates, self.exhaustive_below = update_access, n_candidates, exhaustive_below
-        self.weights = check_weights(weights or {"relevance": 1, "recency": 1, "frequency": 1, "saliency": 1})
+        self.weights = check_weights(weights or DEFAULT_WEIGHTS)
         self.saliency_fn, self.save_every, self.readonly = saliency_fn, save_every, readonly
         self.index_cfg = index if isinstance(index, IndexConfig) else (
             IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index))
@@ -227,6 +242,7 @@ class MemoryStore:
         self._unsaved = 0
         self.rebuilds = 0             # full index rebuilds done by this object
         self.images_embedded = True   # False once a text-only encoder refused an image
+        self._tokens: dict[int, list[str]] = {}   # memory id -> lexical tokens of its key (memories never change)
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
@@ -449,8 +465,8 @@ class MemoryStore:
                                  session=str(it.get("session", "default")), speaker=str(it.get("speaker", "user"))))
         # Encode what has no vector yet, in batches per modality.
         vecs: list[dict[str, np.ndarray]] = [{} for _ in prepared]
-        todo_text = [(j, "text", p["text"]) for j, p in enumerate(prepared) if p["text"] and p.get("vector") is None]
-        todo_text += [(j, "caption", p["caption"]) for j, p in enumerate(prepared) if p["caption"]]
+        todo_text = [(j, "text", memory_key(p["speaker"], p["text"], p["caption"])) for j, p in enumerate(prepared)
+                     if (p["text"] or p["caption"]) and p.get("vector") is None]
         if todo_text:
             enc = self._encode_texts([t for _, _, t in todo_text], prepared[todo_text[0][0]]["what"])
             for (j, mod, _), v in zip(todo_text, enc):
@@ -561,7 +577,8 @@ class MemoryStore:
                before: Any = None, update_access: bool | None = None) -> list[Retrieved]:
         """Top-k memories by the weighted sum of min-max normalised components.
 
-        Give exactly one of query_text, query_image, query_vector. `session` and `before` (strictly older than this
+        Give exactly one of query_text, query_image, query_vector (the lexical, speaker and temporal components
+        need query_text: the store's default weights drop them for the others, explicit weights may not ask for them). `session` and `before` (strictly older than this
         time) filter the memories; `now` (default: the current time) is the time recency is measured from.
         """
         given = [x is not None for x in (query_text, query_image, query_vector)]
@@ -571,7 +588,8 @@ class MemoryStore:
             raise MemoryInputError("search: query_text is empty; ask something")
         if k < 1:
             raise MemoryInputError(f"search: k must be >= 1, got {k}")
-        weights = check_weights(weights) if weights is not None else self.weights
+        explicit = weights is not None
+        weights = check_weights(weights) if explicit else self.weights
         if query_vector is not None:
             q = self._check_vector(query_vector, "search query")
         elif query_text is not None:
@@ -579,27 +597,63 @@ class MemoryStore:
         else:
             q = self._check_vector(self._encode_images([query_image], "search query")[0], "search query")
         now_ts = to_unix(now)
-        cand = self._candidates(q, session, None if before is None else to_unix(before))
-        if not cand:
-            return []
-        mids = list(cand)
-        rows = {r[0]: r for r in self._rows(mids)}
-        mids = [m for m in mids if m in rows]
-        raw = {"relevance": np.array([cand[m] for m in mids])}
-        raw["recency"] = recency(self._ages(mids, rows, now_ts), self.half_life)
+        with self._snapshot():  # candidates, rows and turn counts of one committed state
+            cand = self._candidates(q, session, None if before is None else to_unix(before))
+            if not cand:
+                return []
+            mids = list(cand)
+            rows = {r[0]: r for r in self._rows(mids)}
+            mids = [m for m in mids if m in rows]
+            raw = {"relevance": np.array([cand[m] for m in mids])}
+            raw["recency"] = recency(self._ages(mids, rows, now_ts), self.half_life)
         raw["frequency"] = frequency(np.array([rows[m][8] for m in mids]))
-        raw["saliency"] = np.array([rows[m][10] for m in mids], dtype=np.float64)
-        if weights.get("lexical", 0) > 0:
-            if query_text is None:
-                raise MemoryInputError("search: the lexical component needs query_text")
-            raw["lexical"] = bm25_scores(query_text, [" ".join(x for x in (rows[m][5], rows[m][7]) if x) for m in mids])
-        score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw})
+        raw["saliency"] = saliency(np.array([rows[m][10] for m in mids], dtype=np.float64))
+        if query_text is not None:
+            raw.update(self._text_cues(query_text, mids, rows))
+        elif explicit and any(weights.get(c, 0) > 0 for c in ("lexical", "speaker", "temporal")):
+            raise MemoryInputError("search: the lexical, speaker and temporal components need query_text")
+        position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
+        neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
+                           for d in (-1, 1))
+        score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c == "neighbours"}, neighbours)
         order = np.lexsort((-raw["relevance"], -score))[:k]   # ties: more relevant first
         hits = [Retrieved(self._memory(rows[mids[i]]), float(score[i]),
                           {c: float(norm[c][i]) for c in raw}, {c: float(raw[c][i]) for c in raw}) for i in order]
         if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
-            self.mark_accessed([h.memory.id for h in hits], now_ts)
+            counted = score if not weights.get("frequency") else combine(
+                raw, {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+                or {"relevance": 1.0}, neighbours)[0]
+            top = np.lexsort((-raw["relevance"], -counted))[:k]
+            self.mark_accessed([mids[i] for i in top], now_ts)
         return hits
+
+    def accessed(self, hits: list[Retrieved], k: int, weights: dict[str, float] | None = None) -> list[int]:
+        """The ids a search that returned `hits` counts as accessed: its top k by the score without the frequency
+        component (so a memory is never retrieved because it was retrieved before, and then counted again)."""
+        w_f = (check_weights(weights) if weights is not None else self.weights).get("frequency", 0.0)
+        if not w_f:
+            return [h.memory.id for h in hits[:k]]
+        ranked = sorted(hits, key=lambda h: (-(h.score - w_f * h.components.get("frequency", 0.0)),
+                                             -h.raw["relevance"]))
+        return [h.memory.id for h in ranked[:k]]
+
+    def _text_cues(self, query: str, mids: list[int], rows: dict) -> dict[str, np.ndarray]:
+        """Lexical BM25 over the memories' keys, whether the question names the speaker, and time cues."""
+        for m in mids:
+            if m not in self._tokens:
+                r = rows[m]
+                self._tokens[m] = lexical.tokenize(memory_key(r[4], r[5], r[7]))
+        out = {"lexical": lexical.bm25(lexical.tokenize(query), [self._tokens[m] for m in mids])}
+        named = {sp: lexical.names_speaker(query, sp) for sp in {rows[m][4] for m in mids}}
+        out["speaker"] = np.array([named[rows[m][4]] for m in mids], dtype=np.float64)
+        temporal = np.zeros(len(mids))
+        if lexical.asks_when(query):   # "when did ...": the turn that says when (yesterday, last May, 2022)
+            temporal = np.array([lexical.time_cue(rows[m][5]) for m in mids], dtype=np.float64)
+        dates = lexical.named_dates(query)
+        if dates:                      # "... in May 2023": memories from that period
+            temporal = np.maximum(temporal, [lexical.date_matches(rows[m][3], dates) for m in mids])
+        out["temporal"] = temporal
+        return out
 
     def _candidates(self, q: np.ndarray, session: str | None, before: float | None) -> dict[int, float]:
         """{memory id: relevance (best cosine over its vectors)} for the memories to score."""
@@ -673,10 +727,13 @@ class MemoryStore:
     def _ages(self, mids: list[int], rows: dict, now_ts: float) -> np.ndarray:
         if self.recency_unit == "hours":
             return np.array([(now_ts - rows[m][3]) / 3600.0 for m in mids])
-        latest = {}
-        for s in {rows[m][1] for m in mids}:
-            latest[s] = self.db.execute("SELECT COALESCE(MAX(turn), 0) FROM memories WHERE session=? AND timestamp<=?",
-                                        (s, now_ts)).fetchone()[0]
+        sessions = {rows[m][1] for m in mids}
+        if self.recency_unit == "span":   # fraction of the session's time so far: scale-free on any conversation
+            first = {s: self.db.execute("SELECT MIN(timestamp) FROM memories WHERE session=?", (s,)).fetchone()[0]
+                     for s in sessions}
+            return np.array([(now_ts - rows[m][3]) / max(now_ts - first[rows[m][1]], 1.0) for m in mids])
+        latest = {s: self.db.execute("SELECT COALESCE(MAX(turn), 0) FROM memories WHERE session=? AND timestamp<=?",
+                                     (s, now_ts)).fetchone()[0] for s in sessions}
         return np.array([latest[rows[m][1]] + 1 - rows[m][2] for m in mids], dtype=np.float64)
 
     # --- reading -----------------------------------------------------------------------------------------------
