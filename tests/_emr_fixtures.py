@@ -25,3 +25,16 @@ def make_toy_world(root: Path, n_train: int = 12, n_val: int = 4) -> dict:
     build_tiny_llama(tok, SIZES, root / "llm", seed=0)
     paths.update(clip=root / "clip", llm=root / "llm", tokenizer=root / "tokenizer")
     return {k: str(v) for k, v in paths.items()}
+
+
+def embedded_toy_world(root: Path, n_train: int = 12, n_val: int = 4, shard_size: int = 16) -> dict:
+    """`make_toy_world` plus the train and val embedding shards of its tiny CLIP (keys train_emb, val_emb)."""
+    from mmemory.emr.data import extract_split
+    from mmemory.encoders import load_encoder
+
+    w = make_toy_world(root, n_train=n_train, n_val=n_val)
+    enc = load_encoder("clip", w["clip"])
+    for split in ("train", "val"):
+        w[f"{split}_emb"] = str(Path(root) / "emb" / split)
+        extract_split(w[split], w[f"{split}_emb"], enc, shard_size=shard_size)
+    return w

@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-from _emr_fixtures import make_toy_world
+from _emr_fixtures import embedded_toy_world
+from _kill import kill_on_call
 from mmemory.emr import train as train_mod
-from mmemory.emr.data import dialog_records, extract_split
+from mmemory.emr.data import dialog_records
 from mmemory.emr.lm import TextCodec, assemble
 from mmemory.emr.train import check_disjoint, round_batches, train_emr
-from mmemory.encoders import load_encoder
 from mmemory.shards import ShardedEmbeddings
 from mmemory.visdial import load_visdial
 
@@ -29,13 +29,7 @@ TRAIN = dict(caption_epochs=0, epochs=1, batch_size=4, lr=1e-3, llm_lr=None, war
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("emr_world")
-    w = make_toy_world(root, n_train=12, n_val=4)
-    enc = load_encoder("clip", w["clip"])
-    for split in ("train", "val"):
-        w[f"{split}_emb"] = str(root / "emb" / split)
-        extract_split(w[split], w[f"{split}_emb"], enc, shard_size=16)
-    return w
+    return embedded_toy_world(tmp_path_factory.mktemp("emr_world"))
 
 
 def test_target_is_the_answer_not_the_question(world):
@@ -83,16 +77,8 @@ def test_train_and_val_images_are_disjoint(world):
 
 def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypatch):
     out = tmp_path / "after"
-    calls = {"n": 0}
     real = train_mod.answer_loss
-
-    def dying_loss(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:  # dies during the 3rd training step (1 val-loss call at step 0 comes first)
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(train_mod, "answer_loss", dying_loss)
+    kill_on_call(monkeypatch, train_mod, "answer_loss", 4)  # step-0 val, step 1, its val, killed in step 2
     with pytest.raises(KeyboardInterrupt):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
                   TRAIN)
@@ -123,19 +109,11 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
 
 def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog, monkeypatch):
     out = tmp_path / "v"
-    calls, real = {"n": 0}, train_mod.answer_loss
-
-    def dying_loss(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:  # step-0 val, step 1, its val, killed in step 2: the checkpoint is at step 1
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(train_mod, "answer_loss", dying_loss)
+    kill_on_call(monkeypatch, train_mod, "answer_loss", 4)  # the checkpoint is at step 1
     with pytest.raises(KeyboardInterrupt):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
                   TRAIN)
-    monkeypatch.setattr(train_mod, "answer_loss", real)
+    monkeypatch.undo()
     import logging
 
     with caplog.at_level(logging.WARNING):

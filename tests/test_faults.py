@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from _emr_fixtures import make_toy_world
+from _emr_fixtures import embedded_toy_world
+from _kill import kill_on_call
 from _reminder_fixtures import PROMPTS, make_reminder_world, shared_world
 
 from mmemory.emr import train as train_mod
@@ -40,13 +41,7 @@ TRAIN = dict(caption_epochs=0, epochs=2, batch_size=4, lr=1e-3, llm_lr=None, war
 
 @pytest.fixture(scope="module")
 def emr_world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults_emr")
-    w = make_toy_world(root, n_train=12, n_val=4)
-    enc = load_encoder("clip", w["clip"])
-    for split in ("train", "val"):
-        w[f"{split}_emb"] = str(root / "emb" / split)
-        extract_split(w[split], w[f"{split}_emb"], enc, shard_size=16)
-    return w
+    return embedded_toy_world(tmp_path_factory.mktemp("faults_emr"))
 
 
 def _relabel(path: str, pick) -> None:
@@ -139,16 +134,8 @@ def test_changed_val_content_regenerates_an_interrupted_prediction(tmp_path, cap
     val.write_text(Path(w["val"]).read_text())
     out = {k: str(tmp_path / f"{k}.json") for k in ("predictions", "generations", "metrics")}
     gen = GenerationConfig(max_new_tokens=2, num_beams=1, batch_size=2)
-    real, calls = GenerationMixin.generate, []
-
-    def killed_in_second_batch(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(self, *a, **k)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(GenerationMixin, "generate", killed_in_second_batch)
+        kill_on_call(mp, GenerationMixin, "generate", 2)  # the first batch lands, then a kill
         with pytest.raises(KeyboardInterrupt):
             run_predict("prompt", str(val), w["vlm"], PROMPTS, gen, out, str(tmp_path / "progress"))
     data = json.loads(val.read_text())

@@ -5,6 +5,7 @@ Run: pytest tests/test_reminder_predict.py
 import json
 
 import pytest
+from _kill import kill_on_call
 from _reminder_fixtures import PROMPTS, shared_world
 
 from mmemory.io import read_jsonl
@@ -46,16 +47,8 @@ def test_seed_format_output_and_resume(world, tmp_path):
     args = (tmp_path / "P.json", tmp_path / "raw.jsonl", tmp_path / "progress", "fp")
     from transformers import GenerationMixin
 
-    real, calls = GenerationMixin.generate, []
-
-    def killed_in_second_batch(self, *a, **k):  # GEN.batch_size 2: the first batch of two lands, then a kill
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(self, *a, **k)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(GenerationMixin, "generate", killed_in_second_batch)
+        kill_on_call(mp, GenerationMixin, "generate", 2)  # GEN.batch_size 2: the first batch of two lands, then a kill
         with pytest.raises(KeyboardInterrupt):
             predict_reminder(samples, "prompt", world["vlm"], *args, book, GEN)
     assert len(read_jsonl(tmp_path / "progress" / "generations.jsonl")) == 2
