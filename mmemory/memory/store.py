@@ -616,26 +616,34 @@ class MemoryStore:
         neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
                            for d in (-1, 1))
         score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c == "neighbours"}, neighbours)
-        order = np.lexsort((-raw["relevance"], -score))[:k]   # ties: more relevant first
+        mid_arr = np.array(mids, dtype=np.int64)
+        order = np.lexsort((mid_arr, -raw["relevance"], -score))[:k]   # ties: more relevant, then older first
         hits = [Retrieved(self._memory(rows[mids[i]]), float(score[i]),
                           {c: float(norm[c][i]) for c in raw}, {c: float(raw[c][i]) for c in raw}) for i in order]
         if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
-            counted = score if not weights.get("frequency") else combine(
-                raw, {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
-                or {"relevance": 1.0}, neighbours)[0]
-            top = np.lexsort((-raw["relevance"], -counted))[:k]
-            self.mark_accessed([mids[i] for i in top], now_ts)
+            counted = score
+            if weights.get("frequency"):   # rank every candidate without frequency: it never feeds on itself
+                rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+                counted = combine(raw, rest, neighbours)[0] if any(
+                    v for c, v in rest.items() if c != "neighbours") else np.zeros(len(mids))
+            self.mark_accessed([mids[i] for i in np.lexsort((mid_arr, -raw["relevance"], -counted))[:k]], now_ts)
         return hits
 
     def accessed(self, hits: list[Retrieved], k: int, weights: dict[str, float] | None = None) -> list[int]:
-        """The ids a search that returned `hits` counts as accessed: its top k by the score without the frequency
-        component (so a memory is never retrieved because it was retrieved before, and then counted again)."""
-        w_f = (check_weights(weights) if weights is not None else self.weights).get("frequency", 0.0)
-        if not w_f:
+        """The ids among `hits` (every candidate of a search, as `evaluate` asks for) that rank in the top k by the
+        score without the frequency component: what search() itself counts as accessed."""
+        weights = check_weights(weights) if weights is not None else self.weights
+        if not weights.get("frequency") or not hits:
             return [h.memory.id for h in hits[:k]]
-        ranked = sorted(hits, key=lambda h: (-(h.score - w_f * h.components.get("frequency", 0.0)),
-                                             -h.raw["relevance"]))
-        return [h.memory.id for h in ranked[:k]]
+        raw = {c: np.array([h.raw[c] for h in hits]) for c in hits[0].raw}
+        position = {(h.memory.session, h.memory.turn): i for i, h in enumerate(hits)}
+        neighbours = tuple(np.array([position.get((h.memory.session, h.memory.turn + d), -1) for h in hits])
+                           for d in (-1, 1))
+        use = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+        counted = combine(raw, use, neighbours)[0] if any(v for c, v in use.items() if c != "neighbours") \
+            else np.zeros(len(hits))
+        ids = np.array([h.memory.id for h in hits], dtype=np.int64)
+        return [hits[i].memory.id for i in np.lexsort((ids, -raw["relevance"], -counted))[:k]]
 
     def _text_cues(self, query: str, mids: list[int], rows: dict) -> dict[str, np.ndarray]:
         """Lexical BM25 over the memories' keys, whether the question names the speaker, and time cues."""
