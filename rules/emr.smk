@@ -150,7 +150,7 @@ if stage_active("emr"):
         params:
             llm=model_param("llm", model_path("llm")),
             bridge=EMR["bridge"],
-            train=lambda w: {**EMR["train"], "seed": int(w.seed)},
+            train=lambda w: {"seed": int(w.seed)},  # only the seed: it rebuilds the "before" bridge
             eval=EMR["eval"],
             llm_4bit=EMR["llm_4bit"],
             llm_dtype=EMR["llm_dtype"],
