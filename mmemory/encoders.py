@@ -200,6 +200,18 @@ class MiniLMEncoder(Encoder):
         self.dim = int(self.model.config.hidden_size)
         self.max_length = max_length
 
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Strings -> [N, dim] float32, batched by token length (short texts are not padded to long ones' length);
+        rows come back in the input order."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out[order] = self._batched([texts[i] for i in order], self._texts)
+        return out
+
     def _texts(self, texts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}

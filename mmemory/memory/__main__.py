@@ -147,6 +147,9 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
     p.add_argument("--tune", default=None, choices=["loo"],
                    help="loo: add `tuned (loo)`, weights chosen per session on the other sessions' queries")
+    p.add_argument("--embedding-cache", default=None,
+                   help="an .npz file of text embeddings kept across runs with the same encoder (default: none; "
+                        "every run encodes its texts)")
     p.add_argument("--name", default=None, help="the data's name in the table titles (default: the turns file's "
                                                 "folder name)")
     args = ap.parse_args(argv)
@@ -173,7 +176,8 @@ def _run(args) -> int:
         unit = args.recency_unit or "span"
         t0 = time.perf_counter()
         res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,
-                       {"index": args.index, "half_life": args.half_life, "recency_unit": unit}, tune=args.tune)
+                       {"index": args.index, "half_life": args.half_life, "recency_unit": unit}, tune=args.tune,
+                       embedding_cache=args.embedding_cache)
         name = args.name or Path(args.turns).resolve().parent.name
         info = {"encoder": args.encoder, "turns": len(turns), "queries": len(queries),
                 "sessions": len({t["session_id"] for t in turns}), "recency": f"{args.half_life or 'default'} "

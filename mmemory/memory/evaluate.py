@@ -90,8 +90,9 @@ def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[s
     """Run one method over the sessions; returns per query {query_id, type, ranks of evidence (1-based or None)}."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+    # a scratch store, deleted at the end: no fsync per commit (synchronous OFF changes no result)
     store = MemoryStore(workdir, encoder=encoder, weights=check_weights(weights), update_access=False,
-                        **(store_kwargs or {}))
+                        **{"synchronous": "OFF", **(store_kwargs or {})})
     events = sorted([(t["_ts"], 0, i) for i, t in enumerate(turns)] + [(q["_ts"], 1, i) for i, q in enumerate(queries)])
     pending: list[dict] = []
     turn_of_memory: dict[int, str] = {}
@@ -107,22 +108,27 @@ def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[s
                 turn_of_memory[mid] = item["source"]
             pending = []
         q = queries[i]
-        hits = store.search(query_text=q["question"], now=q["_ts"], before=q["_ts"], session=q["session_id"],
-                            k=1_000_000, update_access=False)
-        ranked = [turn_of_memory[h.memory.id] for h in hits]
+        if collect:  # raw components of every candidate, for re-ranking without replaying (no hit objects)
+            scored = store.score_candidates(q["question"], now=q["_ts"], before=q["_ts"], session=q["session_id"])
+            ranked_c = scored.take(scored.order()) if scored is not None else None
+            ranked = [turn_of_memory[int(m)] for m in ranked_c.ids] if ranked_c is not None else []
+        else:
+            hits = store.search(query_text=q["question"], now=q["_ts"], before=q["_ts"], session=q["session_id"],
+                                k=1_000_000, update_access=False)
+            ranked = [turn_of_memory[h.memory.id] for h in hits]
         pos = {tid: r for r, tid in enumerate(ranked, 1)}
         out.append({"query_id": q["query_id"], "type": q.get("type", "all"), "candidates": len(ranked),
                     "ranks": [pos.get(e) for e in q["evidence"]], "top": ranked[:5]})
-        if collect:  # raw components of every candidate, for weight tuning without replaying
+        if collect:
             ev = set(q["evidence"])
-            out[-1]["raw"] = {c: np.array([h.raw[c] for h in hits]) for c in COMPONENTS if hits and c in hits[0].raw}
+            out[-1]["raw"] = {c: ranked_c.raw[c] for c in COMPONENTS if c in ranked_c.raw} if ranked else {}
             out[-1]["is_evidence"] = np.array([tid in ev for tid in ranked])
-            pos_of = {(h.memory.session, h.memory.turn): j for j, h in enumerate(hits)}
-            out[-1]["neighbours"] = tuple(np.array([pos_of.get((h.memory.session, h.memory.turn + d), -1)
-                                                    for h in hits]) for d in (-1, 1))
+            out[-1]["neighbours"] = ranked_c.neighbours if ranked else (np.zeros(0, int), np.zeros(0, int))
             out[-1]["session_id"] = q["session_id"]
-            out[-1]["ids"] = np.array([h.memory.id for h in hits], dtype=np.int64)
-        if retrieve_k:
+            out[-1]["ids"] = ranked_c.ids if ranked else np.zeros(0, dtype=np.int64)
+            if retrieve_k and ranked:
+                store.mark_accessed(store.accessed_ids(ranked_c, retrieve_k), q["_ts"])
+        elif retrieve_k:
             store.mark_accessed(store.accessed(hits, retrieve_k), q["_ts"])
     store.close()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -142,30 +148,91 @@ def record(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | 
                   desc="record", collect=True)
 
 
-def rerank_score(recorded: list[dict], weights: dict[str, float], metric: str = "recall@5") -> np.ndarray:
+class Packed:
+    """Recorded queries packed for re-ranking many weight settings fast, with exactly `combine`'s numbers.
+
+    The normalised components do not depend on the weights, so they are computed once per query and concatenated;
+    a setting's scores are then one elementwise sum over all candidates (the same additions, in the same order, as
+    `combine` makes per query). An evidence turn's rank is the number of candidates of its query that the search's
+    order (score, then relevance, then smaller id) puts before it, counted over (evidence, candidate) pairs."""
+
+    def __init__(self, recorded: list[dict]):
+        from mmemory.memory.scoring import normalise
+
+        self.n_queries = len(recorded)
+        self.n_evidence = np.array([len(q["ranks"]) for q in recorded], dtype=np.float64)
+        used = [(n, q) for n, q in enumerate(recorded) if q.get("raw")]
+        comps = list(dict.fromkeys(c for _, q in used for c in q["raw"]))
+        if any(set(q["raw"]) != set(comps) for _, q in used):
+            raise ValueError("recorded queries carry different components; record them with one store")
+        sizes = [len(q["ids"]) for _, q in used]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.size = int(starts[-1])
+        self.norm = {c: np.concatenate([normalise(c, q["raw"][c]) for _, q in used]) if used else np.zeros(0)
+                     for c in comps}
+        self.relevance = np.concatenate([q["raw"]["relevance"] for _, q in used]) if used else np.zeros(0)
+        self.ids = np.concatenate([q["ids"] for _, q in used]) if used else np.zeros(0, dtype=np.int64)
+        glob = [np.where(nb >= 0, nb + starts[j], self.size) for j, (_, q) in enumerate(used)
+                for nb in q["neighbours"]]
+        self.prev = np.concatenate(glob[0::2]).astype(np.int64) if used else np.zeros(0, dtype=np.int64)
+        self.next = np.concatenate(glob[1::2]).astype(np.int64) if used else np.zeros(0, dtype=np.int64)
+        ev, cand, owner = [], [], []
+        for j, (n, q) in enumerate(used):
+            for e in np.flatnonzero(q["is_evidence"]):
+                others = np.delete(np.arange(sizes[j]), e)
+                ev.append(np.full(len(others), len(owner)))
+                cand.append(others + starts[j])
+                owner.append((n, e + starts[j]))
+        self.pair_ev = np.concatenate(ev) if ev else np.zeros(0, dtype=np.int64)
+        self.pair_cand = np.concatenate(cand) if cand else np.zeros(0, dtype=np.int64)
+        self.ev_query = np.array([n for n, _ in owner], dtype=np.int64)
+        self.ev_pos = np.array([g for _, g in owner], dtype=np.int64)
+        self.pair_at = self.ev_pos[self.pair_ev] if len(owner) else np.zeros(0, dtype=np.int64)
+
+    def scores(self, weights: dict[str, float]) -> np.ndarray:
+        """Every candidate's score under `weights` (what `combine` gives per query)."""
+        score = np.zeros(self.size)
+        for name, w in weights.items():
+            if w and name in self.norm:
+                score += w * self.norm[name]
+        w_nb = weights.get("neighbours", 0.0)
+        if w_nb and self.size:
+            padded = np.append(score, -np.inf)
+            best = np.maximum(padded[self.prev], padded[self.next])
+            score = score + w_nb * np.where(np.isfinite(best), best, 0.0)
+        return score
+
+    def evidence_ranks(self, weights: dict[str, float]) -> np.ndarray:
+        """0-based rank of every recorded evidence candidate among its query's candidates."""
+        s, r, i = self.scores(weights), self.relevance, self.ids
+        c, e = self.pair_cand, self.pair_at
+        before = (s[c] > s[e]) | ((s[c] == s[e]) & ((r[c] > r[e]) | ((r[c] == r[e]) & (i[c] < i[e]))))
+        return np.bincount(self.pair_ev, weights=before, minlength=len(self.ev_pos)).astype(np.int64)
+
+    def metric(self, weights: dict[str, float], metric: str = "recall@5") -> np.ndarray:
+        """Per query `metric` (recall@k, or the reciprocal rank of the first evidence turn)."""
+        ranks = self.evidence_ranks(weights)
+        if "@" in metric:
+            k = int(metric.split("@")[1])
+            return np.bincount(self.ev_query, weights=ranks < k, minlength=self.n_queries) / self.n_evidence
+        first = np.full(self.n_queries, np.inf)
+        np.minimum.at(first, self.ev_query, ranks)
+        return np.where(np.isfinite(first), 1.0 / (first + 1), 0.0)
+
+
+def rerank_score(recorded: list[dict], weights: dict[str, float], metric: str = "recall@5",
+                 packed: Packed | None = None) -> np.ndarray:
     """Per query `metric` when the recorded candidates are ranked by `weights` (no replay)."""
-    k = int(metric.split("@")[1]) if "@" in metric else None
-    out = np.zeros(len(recorded))
-    for n, q in enumerate(recorded):
-        if not q.get("raw"):
-            continue
-        score, _ = combine(q["raw"], {c: w for c, w in weights.items() if c in q["raw"] or c == "neighbours"},
-                           q["neighbours"])
-        hit = q["is_evidence"][np.lexsort((q["ids"], -q["raw"]["relevance"], -score))]
-        if k is not None:
-            out[n] = hit[:k].sum() / len(q["ranks"])
-        else:
-            first = np.flatnonzero(hit)
-            out[n] = 1.0 / (first[0] + 1) if len(first) else 0.0
-    return out
+    return (packed or Packed(recorded)).metric(weights, metric)
 
 
 def ascend(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple] | None = None,
            start: dict[str, float] | None = None, passes: int = 2) -> tuple[dict[str, float], float, int]:
     """Coordinate ascent on the recorded queries: (weights, mean metric, settings tried)."""
     grid = grid or TUNE_GRID
+    packed = Packed(recorded)
     w = {"relevance": 1.0, **{c: float((start or DEFAULT_WEIGHTS).get(c, 0.0)) for c in grid}}
-    best, tried = float(rerank_score(recorded, w, metric).mean()), 1
+    best, tried = float(rerank_score(recorded, w, metric, packed).mean()), 1
     for _ in range(passes):
         changed = False
         for c, values in grid.items():
@@ -173,7 +240,7 @@ def ascend(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple
                 if v == w[c]:
                     continue
                 trial = {**w, c: float(v)}
-                score = float(rerank_score(recorded, trial, metric).mean())
+                score = float(rerank_score(recorded, trial, metric, packed).mean())
                 tried += 1
                 if score > best + 1e-9:
                     w, best, changed = trial, score, True
@@ -269,16 +336,56 @@ def summarise(per_query: list[dict], ks=KS) -> dict:
     return {**{f"recall@{k}": float(rec[k]) for k in ks}, "mrr": float(np.mean(rr)), "queries": len(per_query)}
 
 
+def load_text_cache(cached: CachedEncoder, path: str | Path) -> int:
+    """Fill `cached` with the text embeddings saved at `path` by the same encoder (same fingerprint: kind, path,
+    weights' sizes and times); returns how many were loaded (0 when the file is missing or from another encoder)."""
+    path, want = Path(path), getattr(cached.encoder, "fingerprint", "")
+    if not want or not path.is_file():
+        return 0
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["fingerprint"]) != want or z["vectors"].shape[1:] != (cached.dim,):
+            logger.warning("embedding cache %s is from another encoder (%s); ignoring it", path, z["fingerprint"])
+            return 0
+        for t, v in zip(z["texts"].tolist(), z["vectors"]):
+            cached._text.setdefault(t, v)
+        return len(z["texts"])
+
+
+def save_text_cache(cached: CachedEncoder, path: str | Path) -> None:
+    """Write every text embedding of `cached` to `path` (npz, atomically), tagged with the encoder's fingerprint."""
+    want = getattr(cached.encoder, "fingerprint", "")
+    if not want or not cached._text:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    texts = list(cached._text)
+    np.savez(tmp, fingerprint=np.array(want), texts=np.array(texts, dtype=np.str_),
+             vectors=np.stack([cached._text[t] for t in texts]).astype(np.float32))
+    tmp.replace(path)
+
+
 def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict[str, dict[str, float]] | None = None,
              workdir: str | Path = "/tmp/mmemory-memory-eval", retrieve_k: int = 5, store_kwargs: dict | None = None,
-             ks=KS, tune: str | None = None) -> dict:
+             ks=KS, tune: str | None = None, embedding_cache: str | Path | None = None) -> dict:
     """All methods side by side: {"methods": {name: summary}, "by_type": {name: {type: summary}}, "per_query"}.
-    tune="loo" adds `tuned (loo)` (see the module docstring); result["loo_weights"] gives each session's weights."""
+    tune="loo" adds `tuned (loo)` (see the module docstring); result["loo_weights"] gives each session's weights.
+    embedding_cache: an .npz file of text embeddings reused across runs with the same encoder (read, then updated)."""
     methods = methods or DEFAULT_METHODS
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
+    n_cached = load_text_cache(cached, embedding_cache) if embedding_cache else 0
     texts = [memory_key(t["speaker"], str(t["text"]).strip(), (t.get("caption") or "").strip() or None)
              for t in turns] + [q["question"] for q in queries]
+    from threading import Thread
+
+    from mmemory.memory import lexical
+
+    stemmer = Thread(target=lexical._porter, daemon=True)   # import nltk (seconds) while the encoder works
+    stemmer.start()
     cached.warm(sorted(set(texts), key=len), [t["image"] for t in turns if t.get("image")])  # less padding
+    stemmer.join()
+    if embedding_cache and len(cached._text) > n_cached:
+        save_text_cache(cached, embedding_cache)
     result = {"methods": {}, "by_type": {}, "per_query": {}}
     t0 = time.perf_counter()
     recorded = record(turns, queries, cached, Path(workdir) / "record", retrieve_k, store_kwargs)

@@ -113,6 +113,35 @@ class Retrieved:
     raw: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Scored:
+    """Every candidate of one search, in candidate order: memory ids, their rows, raw and normalised components,
+    (previous, next) neighbour positions (-1: none) and the final score."""
+
+    ids: np.ndarray
+    rows: list[tuple]
+    raw: dict[str, np.ndarray]
+    norm: dict[str, np.ndarray]
+    neighbours: tuple[np.ndarray, np.ndarray]
+    score: np.ndarray
+
+    def order(self) -> np.ndarray:
+        """Candidate positions best first; ties: more relevant, then older (smaller id) first."""
+        return np.lexsort((self.ids, -self.raw["relevance"], -self.score))
+
+    def take(self, positions: np.ndarray) -> "Scored":
+        """The candidates at `positions`, in that order (neighbour positions renumbered; norm is not carried)."""
+        rows = [self.rows[i] for i in positions]
+        pos = {(r[1], r[2]): j for j, r in enumerate(rows)}
+        neighbours = tuple(np.array([pos.get((r[1], r[2] + d), -1) for r in rows]) for d in (-1, 1))
+        return Scored(self.ids[positions], rows, {c: v[positions] for c, v in self.raw.items()}, {}, neighbours,
+                      self.score[positions])
+
+    def hit(self, i: int) -> Retrieved:
+        return Retrieved(MemoryStore._memory(self.rows[i]), float(self.score[i]),
+                         {c: float(self.norm[c][i]) for c in self.raw}, {c: float(self.raw[c][i]) for c in self.raw})
+
+
 def to_unix(ts: Any) -> float:
     """ISO 8601 string, datetime (naive = UTC) or unix seconds -> unix seconds."""
     if ts is None:
@@ -242,7 +271,7 @@ class MemoryStore:
         self._unsaved = 0
         self.rebuilds = 0             # full index rebuilds done by this object
         self.images_embedded = True   # False once a text-only encoder refused an image
-        self._tokens: dict[int, list[str]] = {}   # memory id -> lexical tokens of its key (memories never change)
+        self._cues: dict[int, lexical.DocCues] = {}   # memory id -> its key's tokens and time cues (never change)
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
@@ -597,10 +626,32 @@ class MemoryStore:
         else:
             q = self._check_vector(self._encode_images([query_image], "search query")[0], "search query")
         now_ts = to_unix(now)
+        scored = self._score(q, query_text, now_ts, weights, explicit, session, before)
+        if scored is None:
+            return []
+        hits = [scored.hit(i) for i in scored.order()[:k]]
+        if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
+            self.mark_accessed(self.accessed_ids(scored, k, weights), now_ts)
+        return hits
+
+    def score_candidates(self, query_text: str, now: Any = None, weights: dict[str, float] | None = None,
+                         session: str | None = None, before: Any = None) -> "Scored | None":
+        """Every candidate of a text search as arrays (ids, raw components, neighbours, score), in candidate order;
+        None when there is none. What `search` ranks, without building a hit per candidate (`evaluate` scores
+        every candidate of every query); `Scored.order()` ranks them exactly as `search` does."""
+        if not query_text or not query_text.strip():
+            raise MemoryInputError("score_candidates: query_text is empty; ask something")
+        explicit = weights is not None
+        weights = check_weights(weights) if explicit else self.weights
+        q = self._check_vector(self._encode_texts([query_text], "search query")[0], "search query")
+        return self._score(q, query_text, to_unix(now), weights, explicit, session, before)
+
+    def _score(self, q: np.ndarray, query_text: str | None, now_ts: float, weights: dict[str, float],
+               explicit: bool, session: str | None, before: Any) -> "Scored | None":
         with self._snapshot():  # candidates, rows and turn counts of one committed state
             cand = self._candidates(q, session, None if before is None else to_unix(before))
             if not cand:
-                return []
+                return None
             mids = list(cand)
             rows = {r[0]: r for r in self._rows(mids)}
             mids = [m for m in mids if m in rows]
@@ -616,18 +667,19 @@ class MemoryStore:
         neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
                            for d in (-1, 1))
         score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c == "neighbours"}, neighbours)
-        mid_arr = np.array(mids, dtype=np.int64)
-        order = np.lexsort((mid_arr, -raw["relevance"], -score))[:k]   # ties: more relevant, then older first
-        hits = [Retrieved(self._memory(rows[mids[i]]), float(score[i]),
-                          {c: float(norm[c][i]) for c in raw}, {c: float(raw[c][i]) for c in raw}) for i in order]
-        if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
-            counted = score
-            if weights.get("frequency"):   # rank every candidate without frequency: it never feeds on itself
-                rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
-                counted = combine(raw, rest, neighbours)[0] if any(
-                    v for c, v in rest.items() if c != "neighbours") else np.zeros(len(mids))
-            self.mark_accessed([mids[i] for i in np.lexsort((mid_arr, -raw["relevance"], -counted))[:k]], now_ts)
-        return hits
+        return Scored(np.array(mids, dtype=np.int64), [rows[m] for m in mids], raw, norm, neighbours, score)
+
+    def accessed_ids(self, scored: "Scored", k: int, weights: dict[str, float] | None = None) -> list[int]:
+        """The ids that rank in the top k by the score WITHOUT the frequency component: what a search counts as
+        accessed (frequency never feeds on its own retrievals)."""
+        weights = check_weights(weights) if weights is not None else self.weights
+        if not weights.get("frequency"):
+            return [int(scored.ids[i]) for i in scored.order()[:k]]
+        raw = scored.raw
+        rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+        counted = combine(raw, rest, scored.neighbours)[0] if any(
+            v for c, v in rest.items() if c != "neighbours") else np.zeros(len(scored.ids))
+        return [int(scored.ids[i]) for i in np.lexsort((scored.ids, -raw["relevance"], -counted))[:k]]
 
     def accessed(self, hits: list[Retrieved], k: int, weights: dict[str, float] | None = None) -> list[int]:
         """The ids among `hits` (every candidate of a search, as `evaluate` asks for) that rank in the top k by the
@@ -647,19 +699,22 @@ class MemoryStore:
 
     def _text_cues(self, query: str, mids: list[int], rows: dict) -> dict[str, np.ndarray]:
         """Lexical BM25 over the memories' keys, whether the question names the speaker, and time cues."""
+        cues = self._cues
         for m in mids:
-            if m not in self._tokens:
+            if m not in cues:   # memories never change: tokens, time cue and (year, month) are computed once
                 r = rows[m]
-                self._tokens[m] = lexical.tokenize(memory_key(r[4], r[5], r[7]))
-        out = {"lexical": lexical.bm25(lexical.tokenize(query), [self._tokens[m] for m in mids])}
+                cues[m] = lexical.DocCues(lexical.tokenize(memory_key(r[4], r[5], r[7])), r[5], r[3])
+        docs = [cues[m] for m in mids]
+        out = {"lexical": lexical.bm25_counted(lexical.tokenize(query), docs)}
         named = {sp: lexical.names_speaker(query, sp) for sp in {rows[m][4] for m in mids}}
         out["speaker"] = np.array([named[rows[m][4]] for m in mids], dtype=np.float64)
         temporal = np.zeros(len(mids))
         if lexical.asks_when(query):   # "when did ...": the turn that says when (yesterday, last May, 2022)
-            temporal = np.array([lexical.time_cue(rows[m][5]) for m in mids], dtype=np.float64)
+            temporal = np.array([d.time_cue for d in docs], dtype=np.float64)
         dates = lexical.named_dates(query)
         if dates:                      # "... in May 2023": memories from that period
-            temporal = np.maximum(temporal, [lexical.date_matches(rows[m][3], dates) for m in mids])
+            temporal = np.maximum(temporal, [any(d.year == y and (mo is None or d.month == mo) for y, mo in dates)
+                                             for d in docs])
         out["temporal"] = temporal
         return out
 
