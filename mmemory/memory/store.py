@@ -122,7 +122,7 @@ class Scored:
     rows: list[tuple]
     raw: dict[str, np.ndarray]
     norm: dict[str, np.ndarray]
-    neighbours: tuple[np.ndarray, np.ndarray]
+    neighbours: tuple[np.ndarray, np.ndarray] | None   # None when the weights have no neighbours component
     score: np.ndarray
 
     def order(self) -> np.ndarray:
@@ -245,6 +245,10 @@ class MemoryStore:
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=60000")
+            # a search reads ~n_candidates random rows: keep hot pages in SQLite's cache (default 2 MiB) and read the
+            # file through a memory map instead of a read() per page (both change no result)
+            self.db.execute("PRAGMA cache_size=-65536")
+            self.db.execute("PRAGMA mmap_size=1073741824")
             if create:
                 with self._Tx(self.db):
                     for statement in _SCHEMA.split(";"):
@@ -663,9 +667,11 @@ class MemoryStore:
             raw.update(self._text_cues(query_text, mids, rows))
         elif explicit and any(weights.get(c, 0) > 0 for c in ("lexical", "speaker", "temporal")):
             raise MemoryInputError("search: the lexical, speaker and temporal components need query_text")
-        position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
-        neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
-                           for d in (-1, 1))
+        neighbours = None   # (previous, next) candidate positions: only a neighbours weight reads them
+        if weights.get("neighbours"):
+            position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
+            neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
+                               for d in (-1, 1))
         score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c == "neighbours"}, neighbours)
         return Scored(np.array(mids, dtype=np.int64), [rows[m] for m in mids], raw, norm, neighbours, score)
 
@@ -677,6 +683,9 @@ class MemoryStore:
             return [int(scored.ids[i]) for i in scored.order()[:k]]
         raw = scored.raw
         rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+        if rest.get("neighbours") and scored.neighbours is None:
+            raise ValueError("accessed_ids: these weights have a neighbours component but the candidates were scored "
+                             "without one; score them with these weights (or take() them, which adds neighbours)")
         counted = combine(raw, rest, scored.neighbours)[0] if any(
             v for c, v in rest.items() if c != "neighbours") else np.zeros(len(scored.ids))
         return [int(scored.ids[i]) for i in np.lexsort((scored.ids, -raw["relevance"], -counted))[:k]]
