@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mmemory.io import atomic_write_json
 
+logger = logging.getLogger("mmemory.memory")
 PROG = "python -m mmemory.memory"
 ENCODERS = ("minilm", "clip", "imagebind")
 # Errors that mean bad input: reported as one line with exit code 2. MemoryInputError, UnicodeDecodeError and the
@@ -83,6 +84,19 @@ def _encoder(args):
     from mmemory.encoders import load_encoder
 
     return load_encoder(args.encoder, args.encoder_path)
+
+
+def _observer(args):
+    """The observation extractor `--observations CONFIG` asks for, or None (off: the default)."""
+    if not args.observations:
+        return None
+    from mmemory.memory.observations import OllamaObservationExtractor, config_from_file
+
+    cfg = config_from_file(args.observations)
+    if not cfg.enabled:
+        logger.info("%s: memory.observations.enabled is false; no observations", args.observations)
+        return None
+    return OllamaObservationExtractor(cfg)
 
 
 def _store(args, create: bool = False, encoder: bool = True):
@@ -147,6 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
     p.add_argument("--tune", default=None, choices=["loo"],
                    help="loo: add `tuned (loo)`, weights chosen per session on the other sessions' queries")
+    p.add_argument("--observations", default=None, metavar="CONFIG_YAML",
+                   help="extract observations with a local Ollama model as memory.observations in this config says "
+                        "(off unless its enabled: true; see docs/memory.md); default: none")
     p.add_argument("--embedding-cache", default=None,
                    help="an .npz file of text embeddings kept across runs with the same encoder (default: none; "
                         "every run encodes its texts)")
@@ -177,7 +194,7 @@ def _run(args) -> int:
         t0 = time.perf_counter()
         res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,
                        {"index": args.index, "half_life": args.half_life, "recency_unit": unit}, tune=args.tune,
-                       embedding_cache=args.embedding_cache)
+                       embedding_cache=args.embedding_cache, observations=_observer(args))
         name = args.name or Path(args.turns).resolve().parent.name
         info = {"encoder": args.encoder, "turns": len(turns), "queries": len(queries),
                 "sessions": len({t["session_id"] for t in turns}), "recency": f"{args.half_life or 'default'} "
@@ -186,6 +203,8 @@ def _run(args) -> int:
                                                                      if "loo_weights" in res else {})}
         out = metrics_json(res, methods, info, data=name)
         out["per_query"] = res["per_query"]
+        if "observations" in res:
+            out["observations"] = res["observations"]
         out["wall_s"] = round(time.perf_counter() - t0, 1)
         atomic_write_json(args.out, out, indent=1)
         for title, table in out["tables"].items():

@@ -85,44 +85,108 @@ def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[lis
     return turns, queries
 
 
+def credits(q: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate position, evidence unit) pairs of a recorded query: which candidate retrieves which distinct
+    evidence turn. A turn retrieves itself; an observation (extra memory) retrieves every turn it cites."""
+    if "credits" in q:
+        return q["credits"]
+    cand = np.flatnonzero(q["is_evidence"])
+    return cand, np.arange(len(cand))
+
+
+def evidence_ranks(q: dict, order: np.ndarray) -> list[int]:
+    """Ascending 1-based ranks of the evidence turns retrieved when the candidates are ranked by `order`: each
+    evidence turn at the first rank of a candidate that retrieves it."""
+    cand, unit = credits(q)
+    if not len(cand):
+        return []
+    rank_of = np.empty(len(order), dtype=np.int64)
+    rank_of[order] = np.arange(len(order))
+    best: dict[int, int] = {}
+    for u, r in zip(unit.tolist(), rank_of[cand].tolist()):
+        best[u] = min(best.get(u, r), r)
+    return sorted(r + 1 for r in best.values())
+
+
+def observation_items(turns: list[dict], extractor: Any) -> list[dict]:
+    """Observations of every window of turns (see `mmemory.memory.observations`) as memory items: each dated at
+    its window's last turn and carrying the turn ids it cites (`sources`)."""
+    from mmemory.memory.observations import windows
+
+    items = []
+    for window in tqdm(windows(turns, extractor.cfg.window), desc="observations", unit="window", leave=False):
+        for o in extractor(window):
+            items.append({"session_id": window[-1]["session_id"], "_ts": window[-1]["_ts"], "speaker": o.speaker,
+                          "text": o.text, "sources": o.sources})
+    logger.info("observations: %s", extractor.counts)
+    return items
+
+
 def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[str, float], workdir: str | Path,
-           retrieve_k: int = 5, store_kwargs: dict | None = None, desc: str = "", collect: bool = False) -> list[dict]:
-    """Run one method over the sessions; returns per query {query_id, type, ranks of evidence (1-based or None)}."""
+           retrieve_k: int = 5, store_kwargs: dict | None = None, desc: str = "", collect: bool = False,
+           observations: list[dict] | None = None) -> list[dict]:
+    """Run one method over the sessions; returns per query {query_id, type, ranks of evidence (1-based or None)}.
+    observations: extra memories (`observation_items`), each retrieving the turns it cites."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     # a scratch store, deleted at the end: no fsync per commit (synchronous OFF changes no result)
     store = MemoryStore(workdir, encoder=encoder, weights=check_weights(weights), update_access=False,
                         **{"synchronous": "OFF", **(store_kwargs or {})})
-    events = sorted([(t["_ts"], 0, i) for i, t in enumerate(turns)] + [(q["_ts"], 1, i) for i, q in enumerate(queries)])
-    pending: list[dict] = []
-    turn_of_memory: dict[int, str] = {}
+    extra = observations or []
+    items = turns + extra
+    events = sorted([(t["_ts"], 0, i) for i, t in enumerate(items)] + [(q["_ts"], 1, i) for i, q in enumerate(queries)])
+    pending: list[tuple[dict, tuple[str, ...], bool]] = []   # (item, turn ids it retrieves, is an observation)
+    sources_of_memory: dict[int, tuple[str, ...]] = {}   # memory id -> the turn ids it retrieves
+    observation_ids: set[int] = set()
+    next_turn: dict[str, int] = {}
     out = []
     for ts, kind, i in tqdm(events, desc=desc or "replay", unit="event", leave=False):
         if kind == 0:
-            t = turns[i]
-            pending.append(dict(text=t["text"], session=t["session_id"], timestamp=t["_ts"], speaker=t["speaker"],
-                                image=t.get("image"), caption=t.get("caption"), source=t["turn_id"]))
+            t = items[i]
+            item = dict(text=t["text"], session=t["session_id"], timestamp=t["_ts"], speaker=t["speaker"],
+                        image=t.get("image"), caption=t.get("caption"), source=t.get("turn_id"))
+            if extra:   # turns keep their numbers; observations sit apart (never a turn's neighbour, nor each other's)
+                sid = str(t["session_id"])
+                if i < len(turns):
+                    item["turn"] = next_turn.get(sid, 0)
+                    next_turn[sid] = item["turn"] + 1
+                else:
+                    item.update(turn=-(10**9) - 2 * i, source="observation of " + ",".join(t["sources"]))
+            pending.append((item, (t["turn_id"],) if i < len(turns) else tuple(t["sources"]), i >= len(turns)))
             continue
         if pending:
-            for mid, item in zip(store.add_many(pending), pending):
-                turn_of_memory[mid] = item["source"]
+            for mid, (_, src, is_obs) in zip(store.add_many([p for p, _, _ in pending]), pending):
+                sources_of_memory[mid] = src
+                if is_obs:
+                    observation_ids.add(mid)
             pending = []
         q = queries[i]
         if collect:  # raw components of every candidate, for re-ranking without replaying (no hit objects)
             scored = store.score_candidates(q["question"], now=q["_ts"], before=q["_ts"], session=q["session_id"])
             ranked_c = scored.take(scored.order()) if scored is not None else None
-            ranked = [turn_of_memory[int(m)] for m in ranked_c.ids] if ranked_c is not None else []
+            ranked_ids = ranked_c.ids.tolist() if ranked_c is not None else []
         else:
             hits = store.search(query_text=q["question"], now=q["_ts"], before=q["_ts"], session=q["session_id"],
                                 k=1_000_000, update_access=False)
-            ranked = [turn_of_memory[h.memory.id] for h in hits]
-        pos = {tid: r for r, tid in enumerate(ranked, 1)}
+            ranked_ids = [h.memory.id for h in hits]
+        ranked = [sources_of_memory[m] for m in ranked_ids]
+        pos: dict[str, int] = {}
+        for r, src in enumerate(ranked, 1):
+            for tid in src:
+                pos.setdefault(tid, r)
+        top = ["obs:" + ",".join(src) if mid in observation_ids else src[0]
+               for mid, src in zip(ranked_ids[:5], ranked[:5])]
         out.append({"query_id": q["query_id"], "type": q.get("type", "all"), "candidates": len(ranked),
-                    "ranks": [pos.get(e) for e in q["evidence"]], "top": ranked[:5]})
+                    "ranks": [pos.get(e) for e in q["evidence"]], "top": top})
         if collect:
-            ev = set(q["evidence"])
+            ev = list(dict.fromkeys(str(e) for e in q["evidence"]))
+            unit = {e: u for u, e in enumerate(ev)}
             out[-1]["raw"] = {c: ranked_c.raw[c] for c in COMPONENTS if c in ranked_c.raw} if ranked else {}
-            out[-1]["is_evidence"] = np.array([tid in ev for tid in ranked])
+            out[-1]["is_evidence"] = np.array([any(tid in unit for tid in src) for src in ranked])
+            if extra:
+                pairs = [(j, unit[tid]) for j, src in enumerate(ranked) for tid in src if tid in unit]
+                out[-1]["credits"] = (np.array([j for j, _ in pairs], dtype=np.int64),
+                                      np.array([u for _, u in pairs], dtype=np.int64))
             out[-1]["neighbours"] = ranked_c.neighbours if ranked else (np.zeros(0, int), np.zeros(0, int))
             out[-1]["session_id"] = q["session_id"]
             out[-1]["ids"] = ranked_c.ids if ranked else np.zeros(0, dtype=np.int64)
@@ -142,10 +206,11 @@ TUNE_GRID = {"lexical": (0, 0.5, 1, 1.5, 2), "neighbours": (0, 0.25, 0.5, 0.75),
 
 
 def record(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
-           store_kwargs: dict | None = None, weights: dict[str, float] | None = None) -> list[dict]:
+           store_kwargs: dict | None = None, weights: dict[str, float] | None = None,
+           observations: list[dict] | None = None) -> list[dict]:
     """One replay that records every candidate's raw components per query (accesses by `weights`)."""
     return replay(turns, queries, encoder, weights or DEFAULT_WEIGHTS, workdir, retrieve_k, store_kwargs,
-                  desc="record", collect=True)
+                  desc="record", collect=True, observations=observations)
 
 
 class Packed:
@@ -176,17 +241,19 @@ class Packed:
                 for nb in q["neighbours"]]
         self.prev = np.concatenate(glob[0::2]).astype(np.int64) if used else np.zeros(0, dtype=np.int64)
         self.next = np.concatenate(glob[1::2]).astype(np.int64) if used else np.zeros(0, dtype=np.int64)
-        ev, cand, owner = [], [], []
+        ev, cand, owner = [], [], []   # owner: (query, candidate, evidence unit) of each credit
+        units: dict[tuple[int, int], int] = {}   # (query, evidence turn of that query) -> unit number
         for j, (n, q) in enumerate(used):
-            for e in np.flatnonzero(q["is_evidence"]):
+            for e, u in zip(*credits(q)):
                 others = np.delete(np.arange(sizes[j]), e)
                 ev.append(np.full(len(others), len(owner)))
                 cand.append(others + starts[j])
-                owner.append((n, e + starts[j]))
+                owner.append((n, e + starts[j], units.setdefault((n, int(u)), len(units))))
         self.pair_ev = np.concatenate(ev) if ev else np.zeros(0, dtype=np.int64)
         self.pair_cand = np.concatenate(cand) if cand else np.zeros(0, dtype=np.int64)
-        self.ev_query = np.array([n for n, _ in owner], dtype=np.int64)
-        self.ev_pos = np.array([g for _, g in owner], dtype=np.int64)
+        self.ev_pos = np.array([g for _, g, _ in owner], dtype=np.int64)
+        self.ev_unit = np.array([u for _, _, u in owner], dtype=np.int64)
+        self.unit_query = np.array([n for n, _ in units], dtype=np.int64)   # dicts keep insertion order
         self.pair_at = self.ev_pos[self.pair_ev] if len(owner) else np.zeros(0, dtype=np.int64)
 
     def scores(self, weights: dict[str, float]) -> np.ndarray:
@@ -203,20 +270,23 @@ class Packed:
         return score
 
     def evidence_ranks(self, weights: dict[str, float]) -> np.ndarray:
-        """0-based rank of every recorded evidence candidate among its query's candidates."""
+        """0-based rank of every evidence turn of the recorded queries: the best rank of a candidate retrieving it."""
         s, r, i = self.scores(weights), self.relevance, self.ids
         c, e = self.pair_cand, self.pair_at
         before = (s[c] > s[e]) | ((s[c] == s[e]) & ((r[c] > r[e]) | ((r[c] == r[e]) & (i[c] < i[e]))))
-        return np.bincount(self.pair_ev, weights=before, minlength=len(self.ev_pos)).astype(np.int64)
+        per_credit = np.bincount(self.pair_ev, weights=before, minlength=len(self.ev_pos)).astype(np.int64)
+        best = np.full(len(self.unit_query), np.iinfo(np.int64).max)
+        np.minimum.at(best, self.ev_unit, per_credit)
+        return best
 
     def metric(self, weights: dict[str, float], metric: str = "recall@5") -> np.ndarray:
         """Per query `metric` (recall@k, or the reciprocal rank of the first evidence turn)."""
         ranks = self.evidence_ranks(weights)
         if "@" in metric:
             k = int(metric.split("@")[1])
-            return np.bincount(self.ev_query, weights=ranks < k, minlength=self.n_queries) / self.n_evidence
+            return np.bincount(self.unit_query, weights=ranks < k, minlength=self.n_queries) / self.n_evidence
         first = np.full(self.n_queries, np.inf)
-        np.minimum.at(first, self.ev_query, ranks)
+        np.minimum.at(first, self.unit_query, ranks)
         return np.where(np.isfinite(first), 1.0 / (first + 1), 0.0)
 
 
@@ -287,7 +357,7 @@ def simulate(recorded: list[dict], weights: dict[str, float], retrieve_k: int = 
         use = {c: w for c, w in weights.items() if c in raw or c == "neighbours"}
         score, _ = combine(raw, use, q["neighbours"])
         order = np.lexsort((q["ids"], -raw["relevance"], -score))
-        pos = [int(j) + 1 for j in np.flatnonzero(q["is_evidence"][order])]
+        pos = evidence_ranks(q, order)
         out.append({"query_id": q["query_id"], "type": q["type"], "candidates": q["candidates"],
                     "ranks": pos + [None] * (len(q["ranks"]) - len(pos)), "session_id": q["session_id"]})
         if retrieve_k:
@@ -317,8 +387,7 @@ def tune_loo(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tup
         for q in held:
             score, _ = combine(q["raw"], {c: w for c, w in weights.items() if c in q["raw"] or c == "neighbours"},
                                q["neighbours"]) if q.get("raw") else (np.zeros(0), {})
-            ranked_ev = q["is_evidence"][np.lexsort((q["ids"], -q["raw"]["relevance"], -score))] if q.get("raw") else []
-            pos = [int(j) + 1 for j in np.flatnonzero(ranked_ev)]
+            pos = evidence_ranks(q, np.lexsort((q["ids"], -q["raw"]["relevance"], -score))) if q.get("raw") else []
             per_query.append({"query_id": q["query_id"], "type": q["type"], "candidates": q["candidates"],
                               "ranks": pos + [None] * (len(q["ranks"]) - len(pos)), "session_id": sid})
         logger.info("loo fold %s: weights %s tuned on %d queries of the other sessions", sid, weights, len(train))
@@ -367,15 +436,20 @@ def save_text_cache(cached: CachedEncoder, path: str | Path) -> None:
 
 def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict[str, dict[str, float]] | None = None,
              workdir: str | Path = "/tmp/mmemory-memory-eval", retrieve_k: int = 5, store_kwargs: dict | None = None,
-             ks=KS, tune: str | None = None, embedding_cache: str | Path | None = None) -> dict:
+             ks=KS, tune: str | None = None, embedding_cache: str | Path | None = None,
+             observations: Any = None) -> dict:
     """All methods side by side: {"methods": {name: summary}, "by_type": {name: {type: summary}}, "per_query"}.
     tune="loo" adds `tuned (loo)` (see the module docstring); result["loo_weights"] gives each session's weights.
-    embedding_cache: an .npz file of text embeddings reused across runs with the same encoder (read, then updated)."""
+    embedding_cache: an .npz file of text embeddings reused across runs with the same encoder (read, then updated).
+    observations: an observation extractor (`mmemory.memory.observations`, off by default): its observations of
+    each window of turns become extra memories that retrieve the turns they cite; result["observations"] counts."""
     methods = methods or DEFAULT_METHODS
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
     n_cached = load_text_cache(cached, embedding_cache) if embedding_cache else 0
+    extra = observation_items(turns, observations) if observations is not None else None
     texts = [memory_key(t["speaker"], str(t["text"]).strip(), (t.get("caption") or "").strip() or None)
-             for t in turns] + [q["question"] for q in queries]
+             for t in turns] + [q["question"] for q in queries] + [
+        memory_key(o["speaker"], o["text"], None) for o in extra or []]
     from threading import Thread
 
     from mmemory.memory import lexical
@@ -388,7 +462,10 @@ def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict
         save_text_cache(cached, embedding_cache)
     result = {"methods": {}, "by_type": {}, "per_query": {}}
     t0 = time.perf_counter()
-    recorded = record(turns, queries, cached, Path(workdir) / "record", retrieve_k, store_kwargs)
+    recorded = record(turns, queries, cached, Path(workdir) / "record", retrieve_k, store_kwargs,
+                      observations=extra)
+    if observations is not None:
+        result["observations"] = dict(observations.counts, memories=len(extra))
     logger.info("recorded %d queries through the store in %.1fs", len(recorded), time.perf_counter() - t0)
     for name, weights in methods.items():
         t0 = time.perf_counter()
