@@ -164,6 +164,9 @@ def main(argv=None) -> int:
     p.add_argument("--observations", default=None, metavar="CONFIG_YAML",
                    help="extract observations with a local Ollama model as memory.observations in this config says "
                         "(off unless its enabled: true; see docs/memory.md); default: none")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the encoder (default: torch's, one per core); on a machine busy with other "
+                        "jobs, 1 avoids threads waiting on each other")
     p.add_argument("--embedding-cache", default=None,
                    help="an .npz file of text embeddings kept across runs with the same encoder (default: none; "
                         "every run encodes its texts)")
@@ -188,6 +191,10 @@ def _run(args) -> int:
         check_utf8(args.turns, "--turns")
         check_utf8(args.queries, "--queries")
         _need_encoder(args)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         turns, queries = load_sessions(args.turns, args.queries)
         methods = args.methods or DEFAULT_METHODS
         unit = args.recency_unit or "span"

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mmemory.encoders import CachedEncoder
 from mmemory.io import read_jsonl
-from mmemory.memory.scoring import COMPONENTS, DEFAULT_WEIGHTS, check_weights, combine, minmax
+from mmemory.memory.scoring import COMPONENTS, DEFAULT_WEIGHTS, check_weights, combine
 from mmemory.memory.store import MemoryInputError, MemoryStore, memory_key, to_unix
 
 logger = logging.getLogger(__name__)
@@ -345,7 +345,6 @@ def simulate(recorded: list[dict], weights: dict[str, float], retrieve_k: int = 
     from mmemory.memory.scoring import frequency
 
     weights = check_weights(weights)
-    no_freq = {c: w for c, w in weights.items() if c != "frequency"}
     counts: dict[int, int] = {}
     out = []
     for q in recorded:

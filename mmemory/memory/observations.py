@@ -16,7 +16,6 @@ CI (tests use a fake local server).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
