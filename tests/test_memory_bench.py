@@ -21,6 +21,11 @@ def test_bench_memory_tiny(tmp_path, index, capsys):
     for key in ("insert_per_s_db", "search_p50_ms", "search_p99_ms", "brute_force_p50_ms", "recall@10", "peak_rss_mb",
                 "speedup_vs_brute_force_p50"):
         assert res[key] > 0, key
+    for key in ("faiss_only_p50_ms", "search_full_score_p50_ms", "ratio_search_to_faiss_p50",
+                "ratio_full_score_to_faiss_p50", "ratio_full_score_to_search_p50"):
+        assert res[key] > 0, key
+    assert "store_overhead_p50_ms" in res and res["warmup_queries"] == 50
+    assert set(res["goals_met"]) >= {"p50<=2ms", "full score p50<=2ms", "store overhead<=0.5ms"}
     assert res["index"] == index and res["n"] == 3000
     if index == "flat":
         assert res["recall@10"] == 1.0  # exact index + exact rescoring
