@@ -3,7 +3,7 @@
 ranking metrics (the 100 answer options scored by LM log-likelihood: MRR, R@1/5/10, mean rank; NDCG on the dense
 annotations).
 
-    snakemake results/emr/after/eval.json --cores 2
+    snakemake results/emr/after/s0/eval_test.json --cores 2
 
 Predictions and option scores are appended to a work folder next to the output (`*.jsonl`) batch by batch. The
 folder carries the run's fingerprint (`mmemory.fingerprint`: the content of the val JSON, dense annotations and

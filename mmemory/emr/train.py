@@ -4,7 +4,7 @@ With `caption_epochs > 0` a captioning phase comes first (BLIP-2's generative pr
 prompt and no text, the LM writes the image's caption. On the toy default this is what makes the bridge carry the
 image; trained on answers alone it collapsed to one soft prompt for every image (docs/emr.md).
 
-    snakemake results/emr/after/bridge.safetensors --cores 2      # or: train_emr(...) from Python
+    snakemake results/emr/after/s0/bridge.safetensors --cores 2   # or: train_emr(...) from Python
 
 Checkpoints (`<out>/ckpt/last.pt`, loaded with `weights_only=True`) carry the step, the bridge, the optimizer and
 scheduler, the RNG states (torch, CUDA, numpy, python) and every loss row so far. `<out>/ckpt/run.json` stamps them

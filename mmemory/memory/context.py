@@ -1,4 +1,4 @@
-"""Retrieved memories for the `<reminder>` prompt: `results/memory/reminder_context.json`.
+"""Retrieved memories for the `<reminder>` prompt: `results/memory/reminder_context_<split>.json`.
 
     {"<image_id>": [{"text": str, "image": str or null, "score": float, "source": "<image_id>:<round>"}, ...]}
 

@@ -222,7 +222,8 @@ def simulated_memories(split: VisDialSplit, dialog: dict, round_: int, k: int, r
 
 
 def load_memory_context(path: str | Path) -> dict[int, list[dict]]:
-    """Read results/memory/reminder_context.json: {"<image_id>": [{"text", "image", "score"}, ...]}."""
+    """Read a memory context (the memory stage writes results/memory/reminder_context_<split>.json):
+    {"<image_id>": [{"text", "image", "score", "source"?}, ...]}."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
