@@ -2,9 +2,10 @@
 
     {"<image_id>": [{"text": str, "image": str or null, "score": float, "source": "<image_id>:<round>"}, ...]}
 
-(top-k per VAL dialogue; `source` is the provenance: round 0 is the picture and its caption.)
+(top-k per dialogue of the evaluated split, val or test; `source` is the provenance: round 0 is the picture and its
+caption.)
 
-The val dialogues are chained into sessions (in image-id order) and replayed through a `MemoryStore`. For each
+The dialogues are chained into sessions (in image-id order) and replayed through a `MemoryStore`. For each
 dialogue the store holds exactly what is known before its last round is answered: the earlier dialogues of its
 session (all their rounds), this dialogue's image + caption and its rounds 1..n-1. It is queried with the LAST round's
 question; only then is the last round itself remembered (for the dialogues that come after it). The last round's
