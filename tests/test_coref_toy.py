@@ -4,12 +4,13 @@ Run: pytest tests/test_coref_toy.py"""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 
 import pytest
 
 from mmemory.coref.data import split_dialogues, validate_dialogues
-from mmemory.coref.toy import LABELS, make_toy_dialogues, most_recent_mention, resolve_by_rule
+from mmemory.coref.toy import LABELS, PRAISE_WORDS, make_toy_dialogues, most_recent_mention, resolve_by_rule
 
 N = 400
 
@@ -74,11 +75,23 @@ def test_baselines_that_ignore_the_dialogue_score_near_chance(dialogues):
     assert scores(test, resolve_by_rule) == (1.0, 1.0)
 
 
+def last_praised_by_anyone(d):
+    """The praise rule without the speakers: the object of the last praise before the final turn."""
+    for t in reversed([t for t in d.turns if t.photo is None][:-1]):
+        if any(w in t.text.lower() for w in PRAISE_WORDS):
+            named = [c for c in d.choices if re.search(rf"\b{c.object}\b", t.text, re.IGNORECASE)]
+            if named:
+                return named[0].label
+    return None
+
+
 @pytest.mark.parametrize("rule", ["praise", "attribute"])
-def test_each_rule_alone_is_recoverable_and_recency_is_not_enough(rule):
+def test_each_rule_alone_is_recoverable_and_shortcuts_are_not_enough(rule):
     dialogues = validate_dialogues(make_toy_dialogues(N, seed=1, rules=(rule,)), strict=True)[0]
     assert scores(dialogues, resolve_by_rule)[0] == 1.0
     assert scores(dialogues, most_recent_mention)[0] < 0.35
+    # who praised matters: ignoring the speakers is no better than chance
+    assert scores(dialogues, last_praised_by_anyone)[0] < 0.35
 
 
 def test_unknown_rule_is_an_error():

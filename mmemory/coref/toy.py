@@ -80,9 +80,9 @@ def make_dialogue(rng: random.Random, dialog_id: str, answer_label: str, rule: s
             lines.append(_remark(rng, NEUTRAL, *objs[i]))
         elif j == praise_at:
             lines.append(_remark(rng, PRAISE, *objs[ref]))
-        elif rule == "praise" and s == other and j > praise_at:
-            i = rng.choice([x for x in range(4) if x != ref])
-            lines.append(_remark(rng, NEUTRAL, *objs[i]))
+        elif rule == "praise" and j > praise_at:  # later: the other speaker's neutral remarks, the final
+            i = rng.choice([x for x in range(4) if x != ref])  # speaker's own praise, of other objects
+            lines.append(_remark(rng, NEUTRAL if s == other else PRAISE, *objs[i]))
         else:
             i = rng.randrange(4)
             lines.append(_remark(rng, PRAISE if rng.random() < 0.5 else NEUTRAL, *objs[i]))
