@@ -1,7 +1,7 @@
 """Encoders behind one interface: `encode_images(paths) -> [N, D]`, `encode_texts(texts) -> [N, D]`, `.dim`.
 
     from mmemory.encoders import load_encoder
-    enc = load_encoder("clip", "results/emr/toy_clip")          # or any local CLIP checkpoint
+    enc = load_encoder("clip", "path/to/clip")                  # any local CLIP checkpoint (the toy one too)
     enc = load_encoder("imagebind", checkpoint="imagebind_huge.pth", device="cuda")
     enc = load_encoder("minilm")                                # text only (the packaged all-MiniLM-L6-v2)
 
@@ -131,7 +131,7 @@ class ClipEncoder(Encoder):
         except OSError as e:
             raise FileNotFoundError(f"cannot load a CLIP model from {self.path!r} ({e}). Give a local directory "
                                     f"with config.json, weights, preprocessor_config.json and a tokenizer "
-                                    f"(config models.clip; the toy one is results/emr/toy_clip from rule "
+                                    f"(config models.clip; the toy one is built by rule "
                                     f"train_toy_clip)") from e
         self.dim = int(self.model.config.projection_dim)
         self.max_length = int(self.model.config.text_config.max_position_embeddings)

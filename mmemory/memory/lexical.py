@@ -52,12 +52,18 @@ def bm25(query: list[str], docs: list[list[str]], k1: float = 1.5, b: float = 0.
     if not n_docs or not query:
         return np.zeros(n_docs)
     lengths = np.fromiter((len(d) for d in docs), np.float64, n_docs)
-    norm = k1 * (1 - b + b * lengths / max(lengths.mean(), 1e-9))
     terms = set(query)
     tf = {w: np.zeros(n_docs) for w in terms}
     for j, d in enumerate(docs):
         for w, c in Counter(x for x in d if x in terms).items():
             tf[w][j] = c
+    return _bm25_scores(query, tf, lengths, k1, b)
+
+
+def _bm25_scores(query: list[str], tf: dict[str, np.ndarray], lengths: np.ndarray, k1: float, b: float) -> np.ndarray:
+    """BM25 from each query term's per-document counts `tf` and the documents' lengths."""
+    n_docs = len(lengths)
+    norm = k1 * (1 - b + b * lengths / max(lengths.mean(), 1e-9))
     score = np.zeros(n_docs)
     for w in query:
         df = int(np.count_nonzero(tf[w]))
@@ -86,15 +92,8 @@ def bm25_counted(query: list[str], docs: list[DocCues], k1: float = 1.5, b: floa
     if not n_docs or not query:
         return np.zeros(n_docs)
     lengths = np.fromiter((d.length for d in docs), np.float64, n_docs)
-    norm = k1 * (1 - b + b * lengths / max(lengths.mean(), 1e-9))
     tf = {w: np.fromiter((d.counts.get(w, 0) for d in docs), np.float64, n_docs) for w in set(query)}
-    score = np.zeros(n_docs)
-    for w in query:
-        df = int(np.count_nonzero(tf[w]))
-        if df:
-            idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-            score += idf * tf[w] * (k1 + 1) / (tf[w] + norm)
-    return score
+    return _bm25_scores(query, tf, lengths, k1, b)
 
 
 _WHEN = re.compile(r"^\s*(when|what (date|day|month|year|time)|how long ago|which (year|month|day))\b", re.I)
