@@ -1,0 +1,64 @@
+"""The coref stage's prompt and target, shared by training and both evaluation protocols.
+
+A prompt is the dialogue in the seed's text format (utterances `A: "..."`, photos `(photo N: caption)`), the
+choices, and an answer cue; the target is one option as the seed writes its answer line (`D) the mug in B's photo`).
+The prompt never contains the answer (nor the rationale); the target is the only place the answer appears.
+
+    A: "Here's a photo I took at home today."
+    (photo 1: a red mug and a wooden lamp on a desk)
+    ...
+    B: "I keep thinking about that one."
+
+    Choices:
+    A) the lamp in A's photo
+    ...
+    D) the mug in B's photo
+
+    Answer:
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mmemory.coref.data import Choice, Dialogue
+
+CHOICES_HEADER = "Choices:"
+ANSWER_CUE = "Answer:"
+
+
+def format_dialogue(d: Dialogue) -> str:
+    """The dialogue's turns, one line each, as seed 002 writes them."""
+    lines = []
+    for t in d.turns:
+        if t.photo is not None:
+            lines.append(f"(photo {t.photo.photo_id}: {t.photo.caption})")
+        else:
+            lines.append(f'{t.speaker}: "{t.text}"')
+    return "\n".join(lines)
+
+
+def format_prompt(d: Dialogue) -> str:
+    """The model's input: dialogue, choices and the answer cue (ends with `Answer:`; no trailing space)."""
+    choices = "\n".join(f"{c.label}) {c.text}" for c in d.choices)
+    return f"{format_dialogue(d)}\n\n{CHOICES_HEADER}\n{choices}\n\n{ANSWER_CUE}"
+
+
+def format_option(c: Choice) -> str:
+    """One option as a continuation of the prompt: a space, the label and its text (` D) the mug in B's photo`)."""
+    return f" {c.label}) {c.text}"
+
+
+def format_target(d: Dialogue) -> str:
+    """The training target: the answer's option (`format_option` of the right choice)."""
+    return format_option(d.answer_choice)
+
+
+def permute_choices(d: Dialogue, shift: int = 1) -> Dialogue:
+    """The same dialogue with the options rotated by `shift` under fixed labels: the option that was under label i
+    moves to label i + shift (mod 4), and the answer label follows its option. For position-bias checks."""
+    n = len(d.choices)
+    labels = [c.label for c in d.choices]
+    moved = [replace(d.choices[(i - shift) % n], label=labels[i]) for i in range(n)]
+    answer_text = d.answer_choice.text
+    answer = next(c.label for c in moved if c.text == answer_text)
+    return replace(d, choices=moved, answer=answer)
