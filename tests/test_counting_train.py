@@ -13,7 +13,8 @@ import pytest
 from mmemory.counting.model import (IMAGE_TOKEN, QUESTION, CountingToySize, answer_text, build_tiny_llava,
                                     user_message)
 from mmemory.counting.predict import CountingGenerationConfig, predict_counts
-from mmemory.counting.train import CountingTrainConfig, finetune_counting, make_trainer, training_rows
+from mmemory.counting.train import (PAPER_TRAIN, CountingTrainConfig, finetune_counting, make_trainer,
+                                    training_rows)
 
 SMALL = CountingToySize(hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32, vision_layers=1,
                         vision_heads=2, image_size=32, patch_size=8)  # 16 image tokens
@@ -171,3 +172,13 @@ def test_push_to_hub_offline_fails_before_training(world, tmp_path, monkeypatch)
                           tmp_path / "tb", cfg)
     with pytest.raises(ValueError, match="hub_model_id"):
         train.check_hub_reachable(replace(cfg, hub_model_id=None))
+
+
+def test_paper_preset_holds_the_seeds_values():
+    import yaml
+
+    paper = yaml.safe_load(PAPER_TRAIN)["counting"]
+    cfg = CountingTrainConfig.from_dict(paper["train"])
+    assert (cfg.learning_rate, cfg.batch_size, cfg.epochs, cfg.grad_accum) == (1.4e-5, 8, 1, 1)
+    assert cfg.load_in_4bit and cfg.gradient_checkpointing and cfg.max_length is None and not cfg.push_to_hub
+    assert CountingGenerationConfig.from_dict(paper["generation"]).load_in_4bit

@@ -78,7 +78,7 @@ class CountingTrainConfig(StrictConfig):
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
 
 
-# config/paper.yaml counting.train: the seed's hyperparameters (lr 1.4e-5, batch 8, 1 epoch, grad accum 1, gradient
+# config/paper.yaml counting (train and generation): the seed's hyperparameters (lr 1.4e-5, batch 8, 1 epoch, grad accum 1, gradient
 # checkpointing, 4-bit, LoRA, TensorBoard). The seed does not give its LoRA values: these are TRL's ModelConfig
 # defaults (r 16, alpha 32, dropout 0.05) on every linear layer, as TRL's LLaVA SFT example.
 PAPER_TRAIN = """\
@@ -105,6 +105,10 @@ counting:
     report_to: tensorboard
     push_to_hub: false
     hub_model_id: null
+  generation:
+    max_new_tokens: 16
+    batch_size: 8
+    load_in_4bit: true
 """
 
 
