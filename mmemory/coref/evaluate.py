@@ -53,7 +53,7 @@ class CorefEvalConfig(StrictConfig):
     SECTION = "coref.eval"
 
     max_new_tokens: int = 24  # greedy tokens per generated answer (a toy target, " D) the mug in B's photo", is ~10)
-    batch_size: int = 32  # sequences per forward pass: option continuations (likelihood) or prompts (generation)
+    batch_size: int = 32  # prompts per forward pass (likelihood: with their 4 options each; generation)
     permute_shift: int = 1  # position-bias pass: every dialogue's options rotated by this many labels
     stop: str = "\n\n"  # a generated answer is cut at the first occurrence of this string (and at EOS)
     ci: str = "wilson"  # interval of every accuracy: the Wilson score interval (the only method)
