@@ -16,7 +16,7 @@
 - **Intervals.** Every accuracy is `{value, lo, hi, k, n}`: a 95% Wilson score interval (`ci`) over the n items.
 
     from mmemory.coref.evaluate import CorefEvalConfig, evaluate_coref
-    evaluate_coref("results/coref/models/small/s0", "results/coref/test.json", "results/coref/eval.json",
+    evaluate_coref("path/to/model", "test.json", "eval.json",
                    CorefEvalConfig())
 """
 from __future__ import annotations

@@ -269,7 +269,7 @@ def finetune_counting(model_path: str, train_items, val_items, out_dir: str | Pa
     """LoRA-tune the counting VLM on `train_items` (choosing the epoch on `val_items`); write the adapter to
     `out_dir`, TensorBoard events to `tb_dir`, and the training figures to `metrics_path`. Returns those figures."""
     if not train_items:
-        raise ValueError("finetune_counting: no training frames (see results/counting/data_report.json)")
+        raise ValueError("finetune_counting: no training frames (see the data step's data_report.json)")
     check_hub_reachable(cfg)
     fp = Fingerprint(
         inputs={"train": items_content_digest(train_items), "val": items_content_digest(val_items or [])},
