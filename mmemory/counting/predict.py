@@ -39,10 +39,8 @@ class CountingGenerationConfig(StrictConfig):
 
 
 def _parser():
-    try:
-        from mmemory.counting.answers import parse_count
-    except ImportError:
-        return None
+    from mmemory.counting.answers import parse_count
+
     return parse_count
 
 
