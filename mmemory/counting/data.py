@@ -1,0 +1,412 @@
+"""The counting stage's data: the Mall layout (real or toy), COCO person counts, content-disjoint splits.
+
+Layout (the public Mall dataset as commonly repacked, and the toy frames of `mmemory.counting.toy`):
+
+    <root>/labels.csv                 header `id,count`, one row per frame: 1,29
+    <root>/frames/seq_000001.jpg      frame `id` is seq_{id:06d}.jpg; also found nested as <root>/frames/frames/
+
+    items, report = read_mall("/data/mall")                 # strict: the first bad row or frame raises
+    items, report = read_mall("/data/mall", strict=False)   # lenient: bad ones skipped, counted by reason
+    splits = split_items(items, CountingDataConfig(split="mall"))   # Mall's first 800 frames train, the rest test
+    report = prepare_counting_data(cfg, out_dir, toy_root)   # {train,val,test}.json + data_report.json
+
+An item is `{"id": int, "count": int, "image": str}`. Bad input (`REASONS`): a label row whose id or count is not a
+non-negative integer, a row without two fields, a duplicate id, a label with no frame, a 0-byte or corrupt image
+(PIL `verify()` and `load()`), a frame with no label, an image file in the frames folder not named seq_<id>. Strict
+mode raises `CountingDataError` naming the file, the line or frame, and the fix. Lenient mode skips the item and
+counts it under its reason in the report; a header other than `id,count` is fatal in both (no row can be read).
+
+The report (`results/counting/data_report.json`): `{source, path, read, kept, skipped: {reason: n},
+examples: {reason: [first few rows or files]}}`, where `read` counts every label row plus every frame no row
+names, so `read == kept + sum(skipped)`; `prepare_counting_data` adds `split` (sizes, the split mode, the frames
+whose image bytes repeat another's).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmemory.config import ConfigError, StrictConfig
+from mmemory.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+HEADER = ["id", "count"]
+FRAME_NAME = re.compile(r"^seq_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+N_EXAMPLES = 5  # examples kept per skip reason in the report
+
+# The short, stable labels the report groups skipped items by (in the order they are checked).
+REASONS = (
+    "malformed row",
+    "bad id",
+    "bad count",
+    "duplicate id",
+    "label with no frame",
+    "empty image",
+    "corrupt image",
+    "frame with no label",
+    "frame name not seq_<id>",
+    "missing image",  # COCO: an annotated image whose file is absent
+    "person crowd region",  # COCO, iscrowd exclude: an image whose person count is unknown (not bad input)
+)
+
+FIXES = {
+    "malformed row": "write each row as two comma-separated fields, id,count",
+    "bad id": "give the frame id as a non-negative integer (frame seq_{id:06d}.jpg)",
+    "bad count": "give the person count as a non-negative integer (0, 1, 2, ...)",
+    "duplicate id": "keep one row per frame id in labels.csv",
+    "label with no frame": "add the frame seq_{id:06d}.jpg to the frames folder, or delete its row",
+    "empty image": "replace the 0-byte file with the real frame (re-extract or re-download it), or delete its row",
+    "corrupt image": "replace the file with a readable JPEG/PNG frame, or delete its row",
+    "frame with no label": "add a row `id,count` for the frame to labels.csv, or move the frame out of the folder",
+    "frame name not seq_<id>": "rename the frame to seq_{id:06d}.jpg, or move it out of the frames folder",
+    "missing image": "point counting.data.images at the folder holding the annotation file's images",
+    "person crowd region": "nothing to fix: set counting.data.iscrowd: count to count each crowd region as 1",
+}
+
+
+class CountingDataError(ValueError):
+    """Counting data that cannot be used as it is; the message names the file, the row or frame, and the fix."""
+
+
+@dataclass
+class CountingDataConfig(StrictConfig):
+    """Which frames, and how they are split: config counting.data."""
+
+    SECTION = "counting.data"
+
+    source: str = "toy"  # toy (the embedded default's synthetic frames) | mall (the Mall layout) | coco
+    path: str | None = None  # mall: the root holding labels.csv and frames/; coco: an instances_*.json
+    images: str | None = None  # coco: the folder holding the annotated images (e.g. COCO train2014/)
+    iscrowd: str = "exclude"  # coco: images with an iscrowd person region: exclude (count unknown) | count (as 1)
+    split: str = "random"  # random: seeded test_share test (the seed's 80:20) | mall: first train_size ids train
+    test_share: float = 0.2  # split random: the share of frames in test
+    val_share_of_train: float = 0.1  # val is carved from train (seeded), for choosing settings
+    train_size: int = 800  # split mall: frames 1..train_size (by id order) train, the rest test (Mall's protocol)
+    strict: bool = True  # true: the first bad row or frame is an error; false: skipped, counted in data_report.json
+    seed: int = 0  # the split's (and the toy frames') seed
+    toy_n: int = 600  # source toy: frames drawn
+    toy_max_count: int = 15  # source toy: counts drawn uniformly from 0..toy_max_count
+
+    def __post_init__(self):
+        if self.source not in ("toy", "mall", "coco"):
+            raise ConfigError(f"config {self.SECTION}: source must be toy, mall or coco, got {self.source!r}")
+        if self.split not in ("random", "mall"):
+            raise ConfigError(f"config {self.SECTION}: split must be random or mall, got {self.split!r}")
+        for name in ("test_share", "val_share_of_train"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"config {self.SECTION}: {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.train_size < 1 or self.toy_n < 1 or self.toy_max_count < 0:
+            raise ConfigError(f"config {self.SECTION}: train_size and toy_n must be >= 1 and toy_max_count >= 0")
+        if self.source in ("mall", "coco") and not self.path:
+            raise ConfigError(f"config {self.SECTION}: source {self.source} needs path (" +
+                              ("the folder holding labels.csv and frames/" if self.source == "mall"
+                               else "an instances_*.json annotation file") + ")")
+        if self.iscrowd not in ("exclude", "count"):
+            raise ConfigError(f"config {self.SECTION}: iscrowd must be exclude or count, got {self.iscrowd!r}")
+        if self.source == "coco" and not self.images:
+            raise ConfigError(f"config {self.SECTION}: source coco needs images (the folder of the COCO images)")
+
+
+@dataclass
+class DataReport:
+    """What a reader kept and skipped; `to_json()` is the content of data_report.json."""
+
+    source: str
+    path: str
+    read: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def skip(self, reason: str, example: str) -> None:
+        assert reason in FIXES, reason
+        self.skipped[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < N_EXAMPLES:
+            ex.append(example)
+
+    def to_json(self) -> dict:
+        order = {r: k for k, r in enumerate(REASONS)}
+        reasons = sorted(self.skipped, key=lambda r: order.get(r, len(order)))
+        return {"source": self.source, "path": self.path, "read": self.read, "kept": self.kept,
+                "skipped": {r: self.skipped[r] for r in reasons},
+                "examples": {r: self.examples[r] for r in reasons}, **self.extra}
+
+
+def _problem(report: DataReport, strict: bool, reason: str, where: str, detail: str, example: str) -> None:
+    """Raise (strict) or count (lenient) one bad row or frame."""
+    if strict:
+        raise CountingDataError(f"{where}: {detail}. Fix: {FIXES[reason]} (or set counting.data.strict: false to "
+                                f"skip such items and count them in data_report.json)")
+    report.skip(reason, example)
+
+
+def _nonneg_int(s: str) -> int | None:
+    s = s.strip()
+    return int(s) if re.fullmatch(r"\d+", s) else None
+
+
+def check_image(path: Path) -> str | None:
+    """None when `path` is a readable image; else the reason ("empty image" or "corrupt image")."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "empty image"
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:  # verify() misses truncated pixel data; load() reads it all
+            im.load()
+    except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        return "corrupt image"
+    return None
+
+
+def find_frames_dir(root: str | Path) -> Path:
+    """`<root>/frames`, or `<root>/frames/frames` when the frames are nested one level deeper."""
+    root = Path(root)
+    outer, inner = root / "frames", root / "frames" / "frames"
+
+    def has_frames(d: Path) -> bool:
+        return d.is_dir() and any(FRAME_NAME.match(p.name) for p in d.iterdir())
+
+    if has_frames(outer):
+        return outer
+    if has_frames(inner):
+        return inner
+    if outer.is_dir():
+        return inner if inner.is_dir() else outer  # a folder without frames: every label is then reported
+    raise CountingDataError(f"{root}: no frames folder (looked for {outer} and {inner}). Fix: point "
+                            f"counting.data.path at the folder that holds labels.csv and frames/seq_000001.jpg ...")
+
+
+def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataReport]:
+    """Read the Mall layout under `root` (both nestings): items `{id, count, image}` in id order, and the report."""
+    root = Path(root)
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise CountingDataError(f"{root}: no labels.csv. Fix: point counting.data.path at the folder holding "
+                                f"labels.csv (header id,count) and frames/")
+    frames_dir = find_frames_dir(root)
+    report = DataReport("mall", str(root))
+
+    with open(labels, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's BOM is not a header
+        rows = list(csv.reader(f))
+    header = [h.strip() for h in rows[0]] if rows else []
+    if header != HEADER:
+        raise CountingDataError(f"{labels}:1: the header is {','.join(header) or '(empty file)'!s}, not id,count. "
+                                f"Fix: make the first line `id,count` (the frame id, then its person count)")
+
+    by_id: dict[int, tuple[int, int]] = {}  # id -> (count, line)
+    named: set[int] = set()  # ids that some row names, good or bad
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue  # a blank line (e.g. the file's end) is not a row
+        report.read += 1
+        where = f"{labels}:{line}"
+        frame_id = _nonneg_int(row[0])
+        if frame_id is not None:  # one bad row is one skipped item: its frame is not also "with no label"
+            named.add(frame_id)
+        if len(row) != 2:
+            _problem(report, strict, "malformed row", where, f"{len(row)} fields {row!r}, not id,count",
+                     f"line {line}")
+            continue
+        count = _nonneg_int(row[1])
+        if frame_id is None:
+            _problem(report, strict, "bad id", where, f"id {row[0]!r} is not a non-negative integer", f"line {line}")
+            continue
+        if count is None:
+            _problem(report, strict, "bad count", where, f"count {row[1]!r} for id {frame_id} is not a "
+                     f"non-negative integer", f"line {line} (id {frame_id})")
+            continue
+        if frame_id in by_id:
+            _problem(report, strict, "duplicate id", where, f"id {frame_id} already has a row at line "
+                     f"{by_id[frame_id][1]}", f"line {line} (id {frame_id})")
+            continue
+        by_id[frame_id] = (count, line)
+
+    frames: dict[int, Path] = {}
+    for p in sorted(frames_dir.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        m = FRAME_NAME.match(p.name)
+        if m is None:
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                report.read += 1
+                _problem(report, strict, "frame name not seq_<id>", str(p), "an image not named seq_<id>.jpg",
+                         p.name)
+            continue
+        frames[int(m.group(1))] = p
+
+    items = []
+    for frame_id in sorted(by_id):
+        count, line = by_id[frame_id]
+        path = frames.get(frame_id)
+        if path is None:
+            _problem(report, strict, "label with no frame", f"{labels}:{line}",
+                     f"id {frame_id} has no frame {frames_dir / f'seq_{frame_id:06d}.jpg'}", f"id {frame_id}")
+            continue
+        bad = check_image(path)
+        if bad is not None:
+            _problem(report, strict, bad, str(path), f"the frame of id {frame_id} (labels.csv line {line}) is "
+                     + ("0 bytes" if bad == "empty image" else "not a readable image"), path.name)
+            continue
+        items.append({"id": frame_id, "count": count, "image": str(path)})
+    for frame_id in sorted(set(frames) - named):
+        report.read += 1
+        _problem(report, strict, "frame with no label", str(frames[frame_id]), f"no row for id {frame_id} in "
+                 f"{labels}", frames[frame_id].name)
+    report.kept = len(items)
+    if report.skipped:
+        logger.warning("%s: skipped %d of %d: %s", root, sum(report.skipped.values()), report.read,
+                       dict(report.skipped))
+    logger.info("%s: %d frames (frames folder %s)", root, len(items), frames_dir)
+    return items, report
+
+
+load_counting = read_mall  # the name toy.py's docstring gives the reader
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+
+def _digest(item: dict) -> str:
+    from mmemory.fingerprint import file_digest
+
+    return file_digest(item["image"])
+
+
+def split_items(items: list[dict], cfg: CountingDataConfig, stats: dict | None = None) -> dict[str, list[dict]]:
+    """train/val/test, disjoint by id and by image bytes, deterministic by `cfg.seed`.
+
+    split random: frames with identical bytes form one group, and groups are shuffled (seeded) into test
+    (`test_share` of the frames), val (`val_share_of_train` of the rest) and train; a repeated image follows its
+    first occurrence (counted as moved). split mall: by id order, the first `train_size` frames are the train pool
+    and the rest test; a test frame whose bytes repeat a train-pool frame is dropped (the split is fixed by id, so
+    it cannot move), and val is carved from the train pool by seeded groups. `stats` (when given) receives the sizes
+    and the moved / dropped counts."""
+    ids = [it["id"] for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
+        raise CountingDataError(f"split_items: id {dup!r} appears twice; read the data with read_mall / "
+                                "coco_person_counts, which refuse duplicate ids")
+    digests = {it["id"]: _digest(it) for it in items}
+    moved = dropped = 0
+
+    def groups_of(pool: list[dict]) -> list[list[dict]]:
+        groups: dict[str, list[dict]] = {}
+        for it in pool:
+            groups.setdefault(digests[it["id"]], []).append(it)
+        return list(groups.values())
+
+    def carve(pool_groups: list[list[dict]], share: float, seed_tag: str) -> tuple[list[dict], list[dict]]:
+        """(carved, rest): seeded groups until `share` of the pool's frames are carved out."""
+        order = list(pool_groups)
+        random.Random(f"{cfg.seed}|{seed_tag}").shuffle(order)
+        n_take = round(sum(len(g) for g in order) * share)
+        carved, rest = [], []
+        for g in order:
+            (carved if len(carved) < n_take else rest).extend(g)
+        return sorted(carved, key=lambda it: it["id"]), sorted(rest, key=lambda it: it["id"])
+
+    if cfg.split == "random":
+        groups = groups_of(items)
+        moved = sum(len(g) - 1 for g in groups)
+        test, pool = carve(groups, cfg.test_share, "test")
+    else:
+        ordered = sorted(items, key=lambda it: it["id"])
+        if len(ordered) <= cfg.train_size:
+            raise CountingDataError(f"split mall: only {len(ordered)} frames, so none is left for test after the "
+                                    f"first {cfg.train_size}. Fix: set counting.data.split: random, or a smaller "
+                                    f"train_size")
+        pool, test_pool = ordered[:cfg.train_size], ordered[cfg.train_size:]
+        seen = {digests[it["id"]] for it in pool}
+        test = [it for it in test_pool if digests[it["id"]] not in seen]
+        dropped = len(test_pool) - len(test)
+        moved = sum(len(g) - 1 for g in groups_of(pool)) + sum(len(g) - 1 for g in groups_of(test))
+    val, train = carve(groups_of(pool), cfg.val_share_of_train, "val")
+    out = {"train": train, "val": val, "test": test}
+
+    where: dict[str, str] = {}
+    for name, split in out.items():
+        for it in split:
+            d = digests[it["id"]]
+            if where.setdefault(d, name) != name:
+                raise AssertionError(f"split_items: image {it['image']} (id {it['id']}) is in {where[d]} and {name}")
+    if moved or dropped:
+        logger.warning("split %s: %d frames repeat another frame's bytes (kept in its split), %d dropped from test",
+                       cfg.split, moved, dropped)
+    if stats is not None:
+        stats.update({"mode": cfg.split, "seed": cfg.seed, **{k: len(v) for k, v in out.items()},
+                      "repeated_images_kept_together": moved, "repeated_images_dropped_from_test": dropped})
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- the stage
+
+def read_source(cfg: CountingDataConfig, toy_root: str | Path | None = None) -> tuple[list[dict], DataReport]:
+    """The items and report of `cfg.source` (toy frames are drawn under `toy_root` first)."""
+    if cfg.source == "toy":
+        from mmemory.counting.toy import make_toy_counting
+
+        if toy_root is None:
+            raise CountingDataError("source toy: give toy_root, the folder to draw the toy frames in")
+        make_toy_counting(toy_root, n=cfg.toy_n, seed=cfg.seed, max_count=cfg.toy_max_count)
+        items, report = read_mall(toy_root, strict=cfg.strict)
+        report.source = "toy"
+        return items, report
+    if cfg.source == "mall":
+        return read_mall(cfg.path, strict=cfg.strict)
+    from mmemory.counting.coco import coco_person_counts
+
+    return coco_person_counts(cfg.path, cfg.images, iscrowd=cfg.iscrowd, strict=cfg.strict)
+
+
+def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, toy_root: str | Path | None = None,
+                          report_path: str | Path | None = None) -> dict:
+    """Read the source, split it and write `out_dir/{train,val,test}.json` (lists of {id, count, image}) and the
+    report (`report_path`, default `out_dir/data_report.json`), each atomically. Returns the report."""
+    if isinstance(cfg, dict):
+        cfg = CountingDataConfig.from_dict(cfg)
+    items, report = read_source(cfg, toy_root)
+    if not items:
+        raise CountingDataError(f"{report.path}: no usable frames ({report.read} read, skipped "
+                                f"{dict(report.skipped)}). Fix: see data_report.json's examples")
+    stats: dict = {}
+    splits = split_items(items, cfg, stats)
+    report.extra["split"] = stats
+    out_dir = Path(out_dir)
+    for name in SPLITS:
+        atomic_write_json(out_dir / f"{name}.json", splits[name], indent=1)
+    out = report.to_json()
+    atomic_write_json(report_path or out_dir / "data_report.json", out, indent=2)
+    logger.info("counting data (%s): train %d, val %d, test %d", cfg.source, *(len(splits[s]) for s in SPLITS))
+    return out
+
+
+def load_split(path: str | Path) -> list[dict]:
+    """Read one split written by `prepare_counting_data`, checking every item's fields."""
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CountingDataError(f"{path}: not valid JSON ({e}). Fix: rerun the counting_data rule") from None
+    if not isinstance(items, list):
+        raise CountingDataError(f"{path}: holds a {type(items).__name__}, not a list of {{id, count, image}}")
+    for k, it in enumerate(items):
+        ok = (isinstance(it, dict) and set(it) == {"id", "count", "image"} and isinstance(it["id"], int)
+              and isinstance(it["count"], int) and not isinstance(it["count"], bool) and it["count"] >= 0
+              and isinstance(it["image"], str) and it["image"] != "")
+        if not ok:
+            raise CountingDataError(f"{path}: item {k} is {it!r}, not {{id: int, count: non-negative int, image: "
+                                    f"path}}. Fix: rerun the counting_data rule")
+    return items
