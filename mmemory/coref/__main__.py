@@ -1,0 +1,87 @@
+"""`python -m mmemory.coref train`: fine-tune a causal LM on coref dialogues (`mmemory.coref.train.train_coref`).
+
+    python -m torch.distributed.run --standalone --nproc_per_node N -m mmemory.coref train --model M \
+        --train train.json --val val.json --out model/ --checkpoints ckpt/ --metrics train_metrics.json \
+        --config '{"epochs": 10, "learning_rate": 0.003}' --threads 1 --log train.log
+
+Without torchrun (`python -m mmemory.coref train ...`) it runs as one process. `--config` is a JSON object of
+coref.train settings (`CorefTrainConfig`; an unknown key is refused by name). `--log` sends rank 0's log (and the
+Trainer's) to a file; the other ranks log warnings to stderr. Bad input ends with one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+PROG = "python -m mmemory.coref"
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup_logging(log_path: str | None) -> None:
+    """Rank 0: INFO to stderr, and to `log_path` when given. Other ranks: warnings to stderr, tagged with the rank."""
+    import transformers
+
+    rank = _rank()
+    fmt = logging.Formatter(f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path and rank == 0:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(fmt)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True)
+    # the Trainer's own messages (resuming, epochs, evaluation) go through the same handlers
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    transformers.utils.logging.set_verbosity(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="fine-tune a causal LM on prompt -> answer (loss on the answer only)")
+    t.add_argument("--model", required=True, help="base model directory (save_pretrained) or hub id")
+    t.add_argument("--train", required=True, help="train dialogues (coref JSON)")
+    t.add_argument("--val", default=None, help="val dialogues (coref JSON) for choosing the epoch")
+    t.add_argument("--out", required=True, help="directory of the fine-tuned model and tokenizer")
+    t.add_argument("--checkpoints", required=True, help="checkpoint directory (resumed after a kill)")
+    t.add_argument("--metrics", default=None, help="train_metrics.json to write (rank 0)")
+    t.add_argument("--config", default="{}", help="JSON object of coref.train settings (CorefTrainConfig)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    # --log-file, not --log: torchrun reads an abbreviated --log as its own --log-dir and stops
+    t.add_argument("--log-file", "--log", dest="log", default=None, help="log file (rank 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    from mmemory.config import ConfigError
+    from mmemory.coref.data import CorefError
+    from mmemory.coref.train import CorefTrainConfig, train_coref
+
+    try:
+        values = json.loads(a.config)
+    except json.JSONDecodeError as e:
+        parser.error(f"--config is not valid JSON ({e}); give an object such as '{{\"epochs\": 10}}'")
+    try:
+        cfg = CorefTrainConfig.from_dict(values)
+    except (ConfigError, TypeError) as e:
+        parser.error(f"--config: {e}")
+    setup_logging(a.log)
+    try:
+        train_coref(a.model, a.train, a.val, a.out, a.checkpoints, cfg, a.metrics, threads=a.threads)
+    except (CorefError, FileNotFoundError) as e:
+        print(f"{PROG} train: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
