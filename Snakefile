@@ -23,6 +23,8 @@ include: "rules/models.smk"
 include: "rules/emr.smk"
 include: "rules/reminder.smk"
 include: "rules/memory.smk"
+include: "rules/coref.smk"
+include: "rules/counting.smk"
 include: "rules/report.smk"
 
 

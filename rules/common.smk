@@ -1,7 +1,10 @@
 # Shared by all stages: config validation, input functions, wildcard constraints, the report registry.
+import json
 import os
+import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 
@@ -13,6 +16,9 @@ os.environ.update(
 )
 
 BUILT_MODELS = "results/models/"
+
+# The python a `shell:` rule runs: the rule's conda env's under --use-conda, else the one running Snakemake.
+PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 
 # Each stage registers what the report gathers (metrics files and captioned figures).
 # REPORT_METRICS: {section title: metrics.json path}; REPORT_FIGURES: {figure path: caption}.

@@ -10,6 +10,10 @@ import yaml
 
 from mmemory.config import ConfigError
 from mmemory.emr.bridge import BridgeConfig
+from mmemory.counting.data import CountingDataConfig
+from mmemory.counting.model import CountingToySize
+from mmemory.counting.predict import CountingGenerationConfig
+from mmemory.counting.train import CountingTrainConfig
 from mmemory.emr.train import TrainConfig
 from mmemory.reminder.finetune import FinetuneConfig
 from mmemory.reminder.predict import GenerationConfig
@@ -17,7 +21,8 @@ from mmemory.reminder.predict import GenerationConfig
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 # fields the workflow sets itself rather than config.yaml (the training seed comes from train_seeds)
 SET_BY_WORKFLOW = {"seed"}
-SECTIONS = [BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig]
+SECTIONS = [BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig, CountingDataConfig, CountingToySize,
+            CountingTrainConfig, CountingGenerationConfig]
 
 
 def section(cls) -> dict:
