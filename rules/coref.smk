@@ -1,0 +1,160 @@
+# Stage 'coref' (issue 13, seed 002): which object in which shared photo a dialogue's last pronoun means (4 choices).
+#   coref_data              toy dialogues or coref.data.path -> results/coref/data/{train,val,test}.json + data_report.json
+#   build_coref_toy_models  the tiny Llamas of coref.toy_models (embedded default) -> results/models/coref/<name>/
+#   train_coref             one model x training seed, Trainer (DDP under torchrun with resources.nproc processes)
+#                                                           -> results/coref/<model>/finetuned/s<seed>/model/
+#   eval_coref              generation + option likelihood (+ the choices rotated), before or after fine-tuning
+#                                                           -> results/coref/<model>/<variant>/s<seed>/<split>/eval.json
+#   coref_table             models x protocols with 95% CIs, baselines, position bias -> results/coref/metrics.json
+# Val evaluations (`snakemake results/coref/tiny-m/finetuned/s0/val/eval.json`) are for choosing settings; the report
+# shows test. The untrained models ("before") do not depend on the training seed and run with the first one only.
+
+
+if stage_active("coref"):
+    CCFG = config["coref"]
+    COREF_MODELS = {m["name"]: m["path"] for m in CCFG["models"]}
+    COREF_TOY = {name: f"{BUILT_MODELS}coref/{name}" for name in CCFG["toy_models"]}
+    COREF_SPLITS = expand("results/coref/data/{split}.json", split=("train", "val", "test"))
+    COREF_PROCESSES = int(CCFG["processes"])
+
+
+    def coref_model_input(w):
+        """The model files a rule reads: the toy model the workflow builds, or nothing (an external checkpoint)."""
+        path = COREF_MODELS[w.model]
+        return [path] if path.startswith(BUILT_MODELS) else []
+
+
+    def coref_eval_model(w):
+        if w.variant == "finetuned":
+            return f"results/coref/{w.model}/finetuned/s{w.seed}/model"
+        return COREF_MODELS[w.model]
+
+
+    def coref_runs(split="test"):
+        """{model: {variant: [eval.json per seed]}}: every training seed after fine-tuning, the first one before."""
+        return {m: {"before": [f"results/coref/{m}/before/s{TRAIN_SEEDS[0]}/{split}/eval.json"],
+                    "finetuned": [f"results/coref/{m}/finetuned/s{s}/{split}/eval.json" for s in TRAIN_SEEDS]}
+                for m in COREF_MODELS}
+
+
+    rule coref_data:
+        output:
+            splits=COREF_SPLITS,
+            report="results/coref/data_report.json",
+        params:
+            data=CCFG["data"],
+        log:
+            "results/logs/coref/coref_data.log",
+        benchmark:
+            "results/benchmarks/coref/coref_data.tsv"
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/coref_data.py"
+
+    rule build_coref_toy_models:
+        input:
+            train="results/coref/data/train.json",
+        output:
+            models=[directory(p) for p in COREF_TOY.values()],
+        params:
+            out=COREF_TOY,
+            sizes=CCFG["toy_models"],
+            seed=config["seed"],
+        log:
+            "results/logs/coref/build_coref_toy_models.log",
+        benchmark:
+            "results/benchmarks/coref/build_coref_toy_models.tsv"
+        conda:
+            "../envs/coref.yaml"
+        script:
+            "../workflow_scripts/coref_build_toy_models.py"
+
+    rule train_coref:
+        input:
+            model=coref_model_input,
+            train="results/coref/data/train.json",
+            val="results/coref/data/val.json",
+        output:
+            model=directory("results/coref/{model}/finetuned/s{seed}/model"),
+            metrics="results/coref/{model}/finetuned/s{seed}/train_metrics.json",
+        params:
+            base=lambda w: COREF_MODELS[w.model],
+            # the training settings as one JSON argument; the seed follows train_seeds
+            settings=lambda w: json.dumps({**CCFG["train"], "seed": int(w.seed)}),
+            checkpoints="results/coref/{model}/finetuned/s{seed}/checkpoints",
+            python=PYTHON,
+        log:
+            "results/logs/coref/train_coref_{model}_s{seed}.log",
+        benchmark:
+            "results/benchmarks/coref/train_coref_{model}_s{seed}.tsv"
+        threads: 1
+        resources:
+            nproc=COREF_PROCESSES,  # training processes: DDP ranks (paper: 8, one per A100)
+            # one GPU per process (the SLURM profile's gpu resource asks for them all on one node)
+            **{**gpu_job(80000, 2880), "gpu": COREF_PROCESSES if config["gpu"] else 0},
+        conda:
+            "../envs/coref.yaml"
+        shell:  # torchrun: one process per GPU (resources.nproc), DDP; the same code with one process on a laptop
+            "{params.python} -m torch.distributed.run --standalone --nproc_per_node {resources.nproc} "
+            "-m mmemory.coref train --model {params.base:q} --train {input.train:q} --val {input.val:q} "
+            "--out {output.model:q} --checkpoints {params.checkpoints:q} --metrics {output.metrics:q} "
+            "--config {params.settings:q} --threads {threads} --log {log:q} 2>> {log:q}"
+
+    rule eval_coref:
+        input:
+            model=lambda w: (coref_model_input(w) if w.variant == "before"
+                             else [f"results/coref/{w.model}/finetuned/s{w.seed}/model"]),
+            test="results/coref/data/{split}.json",
+        output:
+            eval="results/coref/{model}/{variant}/s{seed}/{split}/eval.json",
+        wildcard_constraints:
+            variant="before|finetuned",
+            split="val|test",
+        params:
+            model=coref_eval_model,
+            eval=CCFG["eval"],
+        log:
+            "results/logs/coref/eval_coref_{model}_{variant}_s{seed}_{split}.log",
+        benchmark:
+            "results/benchmarks/coref/eval_coref_{model}_{variant}_s{seed}_{split}.tsv"
+        threads: 1
+        resources:
+            **gpu_job(32000, 240),
+        conda:
+            "../envs/coref.yaml"
+        script:
+            "../workflow_scripts/coref_eval.py"
+
+    rule coref_table:
+        input:
+            evals=[p for variants in coref_runs().values() for paths in variants.values() for p in paths],
+            train="results/coref/data/train.json",
+            test="results/coref/data/test.json",
+            train_metrics=expand("results/coref/{model}/finetuned/s{seed}/train_metrics.json",
+                                 model=list(COREF_MODELS), seed=TRAIN_SEEDS),
+            data_report="results/coref/data_report.json",
+        output:
+            metrics="results/coref/metrics.json",
+            figure=report(
+                "results/coref/accuracy.png",
+                caption="../resources/report/coref_accuracy.rst",
+                category="Coref",
+            ),
+        params:
+            runs=coref_runs(),
+            seed=config["seed"],
+        log:
+            "results/logs/coref/coref_table.log",
+        benchmark:
+            "results/benchmarks/coref/coref_table.tsv"
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../workflow_scripts/coref_table.py"
+
+    REPORT_METRICS["Coreference in multimodal dialogue (coref)"] = "results/coref/metrics.json"
+    REPORT_FIGURES["results/coref/accuracy.png"] = (
+        "coref: object-level accuracy on test per model, before and after fine-tuning, under both protocols "
+        "(greedy generation parsed; option likelihood), with 95% intervals; dashed lines are the baselines"
+    )

@@ -1,0 +1,11 @@
+"""The coref table on test: models x protocols with 95% intervals, the baselines, position bias, and the figure
+(rule coref_table)."""
+from mmemory.io import setup_logging
+
+setup_logging(snakemake.log[0])
+
+from mmemory.coref.stage import build_table  # noqa: E402
+
+inp = snakemake.input
+build_table(snakemake.params.runs, inp.train, inp.test, list(inp.train_metrics), inp.data_report,
+            snakemake.output.metrics, snakemake.output.figure, seed=snakemake.params.seed)
