@@ -170,3 +170,17 @@ def test_cli_rejects_an_unknown_config_key(world, tmp_path, capsys):
         main(base + ["--config", "{epochs: 3}"])
     assert "not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "c").exists()
+
+
+def test_paper_preset_is_a_valid_config():
+    import yaml
+
+    from mmemory.coref.train import PAPER_TRAIN
+
+    values = yaml.safe_load(PAPER_TRAIN)["coref"]["train"]
+    cfg = CorefTrainConfig.from_dict({**values, "deepspeed": str(REPO / values["deepspeed"])})  # any cwd
+    assert (cfg.learning_rate, cfg.epochs, cfg.warmup_steps, cfg.weight_decay, cfg.fp16, cfg.batch_size,
+            cfg.grad_accum) == (2e-5, 30, 100, 0.01, True, 2, 4)
+    ds = json.loads(Path(cfg.deepspeed).read_text())
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True

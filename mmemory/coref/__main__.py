@@ -2,11 +2,14 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m mmemory.coref train --model M \
         --train train.json --val val.json --out model/ --checkpoints ckpt/ --metrics train_metrics.json \
-        --config '{"epochs": 10, "learning_rate": 0.003}' --threads 1 --log train.log
+        --config '{"epochs": 10, "learning_rate": 0.003}' --threads 1 --log-file train.log
 
 Without torchrun (`python -m mmemory.coref train ...`) it runs as one process. `--config` is a JSON object of
-coref.train settings (`CorefTrainConfig`; an unknown key is refused by name). `--log` sends rank 0's log (and the
-Trainer's) to a file; the other ranks log warnings to stderr. Bad input ends with one line on stderr and exit code 2.
+coref.train settings (`CorefTrainConfig`; an unknown key is refused by name). `--log-file` sends rank 0's log (and
+the Trainer's) to a file; the other ranks log warnings to stderr. Write `--log-file`, not `--log`, after torchrun:
+torchrun's own parser takes `--log` for an abbreviation of its `--log-dir` / `--logs-specs` and stops ("ambiguous
+option"); `--log` is accepted only as an alias for runs without torchrun. Bad input ends with one line on stderr and
+exit code 2.
 """
 from __future__ import annotations
 
