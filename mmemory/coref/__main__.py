@@ -27,15 +27,16 @@ def _rank() -> int:
 
 
 def setup_logging(log_path: str | None) -> None:
-    """Rank 0: INFO to stderr, and to `log_path` when given. Other ranks: warnings to stderr, tagged with the rank."""
+    """Rank 0: INFO to `log_path` when given, else to stderr. Other ranks: warnings to stderr, tagged with the rank."""
     import transformers
 
     rank = _rank()
     fmt = logging.Formatter(f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path and rank == 0:
+        # appended, not truncated, and not also on stderr: a rule may send stderr to the same file (2>> log)
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+        handlers = [logging.FileHandler(log_path, mode="a", encoding="utf-8")]
     for h in handlers:
         h.setFormatter(fmt)
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True)
