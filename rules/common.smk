@@ -17,7 +17,7 @@ os.environ.update(
 
 BUILT_MODELS = "results/models/"
 
-# The python a `shell:` rule runs: the rule's conda env's under --use-conda, else the one running Snakemake.
+# The python a shell command runs: the conda env's under --use-conda, else the one running Snakemake.
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 
 # Each stage registers what the report gathers (metrics files and captioned figures).
@@ -58,10 +58,15 @@ def model_path(name):
     return config["models"][name]
 
 
+def built_input(path):
+    """A DAG input for a model path the workflow builds (under results/models/), else nothing (an external
+    checkpoint)."""
+    return [path] if path.startswith(BUILT_MODELS) else []
+
+
 def model_input(name):
     """A DAG input for `models.<name>` when the workflow builds it, else nothing (an external checkpoint)."""
-    path = model_path(name)
-    return [path] if path.startswith(BUILT_MODELS) else []
+    return built_input(model_path(name))
 
 
 def visdial_source():
@@ -99,3 +104,35 @@ def reminder_runs(variants, trained, split="test"):
     """{variant: [metrics.json per seed]}: every training seed for `trained` variants, the first for the rest."""
     return {v: [f"results/reminder/{v}/s{s}/{split}/metrics.json"
                 for s in (TRAIN_SEEDS if v in trained else TRAIN_SEEDS[:1])] for v in variants}
+
+
+def counting_runs(split="test"):
+    """{variant: [predictions.json per seed]}: every training seed after fine-tuning, the first one before."""
+    return {"before": [f"results/counting/before/s{TRAIN_SEEDS[0]}/{split}/predictions.json"],
+            "finetuned": [f"results/counting/finetuned/s{s}/{split}/predictions.json" for s in TRAIN_SEEDS]}
+
+
+def coref_models():
+    """{name: path} of config coref.models."""
+    return {m["name"]: m["path"] for m in config["coref"]["models"]}
+
+
+def coref_runs(split="test"):
+    """{model: {variant: [eval.json per seed]}}: every training seed after fine-tuning, the first one before."""
+    return {m: {"before": [f"results/coref/{m}/before/s{TRAIN_SEEDS[0]}/{split}/eval.json"],
+                "finetuned": [f"results/coref/{m}/finetuned/s{s}/{split}/eval.json" for s in TRAIN_SEEDS]}
+            for m in coref_models()}
+
+
+def coref_eval_inputs(w):
+    """eval_coref's model input: the fine-tuned model of the seed, or the base model when the workflow builds it."""
+    if w.variant == "finetuned":
+        return {"model": [f"results/coref/{w.model}/finetuned/s{w.seed}/model"]}
+    return {"model": built_input(coref_models()[w.model])}
+
+
+def coref_model_param(wildcards, input):
+    """A params function: the model a coref rule loads (its `model` input when the workflow made it, else the
+    configured checkpoint of the model wildcard)."""
+    built = list(input.get("model", []))
+    return built[0] if built else coref_models()[wildcards.model]

@@ -12,29 +12,15 @@
 
 if stage_active("coref"):
     CCFG = config["coref"]
-    COREF_MODELS = {m["name"]: m["path"] for m in CCFG["models"]}
-    COREF_TOY = {name: f"{BUILT_MODELS}coref/{name}" for name in CCFG["toy_models"]}
+    COREF_MODELS = coref_models()
+    # the models the workflow builds: those of coref.models whose path is under results/models/, one size each
+    COREF_TOY = {name: path for name, path in COREF_MODELS.items() if path.startswith(BUILT_MODELS)}
+    _unsized = sorted(set(COREF_TOY) - set(CCFG.get("toy_models", {})))
+    if _unsized:
+        raise ValueError(f"config coref.models {_unsized}: a path under {BUILT_MODELS} is built by the workflow and "
+                         "needs its size in coref.toy_models (or give the path of an existing checkpoint)")
     COREF_SPLITS = expand("results/coref/data/{split}.json", split=("train", "val", "test"))
     COREF_PROCESSES = int(CCFG["processes"])
-
-
-    def coref_model_input(w):
-        """The model files a rule reads: the toy model the workflow builds, or nothing (an external checkpoint)."""
-        path = COREF_MODELS[w.model]
-        return [path] if path.startswith(BUILT_MODELS) else []
-
-
-    def coref_eval_model(w):
-        if w.variant == "finetuned":
-            return f"results/coref/{w.model}/finetuned/s{w.seed}/model"
-        return COREF_MODELS[w.model]
-
-
-    def coref_runs(split="test"):
-        """{model: {variant: [eval.json per seed]}}: every training seed after fine-tuning, the first one before."""
-        return {m: {"before": [f"results/coref/{m}/before/s{TRAIN_SEEDS[0]}/{split}/eval.json"],
-                    "finetuned": [f"results/coref/{m}/finetuned/s{s}/{split}/eval.json" for s in TRAIN_SEEDS]}
-                for m in COREF_MODELS}
 
 
     rule coref_data:
@@ -59,7 +45,7 @@ if stage_active("coref"):
             models=[directory(p) for p in COREF_TOY.values()],
         params:
             out=COREF_TOY,
-            sizes=CCFG["toy_models"],
+            sizes={name: CCFG["toy_models"][name] for name in COREF_TOY},
             seed=config["seed"],
         log:
             "results/logs/coref/build_coref_toy_models.log",
@@ -72,14 +58,14 @@ if stage_active("coref"):
 
     rule train_coref:
         input:
-            model=coref_model_input,
+            model=lambda w: built_input(COREF_MODELS[w.model]),
             train="results/coref/data/train.json",
             val="results/coref/data/val.json",
         output:
             model=directory("results/coref/{model}/finetuned/s{seed}/model"),
             metrics="results/coref/{model}/finetuned/s{seed}/train_metrics.json",
         params:
-            base=lambda w: COREF_MODELS[w.model],
+            base=coref_model_param,
             # the training settings as one JSON argument; the seed follows train_seeds
             settings=lambda w: json.dumps({**CCFG["train"], "seed": int(w.seed)}),
             checkpoints="results/coref/{model}/finetuned/s{seed}/checkpoints",
@@ -99,12 +85,11 @@ if stage_active("coref"):
             "{params.python} -m torch.distributed.run --standalone --nproc_per_node {resources.nproc} "
             "-m mmemory.coref train --model {params.base:q} --train {input.train:q} --val {input.val:q} "
             "--out {output.model:q} --checkpoints {params.checkpoints:q} --metrics {output.metrics:q} "
-            "--config {params.settings:q} --threads {threads} --log {log:q} 2>> {log:q}"
+            "--config {params.settings:q} --threads {threads} --log-file {log:q} 2>> {log:q}"
 
     rule eval_coref:
         input:
-            model=lambda w: (coref_model_input(w) if w.variant == "before"
-                             else [f"results/coref/{w.model}/finetuned/s{w.seed}/model"]),
+            unpack(coref_eval_inputs),
             test="results/coref/data/{split}.json",
         output:
             eval="results/coref/{model}/{variant}/s{seed}/{split}/eval.json",
@@ -112,7 +97,7 @@ if stage_active("coref"):
             variant="before|finetuned",
             split="val|test",
         params:
-            model=coref_eval_model,
+            model=coref_model_param,
             eval=CCFG["eval"],
         log:
             "results/logs/coref/eval_coref_{model}_{variant}_s{seed}_{split}.log",

@@ -17,17 +17,6 @@ if stage_active("counting"):
     COUNTING_TOY_ROOT = "results/counting/toy"
 
 
-    def counting_model_input():
-        path = KCFG["model"]
-        return [path] if path.startswith(BUILT_MODELS) else []
-
-
-    def counting_runs(split="test"):
-        """{variant: [predictions.json per seed]}: every training seed after fine-tuning, the first one before."""
-        return {"before": [f"results/counting/before/s{TRAIN_SEEDS[0]}/{split}/predictions.json"],
-                "finetuned": [f"results/counting/finetuned/s{s}/{split}/predictions.json" for s in TRAIN_SEEDS]}
-
-
     rule counting_data:
         output:
             splits=COUNTING_SPLITS,
@@ -36,7 +25,7 @@ if stage_active("counting"):
             **({"toy": directory(COUNTING_TOY_ROOT)} if KCFG["data"]["source"] == "toy" else {}),
         params:
             data=KCFG["data"],
-            toy_root=COUNTING_TOY_ROOT,
+            toy_root=lambda w, output: output.get("toy"),
         log:
             "results/logs/counting/counting_data.log",
         benchmark:
@@ -64,7 +53,7 @@ if stage_active("counting"):
 
     rule finetune_counting:
         input:
-            model=counting_model_input(),
+            model=built_input(KCFG["model"]),
             train="results/counting/data/train.json",
             val="results/counting/data/val.json",
         output:
@@ -72,7 +61,7 @@ if stage_active("counting"):
             metrics="results/counting/finetuned/s{seed}/train_metrics.json",
             tensorboard=directory("results/counting/finetuned/s{seed}/tensorboard"),
         params:
-            model=KCFG["model"],
+            model=model_param("model", KCFG["model"]),
             train=lambda w: {**KCFG["train"], "seed": int(w.seed)},
             checkpoints="results/counting/finetuned/s{seed}/checkpoints",
         log:
@@ -89,7 +78,7 @@ if stage_active("counting"):
 
     rule predict_counting:
         input:
-            model=counting_model_input(),
+            model=built_input(KCFG["model"]),
             adapter=lambda w: ([f"results/counting/finetuned/s{w.seed}/adapter"] if w.variant == "finetuned"
                                else []),
             data="results/counting/data/{split}.json",
@@ -99,7 +88,7 @@ if stage_active("counting"):
             variant="before|finetuned",
             split="val|test",
         params:
-            model=KCFG["model"],
+            model=model_param("model", KCFG["model"]),
             generation=KCFG["generation"],
         log:
             "results/logs/counting/predict_counting_{variant}_s{seed}_{split}.log",

@@ -10,6 +10,9 @@ import yaml
 
 from mmemory.config import ConfigError
 from mmemory.emr.bridge import BridgeConfig
+from mmemory.coref.evaluate import CorefEvalConfig
+from mmemory.coref.stage import CorefDataConfig
+from mmemory.coref.train import CorefTrainConfig
 from mmemory.counting.data import CountingDataConfig
 from mmemory.counting.model import CountingToySize
 from mmemory.counting.predict import CountingGenerationConfig
@@ -22,7 +25,7 @@ CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").re
 # fields the workflow sets itself rather than config.yaml (the training seed comes from train_seeds)
 SET_BY_WORKFLOW = {"seed"}
 SECTIONS = [BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig, CountingDataConfig, CountingToySize,
-            CountingTrainConfig, CountingGenerationConfig]
+            CountingTrainConfig, CountingGenerationConfig, CorefDataConfig, CorefTrainConfig, CorefEvalConfig]
 
 
 def section(cls) -> dict:
@@ -57,3 +60,22 @@ def test_the_lora_rank_reaches_the_config_and_is_saved_beside_the_adapter(tmp_pa
     cfg.save(tmp_path / "finetune_config.json")
     saved = yaml.safe_load((tmp_path / "finetune_config.json").read_text())
     assert saved["section"] == "reminder.finetune" and saved["r"] == 8 and saved["seed"] == 2
+
+
+def test_the_paper_presets_in_code_match_config_paper_yaml():
+    """`PAPER_TRAIN` (what a library user reads) and config/paper.yaml (what the workflow runs) hold one preset."""
+    from mmemory.counting.train import PAPER_TRAIN as COUNTING_PAPER
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    code = yaml.safe_load(COUNTING_PAPER)["counting"]
+    assert paper["counting"]["model"] == code["model"]
+    assert paper["counting"]["train"] == code["train"]
+    assert paper["counting"]["generation"] == code["generation"]
+    CountingTrainConfig.from_dict(paper["counting"]["train"])
+
+
+def test_the_coref_paper_preset_in_code_matches_config_paper_yaml():
+    from mmemory.coref.train import PAPER_TRAIN as COREF_PAPER
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    assert paper["coref"]["train"] == yaml.safe_load(COREF_PAPER)["coref"]["train"]
