@@ -135,21 +135,29 @@ def plot_scatter(rows: dict[str, Iterable[dict]], path, title: str = "Predicted 
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     rng = np.random.default_rng(0)
-    hi = 1
+    rows = {variant: list(rs) for variant, rs in rows.items()}
+    true_max = max([r["count_true"] for rs in rows.values() for r in rs] or [1])
+    top = max(2.0, 1.5 * true_max)  # predictions above it are drawn on the top edge (a model that says "96")
     for k, (variant, rs) in enumerate(rows.items()):
-        rs = list(rs)
         t = np.asarray([r["count_true"] for r in rs], dtype=float)
-        failed = np.asarray([r.get("count_pred") is None for r in rs])
+        failed = np.asarray([r.get("count_pred") is None for r in rs], dtype=bool)
         p = np.asarray([FAILURE_VALUE if r.get("count_pred") is None else r["count_pred"] for r in rs], dtype=float)
+        above = p > top
+        p = np.minimum(p, top)
         jt, jp = rng.uniform(-0.15, 0.15, len(t)), rng.uniform(-0.15, 0.15, len(t))
         color = f"C{k}"
-        label = variant + (f" ({int(failed.sum())} unparsed, x)" if failed.any() else "")
-        ax.scatter(t[~failed] + jt[~failed], p[~failed] + jp[~failed], s=12, alpha=0.6, color=color, label=label)
+        notes = [f"{int(failed.sum())} unparsed, x" if failed.any() else "",
+                 f"{int(above.sum())} above {top:g}, ^" if above.any() else ""]
+        label = variant + "".join(f" ({n})" for n in notes if n)
+        ok = ~failed & ~above
+        ax.scatter(t[ok] + jt[ok], p[ok] + jp[ok], s=12, alpha=0.6, color=color, label=label)
         if failed.any():
             ax.scatter(t[failed] + jt[failed], p[failed] + jp[failed], s=18, marker="x", color=color)
-        if len(t):
-            hi = max(hi, t.max(), p.max())
-    ax.plot([0, hi], [0, hi], color="k", lw=1, ls="--", label="perfect count")
+        if above.any():
+            ax.scatter(t[above] + jt[above], p[above], s=18, marker="^", color=color, clip_on=False)
+    ax.plot([0, true_max], [0, true_max], color="k", lw=1, ls="--", label="perfect count")
+    ax.set_xlim(-0.5, true_max + 0.5)
+    ax.set_ylim(-0.5, top + 0.5)
     ax.set_xlabel("true count")
     ax.set_ylabel("predicted count")
     ax.set_title(title)
@@ -171,9 +179,21 @@ def plot_buckets(buckets: dict[str, list[dict]], path, title: str = "Absolute er
     fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(labels) + 2), 4))
     width = 0.8 / max(1, len(buckets))
     x = np.arange(len(labels))
-    for k, (method, rs) in enumerate(buckets.items()):
-        by = {r["bucket"]: r["mae"] for r in rs}
-        ax.bar(x + (k - (len(buckets) - 1) / 2) * width, [by.get(b, 0.0) for b in labels], width, label=method)
+    values = {m: {r["bucket"]: r["mae"] for r in rs} for m, rs in buckets.items()}
+    # the y axis fits every method but one far-off outlier (an untuned model's errors of 30+ would flatten the
+    # rest): its bars are cut at the top and labelled with their value
+    peaks = sorted((max(by.values(), default=0.0) for by in values.values()), reverse=True)
+    cap = 1.4 * peaks[1] if len(peaks) > 1 and peaks[0] > 3 * peaks[1] > 0 else None
+    for k, (method, by) in enumerate(values.items()):
+        xs = x + (k - (len(buckets) - 1) / 2) * width
+        ys = [by.get(b, 0.0) for b in labels]
+        ax.bar(xs, [min(y, cap) if cap else y for y in ys], width, label=method)
+        if cap:
+            for xi, y in zip(xs, ys):
+                if y > cap:
+                    ax.text(xi, cap, f"{y:.0f}", ha="center", va="bottom", fontsize=7)
+    if cap:
+        ax.set_ylim(0, cap * 1.12)
     ax.set_xticks(x, labels)
     ax.set_xlabel("true count")
     ax.set_ylabel("mean absolute error")

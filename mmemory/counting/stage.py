@@ -116,7 +116,10 @@ def build_table(runs: dict[str, list[str]], train_json: str, test_json: str, tra
         "data": {k: report.get(k) for k in ("source", "read", "kept", "skipped")},
         "train_seeds": n_seeds,
     }
-    plot_scatter({VARIANT_NAMES.get(v, v): ps[0] for v, ps in preds.items()}, out_scatter)
+    scatter = {VARIANT_NAMES.get(v, v): ps[0] for v, ps in preds.items()}
+    if classical:
+        scatter["classical head counter"] = [{"count_true": t, "count_pred": h} for t, h in zip(truth, heads)]
+    plot_scatter(scatter, out_scatter)
     plot_buckets(buckets, out_buckets)
     atomic_write_json(out_json, out, indent=2)
     logger.info("counting table: %s", json.dumps(tables[caption]))
