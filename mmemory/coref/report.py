@@ -1,0 +1,311 @@
+"""The coref stage's table and figure (rule `coref_table`): every model before and after fine-tuning under both
+protocols, the no-model baselines in the same table, position bias, training, and the comparison the issue's
+"done when" asks for (fine-tuned beats every baseline on object-level accuracy by more than its interval).
+
+    build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
+                "train.json", "test.json", ["results/coref/tiny-m/finetuned/s0/train_metrics.json"],
+                "data_report.json", "metrics.json", "accuracy.png", seed=0)
+
+Cells are "0.812 [0.770, 0.849]": the accuracy and its 95% Wilson interval over the test items (`evaluate.rate`).
+A row over several training seeds reads "0.812 ± 0.010 [0.770, 0.849]": the mean over the seeds, the sample standard
+deviation over the seeds, and the Wilson interval of the mean accuracy at one seed's item count. That interval is the
+test-set sampling error of a model of that accuracy; pooling the seeds' items would narrow it falsely (the seeds
+score the same items), and the seed-to-seed spread is the ± beside it, judged separately (`mmemory.seeds.verdict`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import statistics
+from pathlib import Path
+
+from mmemory.coref.data import load_coref
+from mmemory.coref.evaluate import baseline_rows, rate
+from mmemory.io import atomic_write_json
+from mmemory.seeds import difference_spread, verdict
+
+logger = logging.getLogger(__name__)
+
+VARIANT_NAMES = {"before": "before", "finetuned": "fine-tuned"}
+FORCERUN = "snakemake --forcerun eval_coref"
+
+
+def _read_json(path: str | Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- cells
+
+def _get(result: dict, path: tuple[str, ...]) -> dict:
+    v = result
+    for k in path:
+        v = v[k]
+    return v
+
+
+def seed_rate(rates: list[dict]) -> dict:
+    """One accuracy over training seeds: {value (mean), sd (None with one seed), lo, hi, seeds, n}; the interval
+    is the Wilson interval of the mean at one seed's n (the first seed's own interval with one seed)."""
+    if len(rates) == 1:
+        r = rates[0]
+        return {"value": r["value"], "sd": None, "lo": r["lo"], "hi": r["hi"], "seeds": 1, "n": r["n"]}
+    n = rates[0]["n"]
+    ks = [r["k"] for r in rates]
+    values = [r["value"] for r in rates]
+    level_rate = rate(statistics.fmean(ks), n)
+    return {"value": statistics.fmean(values), "sd": statistics.stdev(values), "lo": level_rate["lo"],
+            "hi": level_rate["hi"], "seeds": len(rates), "n": n}
+
+
+def format_rate(r: dict | None) -> str | None:
+    """"0.812 [0.770, 0.849]", or "0.812 ± 0.010 [0.770, 0.849]" with a seed spread; None (rendered "–") for none."""
+    if r is None or r.get("value") is None:
+        return None
+    sd = f" ± {r['sd']:.3f}" if r.get("sd") is not None else ""
+    return f"{r['value']:.3f}{sd} [{r['lo']:.3f}, {r['hi']:.3f}]"
+
+
+def _cell(results: list[dict], path: tuple[str, ...]) -> str | None:
+    return format_rate(seed_rate([_get(r, path) for r in results]))
+
+
+# ---------------------------------------------------------------- tables
+
+MAIN_COLUMNS = {  # column -> where the rate lies in eval.json
+    "object acc": ("generation", "object_acc"),
+    "photo acc": ("generation", "photo_acc"),
+    "exact match": ("generation", "exact_match"),
+    "parse failures": ("generation", "parse_failure"),
+    "acc (likelihood)": ("likelihood", "acc"),
+    "acc_norm (likelihood)": ("likelihood", "acc_norm"),
+}
+
+
+def _model_rows(runs: dict[str, dict[str, list[dict]]]):
+    for model, variants in runs.items():
+        for variant in ("before", "finetuned"):
+            if variants.get(variant):
+                yield model, variant, variants[variant]
+
+
+def main_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict]) -> list[dict]:
+    """The seed's shape: one row per model x variant (generation: object, photo, exact match, parse failures;
+    likelihood: acc, acc_norm), then the baselines (object and photo accuracy only)."""
+    rows = []
+    for model, variant, results in _model_rows(runs):
+        row = {"model": model, "variant": VARIANT_NAMES[variant], "seeds": len(results)}
+        row.update({col: _cell(results, path) for col, path in MAIN_COLUMNS.items()})
+        rows.append(row)
+    for b in baselines:
+        row = {"model": b["baseline"], "variant": "baseline", "seeds": None,
+               "object acc": format_rate(b["object_acc"]), "photo acc": format_rate(b["photo_acc"])}
+        row.update({col: None for col in MAIN_COLUMNS if col not in row})
+        rows.append(row)
+    return rows
+
+
+def position_bias_table(runs: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """Per model x variant: accuracy in the original and the rotated order, and the share of answers (the chosen
+    option's text) that change, under both protocols."""
+    rows = []
+    for model, variant, results in _model_rows(runs):
+        rows.append({
+            "model": model, "variant": VARIANT_NAMES[variant], "shift": results[0]["permuted"].get("shift"),
+            "object acc": _cell(results, ("generation", "object_acc")),
+            "object acc rotated": _cell(results, ("permuted", "generation", "object_acc")),
+            "changed (generation)": _cell(results, ("permuted", "changed", "generation")),
+            "acc": _cell(results, ("likelihood", "acc")),
+            "acc rotated": _cell(results, ("permuted", "likelihood", "acc")),
+            "changed (acc)": _cell(results, ("permuted", "changed", "acc")),
+        })
+    return rows
+
+
+def _best_val_loss(t: dict) -> float | None:
+    losses = [v["val_loss"] for v in t.get("val_loss_by_epoch") or [] if v.get("val_loss") is not None]
+    return round(min(losses), 4) if losses else None
+
+
+def training_table(train_metrics: dict[str, list[dict]]) -> list[dict]:
+    """One row per model x training seed."""
+    rows = []
+    for model, seeds in train_metrics.items():
+        for t in seeds:
+            rows.append({"model": model, "seed": t.get("seed"), "train dialogues": t.get("n_train"),
+                         "steps": t.get("steps"),
+                         "train loss": round(t["train_loss"], 4) if t.get("train_loss") is not None else None,
+                         "chosen epoch": t.get("chosen_epoch"), "best val loss": _best_val_loss(t),
+                         "seconds": t.get("train_seconds"), "world size": t.get("world_size")})
+    return rows
+
+
+def beats_by_ci(finetuned: dict, other: dict) -> bool:
+    """Whether the fine-tuned interval's lower bound lies above the other's upper bound (the intervals are apart)."""
+    return finetuned["lo"] > other["hi"]
+
+
+def comparison_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict]) -> list[dict]:
+    """Fine-tuned object accuracy (generation) against each baseline and the model's own untuned row: the
+    difference, whether the intervals are apart ("beats by more than its CI"), and the seed-spread verdict."""
+    rows = []
+    for model, variants in runs.items():
+        results = variants.get("finetuned") or []
+        if not results:
+            continue
+        ft = seed_rate([r["generation"]["object_acc"] for r in results])
+        others = [(b["baseline"], seed_rate([b["object_acc"]])) for b in baselines]
+        if variants.get("before"):
+            others.append((f"{model} before fine-tuning", seed_rate([r["generation"]["object_acc"]
+                                                                     for r in variants["before"]])))
+        for name, other in others:
+            delta = ft["value"] - other["value"]
+            spread = difference_spread(ft["sd"], other["sd"])
+            rows.append({"model": model, "baseline": name, "fine-tuned": round(ft["value"], 4),
+                         "baseline acc": round(other["value"], 4), "difference": round(delta, 4),
+                         "fine-tuned lo": round(ft["lo"], 4), "baseline hi": round(other["hi"], 4),
+                         "beats by more than its CI": "yes" if beats_by_ci(ft, other) else "no",
+                         "seed spread": None if spread is None else round(spread, 4),
+                         "verdict": verdict(delta, spread), "seeds": ft["seeds"]})
+    return rows
+
+
+def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_dialogues,
+                 train_metrics: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
+    """{caption: rows}: the main table (with the baselines), position bias, training, and fine-tuned vs baselines."""
+    baselines = baseline_rows(train_dialogues, test_dialogues, seed)
+    n = len(test_dialogues)
+    n_seeds = max((len(v.get("finetuned") or []) for v in runs.values()), default=0)
+    exp = baselines[0]["expected"]
+    main = (f"Coreference on {n} test dialogues: generation (greedy, parsed; object, photo, exact match, parse "
+            f"failures, an unparseable answer wrong) and option likelihood (acc, acc_norm, as lm-eval), each with "
+            f"its 95% Wilson interval; fine-tuned: mean ± sd over {n_seeds} training seed(s), interval of the mean "
+            f"at {n} items; baselines have object and photo accuracy only (random label: a seeded draw, expected "
+            f"{exp['object_acc']:.3f} object, {exp['photo_acc']:.3f} photo)")
+    return {
+        main: main_table(runs, baselines),
+        "Position bias: accuracy with every dialogue's options rotated, and the share of answers (the chosen "
+        "option) that change": position_bias_table(runs),
+        "Fine-tuning per model and training seed: the epoch kept is the one with the lowest val loss":
+            training_table(train_metrics),
+        "Fine-tuned against every baseline on object-level accuracy (generation): beats by more than its CI when "
+        "the fine-tuned interval's lower bound lies above the baseline's upper bound; a gain over the seed spread "
+        "needs two or more training seeds": comparison_table(runs, baselines),
+    }
+
+
+# ---------------------------------------------------------------- figure
+
+def plot_accuracy(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], path: str | Path) -> None:
+    """Object-level accuracy per model, before and fine-tuned, under generation (object acc) and likelihood (acc):
+    bars with 95% intervals as error bars, the baselines as dashed labelled lines; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmemory.figures import save_figure
+
+    panels = (("generation: object acc", ("generation", "object_acc")), ("option likelihood: acc",
+                                                                          ("likelihood", "acc")))
+    models = list(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(max(7, 2.2 * len(models) + 4), 4.8), sharey=True)
+    width = 0.38
+    lines = []
+    for b in baselines:
+        if b["baseline"] == "random label" and b.get("expected"):
+            lines.append((b["expected"]["object_acc"], "random label (expected)"))
+        else:
+            lines.append((b["object_acc"]["value"], b["baseline"]))
+    for ax, (title, key) in zip(axes, panels):
+        for j, (variant, colour) in enumerate((("before", "#9e9e9e"), ("finetuned", "#1f77b4"))):
+            xs, ys, err = [], [], [[], []]
+            for i, model in enumerate(models):
+                results = runs[model].get(variant) or []
+                if not results:
+                    continue
+                r = seed_rate([_get(res, key) for res in results])
+                xs.append(i + (j - 0.5) * width)
+                ys.append(r["value"])
+                err[0].append(max(0.0, r["value"] - r["lo"]))
+                err[1].append(max(0.0, r["hi"] - r["value"]))
+            if xs:
+                ax.bar(xs, ys, width, yerr=err, capsize=4, color=colour, label=VARIANT_NAMES[variant])
+        for (value, label), colour in zip(lines, ("#d62728", "#ff7f0e", "#9467bd", "#2ca02c")):
+            if value is not None:
+                ax.axhline(value, ls="--", lw=1.2, color=colour, label=f"{label}: {value:.2f}")
+        ax.set_xticks(range(len(models)), models)
+        ax.set_xlim(-0.6, len(models) - 0.4)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title)
+    axes[0].set_ylabel("accuracy on test (95% interval)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- the rule
+
+def _model_of(path: str, models: list[str]) -> str:
+    """The model a train_metrics.json belongs to: the one whose `coref/<model>/` segment is in the path."""
+    matches = [m for m in models if f"coref/{m}/" in Path(path).as_posix()]
+    if len(matches) != 1:
+        raise ValueError(f"{path}: cannot tell which of the models {models} it belongs to (expected "
+                         "results/coref/<model>/finetuned/s<seed>/train_metrics.json)")
+    return matches[0]
+
+
+def _seed_of(path: str) -> int | None:
+    m = re.search(r"/s(\d+)/", Path(path).as_posix())
+    return int(m.group(1)) if m else None
+
+
+def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -> dict:
+    ids = [str(p["dialog_id"]) for p in result.get("predictions", [])]
+    if ids != test_ids:
+        missing = len(set(test_ids) - set(ids))
+        raise ValueError(f"{path}: scored {len(ids)} dialogues, not the {len(test_ids)} of {test_json} in their "
+                         f"order ({missing} test dialogues missing; the test split or coref.eval.limit changed "
+                         f"since it ran). Fix: rerun the evaluations ({FORCERUN})")
+    return result
+
+
+def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
+                train_metrics_paths: list[str], data_report_path: str, out_json: str, out_png: str,
+                seed: int = 0) -> dict:
+    """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
+    write metrics.json (tables, headline, data, train_seeds) and the accuracy figure atomically; return metrics."""
+    train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
+    test_ids = [str(d.dialog_id) for d in test]
+    results = {m: {v: [_check_items(p, _read_json(p), test_ids, test_json) for p in paths]
+                   for v, paths in variants.items()} for m, variants in runs.items()}
+    trains: dict[str, list[dict]] = {m: [] for m in runs}
+    for p in train_metrics_paths:
+        t = _read_json(p)
+        trains[_model_of(p, list(runs))].append({**t, "seed": _seed_of(p)})
+    tables = coref_tables(results, train, test, trains, seed)
+    report = _read_json(data_report_path)
+    n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
+    headline = {}
+    for m, variants in results.items():
+        if variants.get("finetuned"):
+            headline[f"{m} fine-tuned object acc"] = seed_rate(
+                [r["generation"]["object_acc"] for r in variants["finetuned"]])["value"]
+            headline[f"{m} fine-tuned acc (likelihood)"] = seed_rate(
+                [r["likelihood"]["acc"] for r in variants["finetuned"]])["value"]
+    comparisons = next(rows for caption, rows in tables.items() if caption.startswith("Fine-tuned against"))
+    out = {
+        "tables": tables,
+        "headline": headline,
+        "beats_every_baseline_by_ci": {m: all(r["beats by more than its CI"] == "yes" for r in comparisons
+                                              if r["model"] == m)
+                                       for m in dict.fromkeys(r["model"] for r in comparisons)},
+        "data": {"source": report.get("source"), "kept": report.get("n_kept"), "dropped": report.get("n_dropped"),
+                 **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
+        "train_seeds": n_seeds,
+    }
+    plot_accuracy(results, baseline_rows(train, test, seed), out_png)
+    atomic_write_json(out_json, out, indent=2)
+    logger.info("coref table: %s", json.dumps(headline))
+    return out
