@@ -65,10 +65,10 @@ class CorefTrainConfig(StrictConfig):
     SECTION = "coref.train"
 
     learning_rate: float = 3.0e-3  # peak learning rate (seed: 2e-5; a tiny random model needs a large one)
-    epochs: float = 10  # passes over the train dialogues (seed: 30)
+    epochs: float = 8  # passes over the train dialogues (seed: 30)
     warmup_steps: int = 20  # linear warm-up steps (seed: 100)
     weight_decay: float = 0.0  # AdamW weight decay (seed: 0.01)
-    batch_size: int = 32  # per-device batch size, train and val (seed: 2)
+    batch_size: int = 16  # per-device batch size, train and val (seed: 2)
     grad_accum: int = 1  # gradient accumulation steps (seed: 4)
     lr_scheduler: str = "cosine"  # transformers scheduler name (linear, cosine, constant_with_warmup, ...)
     fp16: bool = False  # fp16 mixed precision (seed: true); ignored on the CPU
