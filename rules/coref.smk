@@ -128,7 +128,6 @@ if stage_active("coref"):
             ),
         params:
             runs=coref_runs(),
-            seed=config["seed"],
         log:
             "results/logs/coref/coref_table.log",
         benchmark:

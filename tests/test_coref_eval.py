@@ -55,3 +55,26 @@ def test_an_unparsed_answer_is_wrong_not_dropped():
     labels = [d.answer for d in dialogues[:4]] + [None] * 4
     acc = label_accuracy(dialogues, labels)["object_acc"]
     assert (acc["k"], acc["n"], acc["value"]) == (4, 8, 0.5)
+
+
+def test_random_baseline_is_its_exact_expectation_and_the_heuristics_are_counted():
+    from mmemory.coref.evaluate import baseline_rows
+
+    train, test = (validate_dialogues(make_toy_dialogues(n, seed=s))[0] for n, s in ((40, 0), (24, 1)))
+    rows = {r["baseline"]: r for r in baseline_rows(train, test)}
+    rand = rows["random label"]
+    assert rand["object_acc"]["value"] == rand["object_acc"]["lo"] == rand["object_acc"]["hi"] == 0.25
+    assert rand["photo_acc"]["value"] == 0.5  # two of the four toy choices lie in the answer's photo
+    frequent = rows["most frequent train letter"]["object_acc"]
+    assert frequent["n"] == 24 and frequent["lo"] < frequent["value"] < frequent["hi"]
+
+
+def test_answer_format_picks_the_likelihood_continuation():
+    from mmemory.config import ConfigError
+    from mmemory.coref.evaluate import CorefEvalConfig
+    from mmemory.coref.prompts import format_option
+
+    c = validate_dialogues(make_toy_dialogues(4, seed=0))[0][0].choices[2]
+    assert format_option(c) == f" C) {c.text}" and format_option(c, "text") == f" {c.text}"
+    with pytest.raises(ConfigError, match="answer_format 'letter'"):
+        CorefEvalConfig(answer_format="letter")

@@ -47,7 +47,7 @@ def test_cells_show_the_value_and_its_wilson_interval_and_the_seed_spread():
 def test_main_table_has_every_model_variant_then_the_baselines_with_object_and_photo_only(splits):
     train, test = splits
     runs = {"tiny-s": {"before": [fake_eval(test, 10)], "finetuned": [fake_eval(test, 30), fake_eval(test, 32)]}}
-    tables = coref_tables(runs, train, test, {"tiny-s": []}, seed=0)
+    tables = coref_tables(runs, train, test, {"tiny-s": []})
     main = next(iter(tables.values()))
     assert [(r["model"], r["variant"]) for r in main] == [
         ("tiny-s", "before"), ("tiny-s", "fine-tuned"), ("random label", "baseline"),
@@ -111,8 +111,7 @@ def test_build_table_writes_metrics_json_and_the_figure(tmp_path, splits):
         "tiny-s": {"before": [fake_eval(test, 10)], "finetuned": [fake_eval(test, 30), fake_eval(test, 33)]},
         "tiny-m": {"before": [fake_eval(test, 11)], "finetuned": [fake_eval(test, 36), fake_eval(test, 35)]}})
     out = build_table(runs, str(tmp_path / "train.json"), str(tmp_path / "test.json"), metrics,
-                      str(tmp_path / "data_report.json"), str(tmp_path / "metrics.json"), str(tmp_path / "acc.png"),
-                      seed=0)
+                      str(tmp_path / "data_report.json"), str(tmp_path / "metrics.json"), str(tmp_path / "acc.png"))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == json.loads(json.dumps(out))
     assert written["train_seeds"] == 2 and len(written["tables"]) == 4

@@ -44,7 +44,9 @@ def test_labels_cover_exactly_the_target_and_eos(world):
     tok = AutoTokenizer.from_pretrained(world["model"])
     d = load_coref(world["train"])[0][0]
     prompt = tok(format_prompt(d), add_special_tokens=True)["input_ids"]
-    for target, text in (("option", format_target(d)), ("label", f" {d.answer}")):
+    text_only = f" {d.answer_choice.text}"
+    assert format_target(d) == f" {d.answer}){text_only}" and format_target(d, "text") == text_only
+    for target, text in (("option", format_target(d)), ("text", text_only), ("label", f" {d.answer}")):
         answer = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ex = encode_example(tok, d, 512, target)
         assert ex["input_ids"] == prompt + answer and not ex["truncated"]

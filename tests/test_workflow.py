@@ -72,6 +72,12 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     assert all("test" in title for title in memory["tables"])
     for name in ("train", "val", "test"):
         assert (workdir / "results" / "data" / f"{name}.json").exists()
+    # counting and coref (on in e2e_tiny.yaml) are report sections with their baselines in the main table
+    assert "## People counting (counting)" in report and "## Coreference in multimodal dialogue (coref)" in report
+    coref = json.loads((workdir / "results" / "coref" / "metrics.json").read_text())
+    main = next(iter(coref["tables"].values()))
+    assert {"random label", "most recently mentioned object"} <= {r["model"] for r in main}
+    assert {("tiny-s", "before"), ("tiny-s", "fine-tuned")} <= {(r["model"], r["variant"]) for r in main}
 
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()

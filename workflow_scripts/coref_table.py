@@ -4,8 +4,8 @@ from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmemory.coref.stage import build_table  # noqa: E402
+from mmemory.coref.report import build_table  # noqa: E402
 
 inp = snakemake.input
 build_table(snakemake.params.runs, inp.train, inp.test, list(inp.train_metrics), inp.data_report,
-            snakemake.output.metrics, snakemake.output.figure, seed=snakemake.params.seed)
+            snakemake.output.metrics, snakemake.output.figure)

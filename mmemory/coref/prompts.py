@@ -1,7 +1,13 @@
 """The coref stage's prompt and target, shared by training and both evaluation protocols.
 
 A prompt is the dialogue in the seed's text format (utterances `A: "..."`, photos `(photo N: caption)`), the
-choices, and an answer cue; the target is one option as the seed writes its answer line (`D) the mug in B's photo`).
+choices, and an answer cue; the target is the answer's option, in one of two formats (`ANSWER_FORMATS`):
+
+- `option`: as the seed writes its answer line, label and text (` D) the mug in B's photo`);
+- `text`: the option's words alone (` the mug in B's photo`). The parser maps them back to the label. The embedded
+  default uses it: a tiny model can learn which object is meant long before it can bind that object to a letter
+  (with `option` the tiny Llamas wrote the same letter before every answer; docs/coref.md).
+
 The prompt never contains the answer (nor the rationale); the target is the only place the answer appears.
 
     A: "Here's a photo I took at home today."
@@ -24,6 +30,7 @@ from mmemory.coref.data import Choice, Dialogue
 
 CHOICES_HEADER = "Choices:"
 ANSWER_CUE = "Answer:"
+ANSWER_FORMATS = ("option", "text")
 
 
 def format_dialogue(d: Dialogue) -> str:
@@ -43,14 +50,17 @@ def format_prompt(d: Dialogue) -> str:
     return f"{format_dialogue(d)}\n\n{CHOICES_HEADER}\n{choices}\n\n{ANSWER_CUE}"
 
 
-def format_option(c: Choice) -> str:
-    """One option as a continuation of the prompt: a space, the label and its text (` D) the mug in B's photo`)."""
-    return f" {c.label}) {c.text}"
+def format_option(c: Choice, answer_format: str = "option") -> str:
+    """One option as a continuation of the prompt: a space, then the label and its text (` D) the mug in B's photo`;
+    format `option`) or its text alone (` the mug in B's photo`; format `text`)."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"coref answer format {answer_format!r}: choose from {ANSWER_FORMATS}")
+    return f" {c.label}) {c.text}" if answer_format == "option" else f" {c.text}"
 
 
-def format_target(d: Dialogue) -> str:
+def format_target(d: Dialogue, answer_format: str = "option") -> str:
     """The training target: the answer's option (`format_option` of the right choice)."""
-    return format_option(d.answer_choice)
+    return format_option(d.answer_choice, answer_format)
 
 
 def permute_choices(d: Dialogue, shift: int = 1) -> Dialogue:

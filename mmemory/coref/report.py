@@ -4,7 +4,7 @@ protocols, the no-model baselines in the same table, position bias, training, an
 
     build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
                 "train.json", "test.json", ["results/coref/tiny-m/finetuned/s0/train_metrics.json"],
-                "data_report.json", "metrics.json", "accuracy.png", seed=0)
+                "data_report.json", "metrics.json", "accuracy.png")
 
 Cells are "0.812 [0.770, 0.849]": the accuracy and its 95% Wilson interval over the test items (`evaluate.rate`).
 A row over several training seeds reads "0.812 ± 0.010 [0.770, 0.849]": the mean over the seeds, the sample standard
@@ -171,17 +171,17 @@ def comparison_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dic
 
 
 def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_dialogues,
-                 train_metrics: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
+                 train_metrics: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """{caption: rows}: the main table (with the baselines), position bias, training, and fine-tuned vs baselines."""
-    baselines = baseline_rows(train_dialogues, test_dialogues, seed)
+    baselines = baseline_rows(train_dialogues, test_dialogues)
     n = len(test_dialogues)
     n_seeds = max((len(v.get("finetuned") or []) for v in runs.values()), default=0)
     exp = baselines[0]["expected"]
     main = (f"Coreference on {n} test dialogues: generation (greedy, parsed; object, photo, exact match, parse "
             f"failures, an unparseable answer wrong) and option likelihood (acc, acc_norm, as lm-eval), each with "
             f"its 95% Wilson interval; fine-tuned: mean ± sd over {n_seeds} training seed(s), interval of the mean "
-            f"at {n} items; baselines have object and photo accuracy only (random label: a seeded draw, expected "
-            f"{exp['object_acc']:.3f} object, {exp['photo_acc']:.3f} photo)")
+            f"at {n} items; baselines have object and photo accuracy only (random label: the expected value of a uniform "
+            f"draw, {exp['object_acc']:.3f} object, {exp['photo_acc']:.3f} photo, exact)")
     return {
         main: main_table(runs, baselines),
         "Position bias: accuracy with every dialogue's options rotated, and the share of answers (the chosen "
@@ -213,10 +213,7 @@ def plot_accuracy(runs: dict[str, dict[str, list[dict]]], baselines: list[dict],
     width = 0.38
     lines = []
     for b in baselines:
-        if b["baseline"] == "random label" and b.get("expected"):
-            lines.append((b["expected"]["object_acc"], "random label (expected)"))
-        else:
-            lines.append((b["object_acc"]["value"], b["baseline"]))
+        lines.append((b["object_acc"]["value"], b["baseline"]))
     for ax, (title, key) in zip(axes, panels):
         for j, (variant, colour) in enumerate((("before", "#9e9e9e"), ("finetuned", "#1f77b4"))):
             xs, ys, err = [], [], [[], []]
@@ -272,8 +269,7 @@ def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -
 
 
 def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
-                train_metrics_paths: list[str], data_report_path: str, out_json: str, out_png: str,
-                seed: int = 0) -> dict:
+                train_metrics_paths: list[str], data_report_path: str, out_json: str, out_png: str) -> dict:
     """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
     write metrics.json (tables, headline, data, train_seeds) and the accuracy figure atomically; return metrics."""
     train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
@@ -284,7 +280,7 @@ def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_jso
     for p in train_metrics_paths:
         t = _read_json(p)
         trains[_model_of(p, list(runs))].append({**t, "seed": _seed_of(p)})
-    tables = coref_tables(results, train, test, trains, seed)
+    tables = coref_tables(results, train, test, trains)
     report = _read_json(data_report_path)
     n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
     headline = {}
@@ -305,7 +301,7 @@ def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_jso
                  **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
         "train_seeds": n_seeds,
     }
-    plot_accuracy(results, baseline_rows(train, test, seed), out_png)
+    plot_accuracy(results, baseline_rows(train, test), out_png)
     atomic_write_json(out_json, out, indent=2)
     logger.info("coref table: %s", json.dumps(headline))
     return out

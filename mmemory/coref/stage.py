@@ -15,7 +15,6 @@ from mmemory.coref.data import (CorefError, SeedFormatError, dump_coref, load_co
                                 shared_content, split_dialogues, validate_dialogues)
 from mmemory.coref.toy import RULES, make_toy_dialogues
 from mmemory.io import atomic_write_json, atomic_write_text
-from mmemory.coref.report import build_table  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

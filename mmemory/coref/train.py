@@ -9,7 +9,8 @@ resources/coref/accelerate_ddp.yaml -m mmemory.coref train ...` works the same w
 
 Examples. Each dialogue is `format_prompt(d)` tokenised with the tokenizer's special tokens (Llama's BOS), then the
 target tokenised without them, then EOS. The target is the answer's whole option, `format_target(d)`
-(" D) the mug in B's photo"), or with `target: label` only the label (" D"). Labels are -100 on the prompt, so the
+(" D) the mug in B's photo"; `target: option`), its words alone (" the mug in B's photo"; `target: text`), or
+only the label (" D"; `target: label`). Labels are -100 on the prompt, so the
 loss falls on the target and its EOS. A sequence longer than `max_length` loses prompt tokens from the left (after
 BOS); the target is never cut.
 
@@ -52,7 +53,7 @@ from mmemory.reminder.finetune import _log_at_saves_callback, latest_checkpoint,
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "coref_train_config.json"  # the CorefTrainConfig that made a model, saved beside it
-TARGETS = ("option", "label")
+TARGETS = ("option", "text", "label")
 IGNORE = -100  # label of a token without loss (prompt, padding)
 
 
@@ -65,7 +66,7 @@ class CorefTrainConfig(StrictConfig):
     SECTION = "coref.train"
 
     learning_rate: float = 3.0e-3  # peak learning rate (seed: 2e-5; a tiny random model needs a large one)
-    epochs: float = 8  # passes over the train dialogues (seed: 30)
+    epochs: float = 5  # passes over the train dialogues (seed: 30)
     warmup_steps: int = 20  # linear warm-up steps (seed: 100)
     weight_decay: float = 0.0  # AdamW weight decay (seed: 0.01)
     batch_size: int = 16  # per-device batch size, train and val (seed: 2)
@@ -79,7 +80,7 @@ class CorefTrainConfig(StrictConfig):
     deepspeed: str | None = None  # a DeepSpeed JSON config (e.g. resources/coref/ds_zero3.json); None: plain DDP
     fsdp: str = ""  # transformers fsdp option (e.g. "full_shard auto_wrap"); "": no FSDP
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (saves memory on an 8B)
-    target: str = "option"  # option: the answer's whole option " D) the mug in B's photo"; label: only " D"
+    target: str = "text"  # option: " D) the mug in B's photo" (the seed's); text: " the mug in B's photo"; label: " D"
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
 
     def __post_init__(self):
@@ -113,6 +114,7 @@ coref:
     select_on_val: true
     deepspeed: resources/coref/ds_zero3.json
     gradient_checkpointing: true  # not stated by the seed
+    target: option                # the seed's answer line, "D) ..."
 """
 
 
@@ -124,10 +126,10 @@ def format_label_target(d: Dialogue) -> str:
 
 
 def target_text(d: Dialogue, target: str = "option") -> str:
-    """The training target of `d` (without EOS): its answer option, or with target "label" its label."""
+    """The training target of `d` (without EOS): its answer option in format `option` or `text`, or its label."""
     if target not in TARGETS:
         raise ValueError(f"coref target {target!r}: choose from {TARGETS}")
-    return format_target(d) if target == "option" else format_label_target(d)
+    return format_label_target(d) if target == "label" else format_target(d, target)
 
 
 def encode_example(tokenizer, d: Dialogue, max_length: int, target: str = "option") -> dict:
