@@ -1,7 +1,10 @@
-"""The counting stage (issue 14, seed 003): "how many people are in this image?" with a fine-tuned LLaVA VLM.
+"""The counting stage (issue 14, seed 003): "how many people are in this image?" with a fine-tuned LLaVA VLM
+(docs/counting.md).
 
-Built so far: `toy` (synthetic CCTV frames in the Mall layout, and a classical head counter), `model` (the tiny
-LLaVA and one loading path, 4-bit NF4 at paper scale), `train` (QLoRA through TRL's SFTTrainer, TensorBoard,
-fingerprinted resume) and `predict` (batched greedy answers). Not yet: the Mall / COCO reader, count parsing,
-metrics, rules and the report section (docs/counting.md).
+`data` (the Mall layout in both nestings, checked row by row; seeded 80:20 or Mall's first-800 split), `coco` (person
+counts from COCO instance annotations through pycocotools), `toy` (synthetic CCTV frames in the Mall layout, and a
+classical head counter), `model` (the tiny LLaVA and one loading path, 4-bit NF4 at paper scale), `train` (LoRA /
+QLoRA through TRL's SFTTrainer, TensorBoard, fingerprinted resume), `predict` (batched greedy answers), `answers`
+(count parsing: digits, English words, Korean), `metrics` (exact / ±1 / ±2, MAE, RMSE, P/R/F1) and `stage` (the
+table, comparisons and figures).
 """

@@ -4,9 +4,9 @@ counting.generation), greedy and batched, before fine-tuning (`adapter_dir` None
 
     rows = predict_counts(model_path, adapter_dir, items, CountingGenerationConfig(), "predictions.json")
 
-Writes `[{"id", "count_true", "answer"}]` (one row per item, in order) atomically; with
-`mmemory.counting.answers.parse_count` available each row also carries `count_pred` (an int, or None when the
-answer names no count: the evaluation counts it as wrong). The prompt is the training prompt exactly (the same
+Writes `[{"id", "count_true", "answer", "count_pred"}]` (one row per item, in order) atomically; `count_pred` is
+`mmemory.counting.answers.parse_count` of the answer (an int, or None when the answer names no count: the
+evaluation counts it as wrong). The prompt is the training prompt exactly (the same
 chat template, question and BOS handling), and the batch is left-padded so that every answer starts right after
 its prompt.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mmemory.config import StrictConfig
+from mmemory.counting.answers import parse_count
 from mmemory.counting.model import LLAVA_CHAT_TEMPLATE, QUESTION, load_counting_model, user_message
 from mmemory.counting.train import item_fields, load_image
 from mmemory.io import atomic_write_json
@@ -36,12 +37,6 @@ class CountingGenerationConfig(StrictConfig):
     max_new_tokens: int = 8  # "There are 12 people.</s>" is 6 tokens with the toy tokenizer (~9 with Llama's)
     batch_size: int = 32  # frames per generate() call
     load_in_4bit: bool = False  # bitsandbytes NF4 base weights (the paper preset: true)
-
-
-def _parser():
-    from mmemory.counting.answers import parse_count
-
-    return parse_count
 
 
 def load_for_prediction(model_path: str, adapter_dir: str | Path | None, load_in_4bit: bool = False):
@@ -67,7 +62,6 @@ def predict_counts(model_path: str, adapter_dir: str | Path | None, items, cfg: 
 
     model, processor = load_for_prediction(model_path, adapter_dir, cfg.load_in_4bit)
     device = next(model.parameters()).device
-    parse = _parser()
     prompt = processor.apply_chat_template([user_message(question)], add_generation_prompt=True, tokenize=False)
     fields = [item_fields(it) for it in items]
     rows, t0 = [], time.time()
@@ -81,8 +75,7 @@ def predict_counts(model_path: str, adapter_dir: str | Path | None, items, cfg: 
             texts = processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
             for (item_id, count, _), text in zip(chunk, texts):
                 row = {"id": item_id, "count_true": count, "answer": text.strip()}
-                if parse is not None:
-                    row["count_pred"] = parse(row["answer"])
+                row["count_pred"] = parse_count(row["answer"])
                 rows.append(row)
             bar.update(len(chunk))
     elapsed = time.time() - t0
