@@ -6,7 +6,7 @@ choices, and an answer cue; the target is the answer's option, in one of two for
 - `option`: as the seed writes its answer line, label and text (` D) the mug in B's photo`);
 - `text`: the option's words alone (` the mug in B's photo`). The parser maps them back to the label. The embedded
   default uses it: a tiny model can learn which object is meant long before it can bind that object to a letter
-  (with `option` the tiny Llamas wrote the same letter before every answer; docs/coref.md).
+  (with `option` the tiny Llamas began their answers with one favourite letter; docs/coref.md).
 
 The prompt never contains the answer (nor the rationale); the target is the only place the answer appears.
 
