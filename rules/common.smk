@@ -117,6 +117,11 @@ def coref_models():
     return {m["name"]: m["path"] for m in config["coref"]["models"]}
 
 
+def coref_train_metrics():
+    """{model: [train_metrics.json per training seed]}."""
+    return {m: [f"results/coref/{m}/finetuned/s{s}/train_metrics.json" for s in TRAIN_SEEDS] for m in coref_models()}
+
+
 def coref_runs(split="test"):
     """{model: {variant: [eval.json per seed]}}: every training seed after fine-tuning, the first one before."""
     return {m: {"before": [f"results/coref/{m}/before/s{TRAIN_SEEDS[0]}/{split}/eval.json"],

@@ -116,8 +116,7 @@ if stage_active("coref"):
             evals=[p for variants in coref_runs().values() for paths in variants.values() for p in paths],
             train="results/coref/data/train.json",
             test="results/coref/data/test.json",
-            train_metrics=expand("results/coref/{model}/finetuned/s{seed}/train_metrics.json",
-                                 model=list(COREF_MODELS), seed=TRAIN_SEEDS),
+            train_metrics=[p for paths in coref_train_metrics().values() for p in paths],
             data_report="results/coref/data_report.json",
         output:
             metrics="results/coref/metrics.json",
@@ -128,6 +127,7 @@ if stage_active("coref"):
             ),
         params:
             runs=coref_runs(),
+            train_metrics=coref_train_metrics(),
         log:
             "results/logs/coref/coref_table.log",
         benchmark:

@@ -85,7 +85,7 @@ def _write(tmp_path, train, test, runs_dicts):
     (tmp_path / "test.json").write_text(dump_coref(test))
     (tmp_path / "data_report.json").write_text(json.dumps({"source": "toy coref generator", "n_kept": 80,
                                                            "n_dropped": 0, "splits": {"train": 40, "test": 40}}))
-    runs, metrics = {}, []
+    runs, metrics = {}, {}
     for model, variants in runs_dicts.items():
         runs[model] = {}
         for variant, evals in variants.items():
@@ -100,8 +100,9 @@ def _write(tmp_path, train, test, runs_dicts):
                     m.write_text(json.dumps({"steps": 12, "train_loss": 0.5, "chosen_epoch": 2.0,
                                              "val_loss_by_epoch": [{"epoch": 1.0, "val_loss": 0.7},
                                                                    {"epoch": 2.0, "val_loss": 0.6}],
-                                             "train_seconds": 3.2, "world_size": 1, "n_train": 40}))
-                    metrics.append(str(m))
+                                             "train_seconds": 3.2, "world_size": 1, "n_train": 40,
+                                             "config": {"seed": s}}))
+                    metrics.setdefault(model, []).append(str(m))
     return runs, metrics
 
 

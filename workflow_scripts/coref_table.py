@@ -7,5 +7,5 @@ setup_logging(snakemake.log[0])
 from mmemory.coref.report import build_table  # noqa: E402
 
 inp = snakemake.input
-build_table(snakemake.params.runs, inp.train, inp.test, list(inp.train_metrics), inp.data_report,
+build_table(snakemake.params.runs, inp.train, inp.test, snakemake.params.train_metrics, inp.data_report,
             snakemake.output.metrics, snakemake.output.figure)

@@ -149,7 +149,7 @@ class Problem:
 
 @dataclass
 class DataReport:
-    """What validation kept and dropped; `to_json()` is the content of `results/coref/data_report.json`."""
+    """What validation kept and dropped; `to_json()` is the content of the stage's data_report.json."""
 
     source: str
     n_items: int = 0

@@ -3,7 +3,7 @@ protocols, the no-model baselines in the same table, position bias, training, an
 "done when" asks for (fine-tuned beats every baseline on object-level accuracy by more than its interval).
 
     build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
-                "train.json", "test.json", ["results/coref/tiny-m/finetuned/s0/train_metrics.json"],
+                "train.json", "test.json", {"tiny-m": ["finetuned/s0/train_metrics.json"]},
                 "data_report.json", "metrics.json", "accuracy.png")
 
 Cells are "0.812 [0.770, 0.849]": the accuracy and its 95% Wilson interval over the test items (`evaluate.rate`).
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import statistics
 from pathlib import Path
 
@@ -244,20 +243,6 @@ def plot_accuracy(runs: dict[str, dict[str, list[dict]]], baselines: list[dict],
 
 # ---------------------------------------------------------------- the rule
 
-def _model_of(path: str, models: list[str]) -> str:
-    """The model a train_metrics.json belongs to: the one whose `coref/<model>/` segment is in the path."""
-    matches = [m for m in models if f"coref/{m}/" in Path(path).as_posix()]
-    if len(matches) != 1:
-        raise ValueError(f"{path}: cannot tell which of the models {models} it belongs to (expected "
-                         "results/coref/<model>/finetuned/s<seed>/train_metrics.json)")
-    return matches[0]
-
-
-def _seed_of(path: str) -> int | None:
-    m = re.search(r"/s(\d+)/", Path(path).as_posix())
-    return int(m.group(1)) if m else None
-
-
 def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -> dict:
     ids = [str(p["dialog_id"]) for p in result.get("predictions", [])]
     if ids != test_ids:
@@ -269,17 +254,17 @@ def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -
 
 
 def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
-                train_metrics_paths: list[str], data_report_path: str, out_json: str, out_png: str) -> dict:
+                train_metrics_paths: dict[str, list[str]], data_report_path: str, out_json: str,
+                out_png: str) -> dict:
     """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
     write metrics.json (tables, headline, data, train_seeds) and the accuracy figure atomically; return metrics."""
     train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
     test_ids = [str(d.dialog_id) for d in test]
     results = {m: {v: [_check_items(p, _read_json(p), test_ids, test_json) for p in paths]
                    for v, paths in variants.items()} for m, variants in runs.items()}
-    trains: dict[str, list[dict]] = {m: [] for m in runs}
-    for p in train_metrics_paths:
-        t = _read_json(p)
-        trains[_model_of(p, list(runs))].append({**t, "seed": _seed_of(p)})
+    # each train_metrics.json records its settings, the training seed among them
+    trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(_read_json, paths)]
+              for m, paths in train_metrics_paths.items()}
     tables = coref_tables(results, train, test, trains)
     report = _read_json(data_report_path)
     n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)

@@ -1,8 +1,8 @@
 """The coref stage's data step (rule `coref_data`): the toy dialogues or the user's file -> validated, content-disjoint
-train / val / test JSON files and `results/coref/data_report.json`.
+train / val / test JSON files and a data report (counts by reason of what was dropped).
 
     cfg = CorefDataConfig.from_dict(config["coref"]["data"])
-    prepare_coref_data(cfg, {"train": ..., "val": ..., "test": ...}, "results/coref/data_report.json")
+    prepare_coref_data(cfg, {"train": ..., "val": ..., "test": ...}, "data_report.json")
 """
 from __future__ import annotations
 
