@@ -85,7 +85,7 @@ if stage_active("coref"):
             "{params.python} -m torch.distributed.run --standalone --nproc_per_node {resources.nproc} "
             "-m mmemory.coref train --model {params.base:q} --train {input.train:q} --val {input.val:q} "
             "--out {output.model:q} --checkpoints {params.checkpoints:q} --metrics {output.metrics:q} "
-            "--config {params.settings:q} --threads {threads} --log-file {log:q} 2>> {log:q}"
+            "--config {params.settings:q} --threads {threads} --log-file {log:q} >> {log:q} 2>&1"
 
     rule eval_coref:
         input:

@@ -62,7 +62,7 @@ if stage_active("memory"):
             retrieve_k=MCFG["retrieve_k"],
             store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
-        threads: 2
+        threads: 1  # startup-bound on the embedded default: two such jobs side by side beat one on 2 threads (same outputs)
         resources:
             **gpu_job(32000, 240),
         log:

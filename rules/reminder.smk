@@ -101,7 +101,7 @@ if stage_active("reminder"):
             "results/logs/reminder/predict_reminder_{variant}_s{seed}_{split}.log",
         benchmark:
             "results/benchmarks/reminder/predict_reminder_{variant}_s{seed}_{split}.tsv"
-        threads: 2
+        threads: 1  # startup-bound on the embedded default: two such jobs side by side beat one on 2 threads (same outputs)
         resources:
             **gpu_job(48000, 720),
         conda:
@@ -125,7 +125,7 @@ if stage_active("reminder"):
             "results/logs/reminder/evaluate_reminder_{variant}_s{seed}_{split}.log",
         benchmark:
             "results/benchmarks/reminder/evaluate_reminder_{variant}_s{seed}_{split}.tsv",
-        threads: 2
+        threads: 1  # startup-bound on the embedded default: two such jobs side by side beat one on 2 threads (same outputs)
         resources:
             **gpu_job(32000, 120),  # BERTScore with roberta-large at paper scale
         conda:
