@@ -88,7 +88,7 @@ if stage_active("memory"):
             reminder=MCFG["reminder"],
             store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store_{{split}}",
-        threads: 2
+        threads: 1  # one thread: the same memories in the same order as two (scores differ in the 6th decimal), beside another job
         resources:
             **gpu_job(32000, 120),
         log:
