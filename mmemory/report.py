@@ -4,6 +4,8 @@ metrics.json convention (every stage):
     {
       "tables":   {"<caption>": [{"column": value, ...}, ...]},   # optional: rendered as markdown tables
       "headline": {"<metric>": number, ...},                       # optional: shown in the overview figure
+      "positive_controls": [{claim, treatment, control, ...}, ...],  # the stage's claims (mmemory.controls); the
+                                                                     # report opens with all of them
       "<key>": scalar or {"<key>": scalar}                         # anything else: a key/value table
     }
 """
@@ -58,10 +60,23 @@ def render_section(title: str, metrics: dict) -> str:
     parts = [f"## {title}\n"]
     for caption, rows in metrics.get("tables", {}).items():
         parts.append(f"**{caption}**\n\n" + markdown_table(rows))
-    scalars = _flatten({k: v for k, v in metrics.items() if k not in ("tables", "headline")})
+    scalars = _flatten({k: v for k, v in metrics.items() if k not in ("tables", "headline", "positive_controls")})
     if scalars:
         parts.append(markdown_table([{"metric": k, "value": v} for k, v in scalars.items()]))
     return "\n".join(parts)
+
+
+def controls_section(sections: dict[str, dict]) -> str:
+    """The report's opening table: every stage's positive controls, holding or not (`mmemory.controls`)."""
+    from mmemory.controls import table_rows
+
+    rows = [row for t, m in sections.items() for row in table_rows(t.replace("`", ""), m.get("positive_controls", []))]
+    held = sum(r["holds"] == "yes" for r in rows)
+    intro = ("Each row is a claim this run makes, its treatment beside the control that isolates it. A claim holds "
+             "only when the difference is larger than both its seed-to-seed spread and its 95% interval over the "
+             "test items (`at_least`: not lower by more than that; `within`: no larger than that). "
+             f"{held} of {len(rows)} claims hold.\n\n")
+    return "## What this run shows\n\n" + intro + markdown_table(rows)
 
 
 def _headline_panels(sections: dict[str, dict]) -> list[tuple[str, list[tuple[str, float]]]]:
@@ -175,6 +190,7 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
         f"Generated {now} from this run's `results/` at commit `{_commit()}`. Data source: `{source}`. "
         f"Training seeds: {seeds}. Every number below is read from the stage's `metrics.json`; every table is on "
         "the test split unless its title says otherwise.\n",
+        controls_section(loaded),
         f"![overview]({rel(out_overview)})\n\n_Prepared data and each stage's headline metrics._\n",
     ]
     if data_report.get("items"):
