@@ -5,7 +5,8 @@
 #                                                           -> results/coref/<model>/finetuned/s<seed>/model/
 #   eval_coref              generation + option likelihood (+ the choices rotated), before or after fine-tuning
 #                                                           -> results/coref/<model>/<variant>/s<seed>/<split>/eval.json
-#   coref_table             models x protocols with 95% CIs, baselines, position bias -> results/coref/metrics.json
+#   coref_table             models x protocols with 95% CIs, chance and shortcut baselines (the logistic regression's C
+#                           chosen on val), position bias, per-kind accuracy, positive controls -> results/coref/metrics.json
 # Val evaluations (`snakemake results/coref/tiny-m/finetuned/s0/val/eval.json`) are for choosing settings; the report
 # shows test. The untrained models ("before") do not depend on the training seed and run with the first one only.
 
@@ -115,6 +116,7 @@ if stage_active("coref"):
         input:
             evals=[p for variants in coref_runs().values() for paths in variants.values() for p in paths],
             train="results/coref/data/train.json",
+            val="results/coref/data/val.json",  # chooses the shortcut logistic regression's C
             test="results/coref/data/test.json",
             train_metrics=[p for paths in coref_train_metrics().values() for p in paths],
             data_report="results/coref/data_report.json",
@@ -128,6 +130,8 @@ if stage_active("coref"):
         params:
             runs=coref_runs(),
             train_metrics=coref_train_metrics(),
+            # toy data: the rule reader (oracle ceiling), accuracy per dialogue kind and its claims
+            oracle=CCFG["data"]["source"] == "toy",
         log:
             "results/logs/coref/coref_table.log",
         benchmark:

@@ -61,12 +61,21 @@ def test_random_baseline_is_its_exact_expectation_and_the_heuristics_are_counted
     from mmemory.coref.evaluate import baseline_rows
 
     train, test = (validate_dialogues(make_toy_dialogues(n, seed=s))[0] for n, s in ((40, 0), (24, 1)))
+    val = validate_dialogues(make_toy_dialogues(24, seed=2))[0]
     rows = {r["baseline"]: r for r in baseline_rows(train, test)}
     rand = rows["random label"]
     assert rand["object_acc"]["value"] == rand["object_acc"]["lo"] == rand["object_acc"]["hi"] == 0.25
     assert rand["photo_acc"]["value"] == 0.5  # two of the four toy choices lie in the answer's photo
-    frequent = rows["most frequent train letter"]["object_acc"]
-    assert frequent["n"] == 24 and frequent["lo"] < frequent["value"] < frequent["hi"]
+    letter = rows["best single letter on test"]["object_acc"]
+    # the ceiling of a constant letter on the test split itself: at least a quarter (four letters)
+    assert letter["n"] == 24 and letter["value"] >= 0.25 and letter["lo"] < letter["value"] < letter["hi"]
+    assert {"first-mentioned object", "most-mentioned object", "most recently mentioned object"} <= set(rows)
+    assert "shortcut logistic regression" not in rows and "rule reader (oracle)" not in rows  # no val, no toy flag
+    full = {r["baseline"]: r for r in baseline_rows(train, test, val=val, oracle=True)}
+    assert full["shortcut logistic regression"]["kind"] == "shortcut"
+    assert full["shortcut logistic regression"]["chosen_on_val"]["C"] in (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    assert full["rule reader (oracle)"]["kind"] == "oracle" and full["rule reader (oracle)"]["object_acc"]["value"] == 1
+    assert all(len(r["labels"]) == 24 for r in full.values() if r["labels"] is not None)
 
 
 def test_answer_format_picks_the_likelihood_continuation():

@@ -20,12 +20,17 @@ def fake_eval(test, k_object: int, k_acc: int | None = None, ids=None) -> dict:
            "exact_match": rate(k_object - 1, n), "parse_failure": rate(1, n), "parse_failure_by_how": {"empty": 1}}
     lik = {"acc": rate(k_acc, n), "acc_norm": rate(k_acc - 1, n), "photo_acc": rate(k_acc, n),
            "photo_acc_norm": rate(k_acc, n)}
-    ids = [d.dialog_id for d in test] if ids is None else ids
+    def wrong(d):
+        return next(c.label for c in d.choices if c.label != d.answer)
+    predictions = [{"dialog_id": d.dialog_id, "answer": d.answer, "parsed_label": d.answer if i < k_object else wrong(d),
+                    "lik_label": d.answer if i < k_acc else wrong(d)} for i, d in enumerate(test)]
+    if ids is not None:
+        predictions = [{"dialog_id": i} for i in ids]
     return {"n": n, "generation": gen, "likelihood": lik,
             "permuted": {"shift": 1, "generation": {**gen, "object_acc": rate(k_object - 2, n)},
                          "likelihood": {**lik, "acc": rate(k_acc - 1, n)},
                          "changed": {"generation": rate(3, n), "acc": rate(2, n), "acc_norm": rate(2, n)}},
-            "seconds": {"total": 1.0}, "predictions": [{"dialog_id": i} for i in ids]}
+            "seconds": {"total": 1.0}, "predictions": predictions}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,8 @@ def test_main_table_has_every_model_variant_then_the_baselines_with_object_and_p
     main = next(iter(tables.values()))
     assert [(r["model"], r["variant"]) for r in main] == [
         ("tiny-s", "before"), ("tiny-s", "fine-tuned"), ("random label", "baseline"),
-        ("most frequent train letter", "baseline"), ("most recently mentioned object", "baseline")]
+        ("best single letter on test", "baseline"), ("most recently mentioned object", "baseline"),
+        ("first-mentioned object", "baseline"), ("most-mentioned object", "baseline")]
     assert main[0]["object acc"] == format_rate(rate(10, 40)) and main[0]["seeds"] == 1
     assert main[1]["seeds"] == 2 and " ± " in main[1]["object acc"]
     assert main[1]["acc_norm (likelihood)"].startswith("0.750 ± 0.035 [")
@@ -82,6 +88,7 @@ def test_beats_by_more_than_its_ci_only_when_the_intervals_are_apart(splits):
 
 def _write(tmp_path, train, test, runs_dicts):
     (tmp_path / "train.json").write_text(dump_coref(train))
+    (tmp_path / "val.json").write_text(dump_coref(validate_dialogues(make_toy_dialogues(40, seed=3))[0]))
     (tmp_path / "test.json").write_text(dump_coref(test))
     (tmp_path / "data_report.json").write_text(json.dumps({"source": "toy coref generator", "n_kept": 80,
                                                            "n_dropped": 0, "splits": {"train": 40, "test": 40}}))
@@ -124,6 +131,33 @@ def test_build_table_writes_metrics_json_and_the_figure(tmp_path, splits):
         ("tiny-s", 0, 0.6), ("tiny-s", 1, 0.6), ("tiny-m", 0, 0.6), ("tiny-m", 1, 0.6)]
     assert (tmp_path / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(written["beats_every_baseline_by_ci"]) == {"tiny-s", "tiny-m"}
+    assert written["positive_controls"][0]["claim"].startswith("tiny-s fine-tuned beats the strongest baseline")
+
+
+def test_positive_controls_compare_with_the_strongest_baseline_per_kind_and_the_oracle(tmp_path, splits):
+    train, test = splits
+    runs, metrics = _write(tmp_path, train, test, {
+        "tiny-s": {"before": [fake_eval(test, 10)], "finetuned": [fake_eval(test, 36), fake_eval(test, 38)]}})
+    out = build_table(runs, str(tmp_path / "train.json"), str(tmp_path / "test.json"), metrics,
+                      str(tmp_path / "data_report.json"), str(tmp_path / "metrics.json"), str(tmp_path / "acc.png"),
+                      val_json=str(tmp_path / "val.json"), oracle=True)
+    strongest = out["strongest_baseline"]
+    assert out["baselines"][strongest]["kind"] != "oracle"
+    assert out["baselines"][strongest]["object_acc"] == max(
+        b["object_acc"] for b in out["baselines"].values() if b["kind"] != "oracle")
+    assert "C" in out["baselines"]["shortcut logistic regression"]["chosen_on_val"]
+    controls = {c["claim"]: c for c in out["positive_controls"]}
+    main = controls[f"tiny-s fine-tuned beats the strongest baseline ({strongest})"]
+    assert main["n_seeds"] == 2 and main["treatment_value"] == pytest.approx(37 / 40) and main["holds"]
+    assert main["spread"] is not None and main["ci95"] > 0
+    assert {"tiny-s fine-tuned above chance on praise dialogues",
+            "tiny-s fine-tuned above chance on attribute dialogues"} <= set(controls)
+    assert controls["the rule reader resolves every test dialogue (the toy's rule is exact)"]["holds"]
+    kinds = next(rows for caption, rows in out["tables"].items() if caption.startswith("Object accuracy (generation) per"))
+    assert {(r["model"], r["kind"]) for r in kinds} >= {("tiny-s", "praise"), ("tiny-s", "attribute")}
+    assert all(isinstance(r["object acc"], float) for r in kinds)
+    splits_table = next(rows for caption, rows in out["tables"].items() if caption.startswith("Shortcut baselines"))
+    assert all(isinstance(r[s], float) for r in splits_table for s in ("train", "val", "test"))
 
 
 def test_an_eval_json_of_other_test_dialogues_is_an_error_naming_the_file_and_the_fix(tmp_path, splits):

@@ -490,27 +490,59 @@ def exact_rate(value: float, n: int) -> dict:
     return {"value": value, "lo": value, "hi": value, "k": value * n, "n": n}
 
 
-def baseline_rows(train, test, level: float = 0.95) -> list[dict]:
-    """The no-model baselines on `test`: each {baseline, object_acc, photo_acc (rates with intervals), note}.
+def _labels_row(name: str, kind: str, test: Sequence[Dialogue], labels: Sequence[str | None], level: float,
+                note: str, **extra) -> dict:
+    return {"baseline": name, "kind": kind, **label_accuracy(test, labels, level), "labels": list(labels),
+            "note": note, **extra}
 
-    - random label: its exact expected accuracy (`expected_random`: 1/4 object level), an interval of width 0. A
-      seeded draw would only add the noise of one draw (on the toy test set, seed 0 drew 0.292);
-    - the most frequent train answer letter (ties: the first in label order), always;
-    - the most recently mentioned object (`most_recent_mention`; none named: no choice, wrong)."""
+
+def baseline_rows(train, test, level: float = 0.95, val=None, oracle: bool = False) -> list[dict]:
+    """The no-model baselines on `test`: each {baseline, kind, object_acc, photo_acc (rates with intervals), labels
+    (the label picked per test dialogue; None for the expected random label), note}. `kind` is `chance`,
+    `shortcut` (surface cues: what a model could score without resolving the pronoun) or `oracle` (a ceiling, never
+    a baseline to beat).
+
+    - random label: its exact expected accuracy (`expected_random`: 1/4 object level), an interval of width 0;
+    - the best single letter on test: the share of the answer letter most common in the test split itself, the
+      ceiling of every constant-letter prior there (the toy balances letters over all dialogues, so a letter
+      chosen on train carries no information: it replaced "the most frequent train letter", issue 23);
+    - the most recently mentioned object (`most_recent_mention`; none named: no choice, wrong), the first-mentioned
+      and the most-mentioned object (`mmemory.coref.baselines`);
+    - a logistic regression on shallow per-choice features (`fit_shortcut_lr`), fitted on `train`, C chosen on
+      `val` (left out when no val split is given);
+    - `oracle`: the toy's rule reader (`resolve_by_rule`), which applies the task's definition (1.0 on toy data)."""
+    from mmemory.coref.baselines import best_letter, first_mentioned, fit_shortcut_lr, most_mentioned
+    from mmemory.coref.toy import resolve_by_rule
+
     train, test = _dialogues(train), _dialogues(test)
-    counts = Counter(d.answer for d in train)
-    label_order = [c.label for c in test[0].choices] if test else []
-    frequent = max(sorted(counts, key=lambda x: (label_order.index(x) if x in label_order else 99, x)),
-                   key=lambda x: counts[x]) if counts else None
-    recency = [most_recent_mention(d) for d in test]
     exp = expected_random(test)
     n = len(test)
-    return [
-        {"baseline": "random label", "object_acc": exact_rate(exp["object_acc"], n),
-         "photo_acc": exact_rate(exp["photo_acc"], n), "expected": exp,
+    letter, k_letter = best_letter(test)
+    recency = [most_recent_mention(d) for d in test]
+    rows = [
+        {"baseline": "random label", "kind": "chance", "object_acc": exact_rate(exp["object_acc"], n),
+         "photo_acc": exact_rate(exp["photo_acc"], n), "expected": exp, "labels": None,
          "note": f"expected value of a uniform draw: {exp['object_acc']:.3f} object, {exp['photo_acc']:.3f} photo"},
-        {"baseline": "most frequent train letter", **label_accuracy(test, [frequent] * len(test), level),
-         "note": f"always {frequent} ({counts.get(frequent, 0)} of {len(train)} train answers)"},
-        {"baseline": "most recently mentioned object", **label_accuracy(test, recency, level),
-         "note": f"no object named before the last utterance in {sum(r is None for r in recency)} dialogues"},
+        _labels_row("best single letter on test", "chance", test, [letter] * n, level,
+                    f"always {letter}, the most common test answer ({k_letter} of {n}): the ceiling of any "
+                    f"constant-letter prior"),
+        _labels_row("most recently mentioned object", "shortcut", test, recency, level,
+                    f"no object named before the last utterance in {sum(r is None for r in recency)} dialogues"),
+        _labels_row("first-mentioned object", "shortcut", test, [first_mentioned(d) for d in test], level,
+                    "the object named first before the final utterance"),
+        _labels_row("most-mentioned object", "shortcut", test, [most_mentioned(d) for d in test], level,
+                    "the object named most often before the final utterance (ties: named first)"),
     ]
+    if val is not None:
+        val = _dialogues(val)
+        lr = fit_shortcut_lr(train, val)
+        rows.append(_labels_row(
+            "shortcut logistic regression", "shortcut", test, lr.predict(test), level,
+            f"scikit-learn LogisticRegression on shallow per-choice features, fitted on {len(train)} train "
+            f"dialogues, C={lr.C:g} chosen on {len(val)} val dialogues (val object acc "
+            f"{lr.val_accuracy[lr.C]:.3f})", chosen_on_val={"C": lr.C, "val_object_acc": lr.val_accuracy},
+            coefficients=lr.coefficients()))
+    if oracle:
+        rows.append(_labels_row("rule reader (oracle)", "oracle", test, [resolve_by_rule(d) for d in test], level,
+                                "applies the toy task's definition to the text: a ceiling, not a baseline"))
+    return rows

@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from mmemory.coref.data import load_coref
-from mmemory.coref.evaluate import baseline_rows, rate
+from mmemory.coref.evaluate import _dialogues, baseline_rows, rate
 from mmemory.io import atomic_write_json
 from mmemory.seeds import difference_spread, verdict
 
@@ -153,7 +153,7 @@ def comparison_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dic
         if not results:
             continue
         ft = seed_rate([r["generation"]["object_acc"] for r in results])
-        others = [(b["baseline"], seed_rate([b["object_acc"]])) for b in baselines]
+        others = [(b["baseline"], seed_rate([b["object_acc"]])) for b in baselines if b.get("kind") != "oracle"]
         if variants.get("before"):
             others.append((f"{model} before fine-tuning", seed_rate([r["generation"]["object_acc"]
                                                                      for r in variants["before"]])))
@@ -169,10 +169,141 @@ def comparison_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dic
     return rows
 
 
+def _item_correct(result: dict, key: str = "parsed_label") -> list[float] | None:
+    """Per test item, 1.0 when the prediction (`key` of eval.json's predictions) is the answer, else 0.0 (None when
+    the file holds no per-item predictions)."""
+    preds = result.get("predictions") or []
+    if not preds or any("answer" not in p for p in preds):
+        return None
+    return [float(p.get(key) == p["answer"]) for p in preds]
+
+
+def _baseline_items(b: dict, test) -> list[float]:
+    if b.get("labels") is None:  # the expected random label: its exact per-item expectation
+        return [b["object_acc"]["value"]] * len(test)
+    return [float(lab == d.answer) for lab, d in zip(b["labels"], test)]
+
+
+def _num(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def strongest_baseline(baselines: list[dict]) -> dict:
+    """The baseline (chance or shortcut, never the oracle) with the highest object accuracy on test: the
+    conservative control for every fine-tuned model (the comparison is harder than against one chosen on val)."""
+    return max((b for b in baselines if b.get("kind") != "oracle"), key=lambda b: b["object_acc"]["value"])
+
+
+def kind_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], test, level: float = 0.95) -> list[dict]:
+    """Object accuracy (generation) per dialogue kind (`mmemory.coref.toy.dialogue_kind`: praise, attribute) for
+    every model variant and baseline: numbers, the mean over training seeds with its sd and the Wilson interval of
+    the mean at the kind's item count."""
+    from mmemory.coref.toy import dialogue_kind
+
+    kinds = [dialogue_kind(d) for d in test]
+    rows = []
+
+    def add(name: str, variant: str, per_seed: list[list[float]]):
+        for kind in sorted(set(kinds)):
+            idx = [i for i, k in enumerate(kinds) if k == kind]
+            vals = [statistics.fmean(s[i] for i in idx) for s in per_seed]
+            r = seed_rate([rate(sum(s[i] for i in idx), len(idx), level) for s in per_seed])
+            rows.append({"model": name, "variant": variant, "kind": kind, "object acc": _num(statistics.fmean(vals)),
+                         "sd": _num(statistics.stdev(vals)) if len(vals) > 1 else None, "lo": _num(r["lo"]),
+                         "hi": _num(r["hi"]), "n": len(idx), "seeds": len(per_seed)})
+
+    for model, variant, results in _model_rows(runs):
+        items = [_item_correct(r) for r in results]
+        if all(x is not None for x in items):
+            add(model, VARIANT_NAMES[variant], items)
+    for b in baselines:
+        add(b["baseline"], b.get("kind", "baseline"), [_baseline_items(b, test)])
+    return rows
+
+
+def shortcut_split_table(train, val, test, level: float = 0.95) -> list[dict]:
+    """The surface-cue baselines on train, val and test (object accuracy, numbers; test with its Wilson interval):
+    on the toy data each should sit at chance on every split. The logistic regression is fitted on train (its
+    train figure is in-sample) with C chosen on val."""
+    from mmemory.coref.baselines import best_letter, first_mentioned, fit_shortcut_lr, most_mentioned
+    from mmemory.coref.toy import most_recent_mention
+
+    lr = fit_shortcut_lr(train, val)
+    methods = {"first-mentioned object": lambda ds: [first_mentioned(d) for d in ds],
+               "most-mentioned object": lambda ds: [most_mentioned(d) for d in ds],
+               "most recently mentioned object": lambda ds: [most_recent_mention(d) for d in ds],
+               f"shortcut logistic regression (C={lr.C:g}, chosen on val)": lr.predict,
+               "best single letter of the split": lambda ds: [best_letter(ds)[0]] * len(ds)}
+    rows = []
+    for name, f in methods.items():
+        row = {"baseline": name}
+        for split, ds in (("train", train), ("val", val), ("test", test)):
+            k = sum(lab == d.answer for lab, d in zip(f(ds), ds))
+            row[split] = _num(k / len(ds))
+            if split == "test":
+                r = rate(k, len(ds), level)
+                row.update({"test lo": _num(r["lo"]), "test hi": _num(r["hi"])})
+        rows.append(row)
+    return rows
+
+
+def positive_controls(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], test,
+                      kinds: bool = False) -> list[dict]:
+    """The stage's claims (`mmemory.controls`): each fine-tuned model beats the strongest baseline (shortcuts
+    included) on object accuracy; on the toy data, each is above chance on each dialogue kind, the untuned model
+    stays at chance (negative control, option likelihood) and the rule reader reads every test dialogue (ceiling)."""
+    from mmemory.controls import claim, not_shown
+
+    out = []
+    metric = "object accuracy (generation, test)"
+    best = strongest_baseline(baselines)
+    best_items = _baseline_items(best, test)
+    for model, variants in runs.items():
+        results = variants.get("finetuned") or []
+        if not results:
+            out.append(not_shown(f"{model} fine-tuned beats the strongest baseline", "no fine-tuned run"))
+            continue
+        items = [_item_correct(r) for r in results]
+        per_item = (items, [best_items]) if all(x is not None for x in items) else None
+        out.append(claim(f"{model} fine-tuned beats the strongest baseline ({best['baseline']})",
+                         f"{model} fine-tuned", best["baseline"], metric,
+                         [r["generation"]["object_acc"]["value"] for r in results], [best["object_acc"]["value"]],
+                         per_item=per_item, n=len(test)))
+        if kinds and per_item is not None:
+            from mmemory.coref.toy import dialogue_kind
+
+            kind_of = [dialogue_kind(d) for d in test]
+            for kind in sorted(set(kind_of)):
+                idx = [i for i, k in enumerate(kind_of) if k == kind]
+                t = [[s[i] for i in idx] for s in items]
+                chance = [1 / len(test[i].choices) for i in idx]
+                out.append(claim(f"{model} fine-tuned above chance on {kind} dialogues", f"{model} fine-tuned",
+                                 "random label", f"object accuracy (generation, test, {kind} dialogues)",
+                                 [statistics.fmean(s) for s in t], [statistics.fmean(chance)],
+                                 per_item=(t, [chance]), n=len(idx)))
+        before = variants.get("before") or []
+        lik = [_item_correct(r, "lik_label") for r in before]
+        if kinds and before and all(x is not None for x in lik):
+            chance = [1 / len(d.choices) for d in test]
+            out.append(claim(f"{model} before fine-tuning stays at chance (negative control)", f"{model} untuned",
+                             "random label", "object accuracy (option likelihood acc, test)",
+                             [r["likelihood"]["acc"]["value"] for r in before], [statistics.fmean(chance)],
+                             relation="within", per_item=(lik, [chance]), n=len(test)))
+    oracle = next((b for b in baselines if b.get("kind") == "oracle"), None)
+    if oracle is not None:
+        out.append(claim("the rule reader resolves every test dialogue (the toy's rule is exact)", oracle["baseline"],
+                         "perfect score", metric, [oracle["object_acc"]["value"]], [1.0], relation="at_least",
+                         ci95=0.0, n=len(test)))
+    return out
+
+
 def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_dialogues,
-                 train_metrics: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """{caption: rows}: the main table (with the baselines), position bias, training, and fine-tuned vs baselines."""
-    baselines = baseline_rows(train_dialogues, test_dialogues)
+                 train_metrics: dict[str, list[dict]], val_dialogues=None, oracle: bool = False,
+                 baselines: list[dict] | None = None) -> dict[str, list[dict]]:
+    """{caption: rows}: the main table (with the baselines), position bias, training, fine-tuned vs baselines, and
+    (given val) the shortcut baselines on every split; (toy data, `oracle`) accuracy per dialogue kind."""
+    if baselines is None:
+        baselines = baseline_rows(train_dialogues, test_dialogues, val=val_dialogues, oracle=oracle)
     n = len(test_dialogues)
     n_seeds = max((len(v.get("finetuned") or []) for v in runs.values()), default=0)
     exp = baselines[0]["expected"]
@@ -181,7 +312,7 @@ def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_d
             f"its 95% Wilson interval; fine-tuned: mean ± sd over {n_seeds} training seed(s), interval of the mean "
             f"at {n} items; baselines have object and photo accuracy only (random label: the expected value of a uniform "
             f"draw, {exp['object_acc']:.3f} object, {exp['photo_acc']:.3f} photo, exact)")
-    return {
+    tables = {
         main: main_table(runs, baselines),
         "Position bias: accuracy with every dialogue's options rotated, and the share of answers (the chosen "
         "option) that change": position_bias_table(runs),
@@ -191,6 +322,17 @@ def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_d
         "the fine-tuned interval's lower bound lies above the baseline's upper bound; a gain over the seed spread "
         "needs two or more training seeds": comparison_table(runs, baselines),
     }
+    if val_dialogues:
+        tables["Shortcut baselines on every split (object accuracy): surface cues only (where and by whom an object "
+               "is mentioned, its letter, its photo's owner); the logistic regression is fitted on train, C chosen "
+               "on val"] = shortcut_split_table(_dialogues(train_dialogues), _dialogues(val_dialogues),
+                                                _dialogues(test_dialogues))
+    if oracle:
+        tables["Object accuracy (generation) per dialogue kind on test: praise (the object the other speaker "
+               "praised last) and attribute (the one object with the named attribute); mean over training seeds, "
+               "sd, and the Wilson interval of the mean at the kind's item count"] = kind_table(
+                   runs, baselines, _dialogues(test_dialogues))
+    return tables
 
 
 # ---------------------------------------------------------------- figure
@@ -227,7 +369,8 @@ def plot_accuracy(runs: dict[str, dict[str, list[dict]]], baselines: list[dict],
                 err[1].append(max(0.0, r["hi"] - r["value"]))
             if xs:
                 ax.bar(xs, ys, width, yerr=err, capsize=4, color=colour, label=VARIANT_NAMES[variant])
-        for (value, label), colour in zip(lines, ("#d62728", "#ff7f0e", "#9467bd", "#2ca02c")):
+        for (value, label), colour in zip(lines, ("#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#e377c2",
+                                                  "#7f7f7f", "#17becf")):
             if value is not None:
                 ax.axhline(value, ls="--", lw=1.2, color=colour, label=f"{label}: {value:.2f}")
         ax.set_xticks(range(len(models)), models)
@@ -255,17 +398,21 @@ def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -
 
 def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
                 train_metrics_paths: dict[str, list[str]], data_report_path: str, out_json: str,
-                out_png: str) -> dict:
+                out_png: str, val_json: str | None = None, oracle: bool = False) -> dict:
     """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
-    write metrics.json (tables, headline, data, train_seeds) and the accuracy figure atomically; return metrics."""
+    write metrics.json (tables, headline, data, train_seeds, baselines, positive_controls) and the accuracy figure
+    atomically; return metrics. `val_json` chooses the shortcut logistic regression's C; `oracle` (toy data) adds
+    the rule reader, the per-kind table and the per-kind claims."""
     train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
+    val = load_coref(val_json, strict=True)[0] if val_json else None
     test_ids = [str(d.dialog_id) for d in test]
     results = {m: {v: [_check_items(p, _read_json(p), test_ids, test_json) for p in paths]
                    for v, paths in variants.items()} for m, variants in runs.items()}
     # each train_metrics.json records its settings, the training seed among them
     trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(_read_json, paths)]
               for m, paths in train_metrics_paths.items()}
-    tables = coref_tables(results, train, test, trains)
+    baselines = baseline_rows(train, test, val=val, oracle=oracle)
+    tables = coref_tables(results, train, test, trains, val_dialogues=val, oracle=oracle, baselines=baselines)
     report = _read_json(data_report_path)
     n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
     headline = {}
@@ -285,8 +432,14 @@ def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_jso
         "data": {"source": report.get("source"), "kept": report.get("n_kept"), "dropped": report.get("n_dropped"),
                  **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
         "train_seeds": n_seeds,
+        "baselines": {b["baseline"]: {"kind": b.get("kind"), "object_acc": b["object_acc"]["value"],
+                                      "lo": b["object_acc"]["lo"], "hi": b["object_acc"]["hi"], "note": b.get("note"),
+                                      **({"chosen_on_val": b["chosen_on_val"], "coefficients": b["coefficients"]}
+                                         if "chosen_on_val" in b else {})} for b in baselines},
+        "strongest_baseline": strongest_baseline(baselines)["baseline"],
+        "positive_controls": positive_controls(results, baselines, test, kinds=oracle),
     }
-    plot_accuracy(results, baseline_rows(train, test), out_png)
+    plot_accuracy(results, baselines, out_png)
     atomic_write_json(out_json, out, indent=2)
     logger.info("coref table: %s", json.dumps(headline))
     return out

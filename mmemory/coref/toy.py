@@ -5,13 +5,26 @@ on a desk"); the four objects have four different nouns. They talk about the obj
 "that one" or "that <attribute> one". The referent follows from the dialogue, by one of two rules:
 
 - `praise`: the object the OTHER speaker praised last ("I really love the mug"). Praise by the final speaker, and
-  neutral remarks after the last praise, are distractors;
+  the other speaker's earlier praise and later neutral remarks, are distractors;
 - `attribute`: the one object whose attribute (given in the captions) the final utterance names.
 
-Nothing else gives it away: the referent is drawn uniformly from the four objects (so from both photos and both
-speakers), the answer letters are balanced (a shuffled cycle of A-D), the other three choices are shuffled, and
-the turn before the last remarks on a uniformly drawn object, so "the most recently mentioned object" is right
-one time in four. `resolve_by_rule` reads the referent from the text alone (an oracle: 1.0 on every toy dialogue).
+No surface cue gives it away (issue 23). Each dialogue is built in two steps:
+
+1. **A mention skeleton, drawn before the referent.** The middle turns alternate speakers, 7-10 of them (so
+   dialogue lengths vary), and end with the other speaker, so the final speaker comes next. Each turn remarks on one
+   object. The other speaker mentions every one of the four objects at least once (a shuffled permutation, plus
+   uniform extra mentions); the final speaker's mentions are uniform. Whether a mention names the object by its
+   noun or by attribute and noun is a coin.
+2. **The referent, drawn uniformly from the four objects, independently of the skeleton.** Then the words are
+   chosen to make it the answer: `praise` praises one of the referent's mentions by the other speaker (drawn
+   uniformly), makes the other speaker's later remarks neutral, and lets every other remark be praise or neutral
+   by a coin; `attribute` gives the referent an attribute no other object has and names it in the final turn.
+
+So everything the skeleton decides (how often an object is mentioned; whether first, in the middle or last; once
+or several times; by which speaker first and last, including the other speaker's first and last mentions) is
+independent of the answer, and so are the answer letter (a shuffled, balanced cycle of A-D), the photo owner and
+the object's place in its photo. `shortcut_*` baselines (`mmemory.coref.baselines`) that read these cues score
+chance; `resolve_by_rule` reads the referent from the text by the task's definition (1.0 on every toy dialogue).
 """
 from __future__ import annotations
 
@@ -38,6 +51,8 @@ NEUTRAL = ("{O} was on sale last month.", "I noticed {o} too.", "Where did {o} c
 FINAL = ("I'd like to have that {a}one too.", "Honestly, that {a}one is exactly what I need.",
          "I keep thinking about that {a}one.")
 RULES = ("praise", "attribute")
+MIDDLE_TURNS = (7, 8, 9, 10)  # remarks between the photos and the final turn (the other speaker has 4 or 5)
+PRAISE_SHARE = 0.5  # the chance that a free remark (not the referent's marking praise) is praise
 
 
 def _mention(rng: random.Random, attr: str, noun: str) -> str:
@@ -50,17 +65,33 @@ def _remark(rng: random.Random, templates: tuple[str, ...], attr: str, noun: str
     return t.format(o=o, O=o[0].upper() + o[1:], n=noun)
 
 
+def mention_skeleton(rng: random.Random, final_speaker: str) -> list[tuple[str, int]]:
+    """The middle turns as (speaker, object index 0-3), drawn before (and independently of) the referent: speakers
+    alternate from A and end with the other speaker; the other speaker names all four objects (shuffled, plus
+    uniform extras), the final speaker uniform objects."""
+    m = rng.choice([n for n in MIDDLE_TURNS if SPEAKERS[n % 2] == final_speaker])
+    speakers = [SPEAKERS[j % 2] for j in range(m)]
+    n_other = sum(s != final_speaker for s in speakers)
+    other_objects = list(range(4)) + [rng.randrange(4) for _ in range(n_other - 4)]
+    rng.shuffle(other_objects)
+    it = iter(other_objects)
+    return [(s, next(it) if s != final_speaker else rng.randrange(4)) for s in speakers]
+
+
 def make_dialogue(rng: random.Random, dialog_id: str, answer_label: str, rule: str) -> dict:
-    """One toy dialogue (a schema dict) whose answer is `answer_label`, resolved by `rule`."""
+    """One toy dialogue (a schema dict) whose answer is `answer_label`, resolved by `rule` (module docstring)."""
+    if rule not in RULES:
+        raise ValueError(f"toy coref rule {rule!r}: choose from {RULES}")
     nouns = rng.sample(NOUNS, 4)
-    ref = rng.randrange(4)
+    final_speaker = rng.choice(SPEAKERS)
+    other = "B" if final_speaker == "A" else "A"
+    skeleton = mention_skeleton(rng, final_speaker)
+    ref = rng.randrange(4)  # independent of the skeleton
     attrs = rng.choices(ATTRIBUTES, k=4)
     if rule == "attribute":  # the referent's attribute is the only one of its kind
         others = [a for a in ATTRIBUTES if a != attrs[ref]]
         attrs = [a if i == ref else rng.choice(others) for i, a in enumerate(attrs)]
     objs = list(zip(attrs, nouns))  # objs[0:2] in A's photo, objs[2:4] in B's photo
-    final_speaker = rng.choice(SPEAKERS)
-    other = "B" if final_speaker == "A" else "A"
 
     turns: list[dict] = []
     for k, speaker in enumerate(SPEAKERS):
@@ -68,25 +99,17 @@ def make_dialogue(rng: random.Random, dialog_id: str, answer_label: str, rule: s
         turns.append({"speaker": speaker, "text": rng.choice(SHARE if k == 0 else REPLY_SHARE)})
         turns.append({"speaker": speaker, "photo": {"photo_id": str(k + 1), "caption":
                       f"a {a1} {n1} and a {a2} {n2} {rng.choice(PLACES)}", "objects": [n1, n2]}})
-    # middle turns alternate A, B, ...; their number makes the final speaker come next
-    m = rng.choice([n for n in (4, 5, 6, 7) if SPEAKERS[n % 2] == final_speaker])
-    speakers = [SPEAKERS[j % 2] for j in range(m)]
-    lines: list[str] = []
-    other_turns = [j for j in range(m - 1) if speakers[j] == other]
-    praise_at = rng.choice(other_turns) if rule == "praise" else None
-    for j, s in enumerate(speakers):
-        if j == m - 1:  # the turn before the last: a neutral remark on any object
-            i = rng.randrange(4)
-            lines.append(_remark(rng, NEUTRAL, *objs[i]))
-        elif j == praise_at:
-            lines.append(_remark(rng, PRAISE, *objs[ref]))
-        elif rule == "praise" and j > praise_at:  # later: the other speaker's neutral remarks, the final
-            i = rng.choice([x for x in range(4) if x != ref])  # speaker's own praise, of other objects
-            lines.append(_remark(rng, NEUTRAL if s == other else PRAISE, *objs[i]))
+    praise_at = None
+    if rule == "praise":  # one of the referent's mentions by the other speaker is its marking praise
+        praise_at = rng.choice([j for j, (s, i) in enumerate(skeleton) if s == other and i == ref])
+    for j, (s, i) in enumerate(skeleton):
+        if j == praise_at:
+            praised = True
+        elif praise_at is not None and s == other and j > praise_at:
+            praised = False  # the other speaker's later remarks are neutral
         else:
-            i = rng.randrange(4)
-            lines.append(_remark(rng, PRAISE if rng.random() < 0.5 else NEUTRAL, *objs[i]))
-    turns += [{"speaker": s, "text": t} for s, t in zip(speakers, lines)]
+            praised = rng.random() < PRAISE_SHARE
+        turns.append({"speaker": s, "text": _remark(rng, PRAISE if praised else NEUTRAL, *objs[i])})
     attr = f"{objs[ref][0]} " if rule == "attribute" else ""
     turns.append({"speaker": final_speaker, "text": rng.choice(FINAL).format(a=attr)})
 
@@ -125,6 +148,14 @@ def _named(text: str, nouns: list[str]) -> list[str]:
     last = {n: max(m.start() for m in found) for n in nouns
             if (found := list(re.finditer(rf"\b{re.escape(n)}\b", text, re.IGNORECASE)))}
     return sorted(last, key=last.get)
+
+
+def dialogue_kind(d: Dialogue | dict) -> str:
+    """Which rule a toy dialogue's final turn asks for: `attribute` ("that red one") or `praise` ("that one")."""
+    d = _as_dialogue(d)
+    final = [t for t in d.turns if t.photo is None][-1]
+    m = re.search(r"\bthat (\w+) one\b", final.text)
+    return "attribute" if m and m.group(1) in ATTRIBUTES else "praise"
 
 
 def resolve_by_rule(d: Dialogue | dict) -> str | None:
