@@ -5,7 +5,8 @@
 #   finetune_counting         LoRA (4-bit at paper scale) with TRL's SFTTrainer, per training seed, TensorBoard logs
 #                                                             -> results/counting/finetuned/s<seed>/adapter/
 #   predict_counting          greedy answers before / after fine-tuning -> results/counting/<variant>/s<seed>/<split>/
-#   counting_table            counts parsed; exact / ±1 / ±2, MAE, RMSE, P/R/F1; baselines; figures
+#   counting_table            counts parsed; exact / ±1 / ±2, MAE, RMSE, P/R/F1; baselines (a palette-free classical
+#                             counter chosen on val; the oracle head counter on toy frames); positive controls; figures
 #                                                             -> results/counting/metrics.json
 # Val predictions (`snakemake results/counting/finetuned/s0/val/predictions.json`) are for choosing settings; the
 # report shows test. The untuned model ("before") does not depend on the training seed: it runs with the first one.
@@ -106,6 +107,7 @@ if stage_active("counting"):
         input:
             predictions=[p for paths in counting_runs().values() for p in paths],
             train="results/counting/data/train.json",
+            val="results/counting/data/val.json",  # chooses the palette-free classical counter's settings
             test="results/counting/data/test.json",
             train_metrics=expand("results/counting/finetuned/s{seed}/train_metrics.json", seed=TRAIN_SEEDS),
             data_report="results/counting/data_report.json",
@@ -123,7 +125,7 @@ if stage_active("counting"):
             ),
         params:
             runs=counting_runs(),
-            classical=KCFG["data"]["source"] == "toy",  # the head counter is a reference for the toy frames only
+            classical=KCFG["data"]["source"] == "toy",  # the oracle head counter knows the toy's head colours
             tensorboard=expand("results/counting/finetuned/s{seed}/tensorboard", seed=TRAIN_SEEDS),
         log:
             "results/logs/counting/counting_table.log",

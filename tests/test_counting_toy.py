@@ -1,5 +1,5 @@
-"""The toy counting frames: the Mall layout, deterministic, counts spread, and a classical head counter that reads
-the pixels (a reference row for the counting table). Run: pytest tests/test_counting_toy.py"""
+"""The toy counting frames: the Mall layout, deterministic, counts spread, and the oracle head counter that reads
+the generator's head colours (an oracle reference row for the counting table). Run: pytest tests/test_counting_toy.py"""
 import csv
 
 import numpy as np

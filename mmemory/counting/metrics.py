@@ -216,7 +216,7 @@ def _cell(values: list[float], digits: int = 4):
 def counting_table(methods: dict[str, dict | list[dict]]) -> list[dict]:
     """The report's rows, one per method, in the order given, e.g. {"fine-tuned": [metrics per seed],
     "untuned model": metrics, "train mean": constant_baseline(...), "train median": ...,
-    "classical head counter": ...}. A method with metrics from several seeds shows "mean ± sd" (sample sd) in each
+    "oracle head counter": ...}. A method with metrics from several seeds shows "mean ± sd" (sample sd) in each
     cell and its number of seeds; one run shows the number. Columns: `TABLE_COLUMNS`, then n and seeds."""
     rows = []
     for method, ms in methods.items():

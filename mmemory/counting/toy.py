@@ -10,8 +10,9 @@ hard but learnable. Counts are drawn uniformly from 0..`max_count`. Deterministi
 
 The head colours (`HEAD_COLORS`) are used for heads only: no clothing, floor, wall or distractor colour is within
 `HEAD_COLOR_TOLERANCE` of them (`_check_palette`), so `count_heads_classical` can count people as connected
-components of head-coloured pixels (scipy.ndimage.label with a minimum area): the classical reference of the
-counting table, imperfect only where heads touch or are hidden.
+components of head-coloured pixels (scipy.ndimage.label with a minimum area). Knowing the generator's colours, it
+is the counting table's ORACLE reference (imperfect only where heads touch or are hidden), not a baseline; the
+baseline that knows nothing of the generator is `mmemory.counting.classical`.
 """
 from __future__ import annotations
 
@@ -243,8 +244,9 @@ def head_mask(image: Image.Image | np.ndarray, tolerance: float = HEAD_COLOR_TOL
 def count_heads_classical(image: Image.Image | np.ndarray | str | Path, min_area: int = MIN_HEAD_AREA,
                           tolerance: float = HEAD_COLOR_TOLERANCE) -> int:
     """People in a toy frame, counted as 8-connected components of head-coloured pixels of at least `min_area`
-    pixels (scipy.ndimage.label). Touching heads merge into one component and a hidden head is missed, so this
-    undercounts crowded frames: a reference for what the pixels allow, not an oracle."""
+    pixels (scipy.ndimage.label). It knows the generator's head colours (`HEAD_COLORS`, used for nothing else), so
+    it is an oracle reference: touching heads merge into one component and a hidden head is missed, so even it
+    undercounts crowded frames."""
     from scipy import ndimage
 
     if isinstance(image, (str, Path)):
