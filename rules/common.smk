@@ -89,13 +89,21 @@ def visdial_source():
 TRAIN_SEEDS = [int(s) for s in config["train_seeds"]]
 
 
+# The <reminder> variants (mmemory.reminder.prompts.VARIANTS; tests/test_workflow.py checks they agree): the
+# memory variants are prompted with the memory stage's retrieved context; all but base and prompt use the adapter.
+ALL_REMINDER_VARIANTS = ["base", "prompt", "finetuned", "finetuned_caption", "finetuned_memory", "oracle_memory",
+                         "wrong_memory"]
+MEMORY_VARIANTS = ["finetuned_memory", "oracle_memory", "wrong_memory"]
+ADAPTER_VARIANTS = [v for v in ALL_REMINDER_VARIANTS if v not in ("base", "prompt")]
+
+
 def reminder_variant_inputs(w):
-    """predict_reminder's extra inputs: the adapter of the seed for the finetuned variants, and for
-    finetuned_memory the memory stage's retrieved context of the split."""
+    """predict_reminder's extra inputs: the adapter of the seed for the fine-tuned variants, and for the memory
+    variants the memory stage's retrieved context of the split."""
     inputs = {}
-    if w.variant.startswith("finetuned"):
+    if w.variant in ADAPTER_VARIANTS:
         inputs["adapter"] = f"results/reminder/finetuned/s{w.seed}/adapter"
-    if w.variant == "finetuned_memory":
+    if w.variant in MEMORY_VARIANTS:
         inputs["memories"] = f"results/memory/reminder_context_{w.split}.json"
     return inputs
 

@@ -3,7 +3,8 @@
 #   memory_sessions          chained sessions + back-referring queries per split -> results/memory/sessions/{split}/
 #   memory_evaluate          the ablation: tuned on train, chosen on val, reported on test
 #                                                         -> results/memory/<encoder>/metrics.json, recall.png
-#   memory_reminder_context  top-k memories per dialogue of a split (read by the reminder stage)
+#   memory_reminder_context  top-k memories per dialogue of a split (read by the reminder stage); the weights are
+#                            chosen on val (recall of the needed earlier picture) and used as they are on test
 #                                                         -> results/memory/reminder_context_{split}.json
 # The stage functions are in mmemory/memory/stage.py; each rule gets only the settings it reads.
 
@@ -78,6 +79,9 @@ if stage_active("memory"):
         input:
             dialogs="results/data/{split}.json",
             encoder=MEMORY_ENCODER_INPUT,
+            # test uses the weights that val chose (val scores the configured weights and every memory.methods entry)
+            chosen=lambda w: [f"results/memory/{MEMORY_VARIANT}/reminder_context_val_metrics.json"]
+            if w.split == "test" else [],
         output:
             context="results/memory/reminder_context_{split}.json",
             metrics=f"results/memory/{MEMORY_VARIANT}/reminder_context_{{split}}_metrics.json",
@@ -86,6 +90,8 @@ if stage_active("memory"):
         params:
             encoder=MCFG["encoder"],
             reminder=MCFG["reminder"],
+            candidates=MCFG["methods"],
+            select_k=config.get("reminder", {}).get("memory_top_k") or MCFG["reminder"]["k"],
             store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store_{{split}}",
         threads: 1  # one thread: the same memories in the same order as two (scores differ in the 6th decimal), beside another job

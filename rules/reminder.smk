@@ -1,4 +1,5 @@
 # Stage 'reminder' (issue 4): <reminder> self-reflection.
+#   pretrain_toy_vlm        the tiny Gemma-3 stand-in learns to see and read (toy only) -> results/reminder/toy_vlm/
 #   generate_reminder_data  teacher responses for training dialogues  -> results/reminder/teacher/
 #   finetune_vlm            LoRA adapter on the Gemma-3 VLM, per training seed -> results/reminder/finetuned/s{seed}/adapter/
 #   predict_reminder        one variant on the last round of each dialogue of a split
@@ -11,11 +12,36 @@
 
 if stage_active("reminder"):
     RCFG = config["reminder"]
-    # finetuned_memory reads the memory stage's retrieved context, so it runs only when that stage does.
+    # The memory variants read the memory stage's retrieved context, so they run only when that stage does.
     REMINDER_VARIANTS = [
-        v for v in RCFG["variants"] if v != "finetuned_memory" or stage_active("memory")
+        v for v in RCFG["variants"] if v not in MEMORY_VARIANTS or stage_active("memory")
     ]
-    REMINDER_TRAINED = [v for v in REMINDER_VARIANTS if v.startswith("finetuned")]
+    # The toy Gemma-3 is pre-trained to see and read before any rule uses it (pretrain_toy_vlm); a real checkpoint
+    # (models.vlm outside results/models/) is used as it is.
+    REMINDER_TOY_VLM = bool(model_input("vlm"))
+    REMINDER_VLM_INPUT = ["results/reminder/toy_vlm"] if REMINDER_TOY_VLM else []
+
+    if REMINDER_TOY_VLM:
+
+        rule pretrain_toy_vlm:
+            input:
+                vlm=model_path("vlm"),
+            output:
+                model=directory("results/reminder/toy_vlm"),
+                metrics="results/reminder/toy_vlm_metrics.json",
+            params:
+                settings=RCFG["toy_vlm"],
+                toy=config["data"]["toy"],
+            log:
+                "results/logs/reminder/pretrain_toy_vlm.log",
+            benchmark:
+                "results/benchmarks/reminder/pretrain_toy_vlm.tsv"
+            threads: 1
+            conda:
+                "../envs/unsloth.yaml"
+            script:
+                "../workflow_scripts/pretrain_toy_vlm.py"
+    REMINDER_TRAINED = [v for v in REMINDER_VARIANTS if v in ADAPTER_VARIANTS]
 
     REMINDER_PROMPTS = {
         "instruction": RCFG["prompts"]["instruction"],
@@ -52,7 +78,7 @@ if stage_active("reminder"):
         input:
             data="results/reminder/teacher/train.jsonl",
             train="results/data/train.json",
-            vlm=model_input("vlm"),
+            vlm=REMINDER_VLM_INPUT,
             **REMINDER_PROMPTS,
         output:
             adapter=directory("results/reminder/finetuned/s{seed}/adapter"),
@@ -81,14 +107,14 @@ if stage_active("reminder"):
         input:
             unpack(reminder_variant_inputs),
             data="results/data/{split}.json",
-            vlm=model_input("vlm"),
+            vlm=REMINDER_VLM_INPUT,
             **REMINDER_PROMPTS,
         output:
             predictions="results/reminder/{variant}/s{seed}/{split}/predictions.json",
             generations="results/reminder/{variant}/s{seed}/{split}/generations.jsonl",
             metrics="results/reminder/{variant}/s{seed}/{split}/predict_metrics.json",
         wildcard_constraints:
-            variant="base|prompt|finetuned|finetuned_caption|finetuned_memory",
+            variant="|".join(ALL_REMINDER_VARIANTS),
             split="val|test",
         params:
             model=model_param("vlm", model_path("vlm")),
@@ -117,7 +143,7 @@ if stage_active("reminder"):
         output:
             metrics="results/reminder/{variant}/s{seed}/{split}/metrics.json",
         wildcard_constraints:
-            variant="base|prompt|finetuned|finetuned_caption|finetuned_memory",
+            variant="|".join(ALL_REMINDER_VARIANTS),
             split="val|test",
         params:
             evaluation=RCFG["evaluation"],
@@ -139,6 +165,10 @@ if stage_active("reminder"):
             teacher="results/reminder/teacher/metrics.json",
             finetune=expand("results/reminder/finetuned/s{seed}/train_metrics.json",
                             seed=TRAIN_SEEDS if REMINDER_TRAINED else []),
+            train="results/data/train.json",
+            test="results/data/test.json",
+            context=["results/memory/reminder_context_test.json"] if stage_active("memory") else [],
+            toy_vlm=["results/reminder/toy_vlm_metrics.json"] if REMINDER_TOY_VLM else [],
         output:
             metrics="results/reminder/metrics.json",
             figure=report(
@@ -148,6 +178,7 @@ if stage_active("reminder"):
             ),
         params:
             runs=reminder_runs(REMINDER_VARIANTS, REMINDER_TRAINED),
+            memory_top_k=RCFG["memory_top_k"],
         log:
             "results/logs/reminder/reminder_table.log",
         benchmark:
@@ -159,6 +190,6 @@ if stage_active("reminder"):
 
     REPORT_METRICS["`<reminder>` self-reflection"] = "results/reminder/metrics.json"
     REPORT_FIGURES["results/reminder/variants.png"] = (
-        "`<reminder>` variants on the last round of each test dialogue: ROUGE-1/2/L, sacreBLEU, BERTScore F1 "
+        "`<reminder>` variants on the last round of each test dialogue: ROUGE-1/2/L, sacreBLEU, BERTScore F1, exact match "
         "(trained variants: mean over train_seeds, error bars their spread)"
     )

@@ -20,12 +20,14 @@ from mmemory.counting.train import CountingTrainConfig
 from mmemory.emr.train import TrainConfig
 from mmemory.reminder.finetune import FinetuneConfig
 from mmemory.reminder.predict import GenerationConfig
+from mmemory.toy.pretrain_vlm import PretrainVLMConfig
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 # fields the workflow sets itself rather than config.yaml (the training seed comes from train_seeds)
 SET_BY_WORKFLOW = {"seed"}
 SECTIONS = [BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig, CountingDataConfig, CountingToySize,
-            CountingTrainConfig, CountingGenerationConfig, CorefDataConfig, CorefTrainConfig, CorefEvalConfig]
+            CountingTrainConfig, CountingGenerationConfig, CorefDataConfig, CorefTrainConfig, CorefEvalConfig,
+            PretrainVLMConfig]
 
 
 def section(cls) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from _reminder_fixtures import PROMPTS, shared_world
 
 from mmemory.reminder.predict import LeakError, check_no_leak, render_prompts
-from mmemory.reminder.prompts import (VARIANTS, PromptBook, build_conversation, build_prompt, last_round_samples,
+from mmemory.reminder.prompts import (MEMORY_VARIANTS, VARIANTS, PromptBook, build_conversation, build_prompt, last_round_samples,
                                       load_memory_context, make_sample, memory_block, training_samples)
 from mmemory.visdial import VisDialSplit, load_visdial
 
@@ -97,11 +97,12 @@ def test_variants_share_the_conversation(world, book):
     split = load_visdial(world["val"])
     s = last_round_samples(split)[0]
     users = {v: build_prompt(s, v, book, memories=[{"text": "m", "image": None, "score": 1.0}]
-                             if v == "finetuned_memory" else None)[-1]["content"] for v in VARIANTS}
+                             if v in MEMORY_VARIANTS else None)[-1]["content"] for v in VARIANTS}
     texts = {v: u[-1]["text"] for v, u in users.items()}
     assert texts["base"] == texts["prompt"] == texts["finetuned"] == s.conversation
-    assert texts["finetuned_memory"].endswith("\n" + s.conversation)
-    assert texts["finetuned_memory"].startswith("<memories>\n[1] m\n</memories>")
+    for v in MEMORY_VARIANTS:  # the same block in the same place: the variants differ only in what it holds
+        assert texts[v].endswith("\n" + s.conversation)
+        assert texts[v].startswith("<memories>\n[1] m\n</memories>")
     assert all(u[0] == {"type": "image"} for u in users.values())
     assert len(build_prompt(s, "base", book)) == 1  # no instruction
     assert "Examples:" in build_prompt(s, "prompt", book)[0]["content"][0]["text"]

@@ -5,7 +5,8 @@
 (top-k per dialogue of the evaluated split, val or test; `source` is the provenance: round 0 is the picture and its
 caption.)
 
-The dialogues are chained into sessions (in image-id order) and replayed through a `MemoryStore`. For each
+The dialogues are chained per user and replayed through a `MemoryStore`: by their `memory.user` key when they
+carry one (the toy users of `mmemory.toy.visdial`), else `dialogs_per_session` at a time in image-id order. For each
 dialogue the store holds exactly what is known before its last round is answered: the earlier dialogues of its
 session (all their rounds), this dialogue's image + caption and its rounds 1..n-1. It is queried with the LAST round's
 question; only then is the last round itself remembered (for the dialogues that come after it). The last round's
@@ -36,6 +37,40 @@ def round_memory_text(question: str, answer: str) -> str:
     return f"{question} {answer}"
 
 
+def user_chains(dialogs: list[dict], dialogs_per_session: int) -> list[list[dict]]:
+    """The dialogues of each user in order: grouped by `memory.user` when every dialogue names one (toy users),
+    else consecutive blocks of `dialogs_per_session` in image-id order (real VisDial has no users)."""
+    dialogs = sorted(dialogs, key=lambda d: d["image_id"])
+    if dialogs and all(isinstance(d.get("memory"), dict) and d["memory"].get("user") for d in dialogs):
+        users: dict[str, list[dict]] = {}
+        for d in dialogs:
+            users.setdefault(str(d["memory"]["user"]), []).append(d)
+        return list(users.values())
+    return [dialogs[i:i + dialogs_per_session] for i in range(0, len(dialogs), dialogs_per_session)]
+
+
+def asks_about(dialog: dict) -> int | None:
+    """The image id of the earlier picture a dialogue's last question asks about (toy users), else None."""
+    m = dialog.get("memory")
+    return m.get("asks_about") if isinstance(m, dict) else None
+
+
+def needed_rank(dialog: dict, memories: list[dict]) -> int | None:
+    """1-based rank of the earlier picture's memory (source "<image_id>:0") among a dialogue's memories; None when
+    it is absent. Only for dialogues whose last question asks about an earlier picture."""
+    want = f"{asks_about(dialog)}:0"
+    return next((i for i, m in enumerate(memories, 1) if str(m.get("source")) == want), None)
+
+
+def needed_recall(split: VisDialSplit, context: dict, ks=(1, 3, 5)) -> dict:
+    """Recall@k of the needed earlier picture over the dialogues whose last question asks about one."""
+    ranks = [needed_rank(d, context.get(str(d["image_id"]), [])) for d in split.dialogs if asks_about(d) is not None]
+    out = {"earlier_picture_questions": len(ranks)}
+    for k in ks:
+        out[f"needed_picture_recall@{k}"] = (sum(r is not None and r <= k for r in ranks) / len(ranks)) if ranks else None
+    return out
+
+
 def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Path, k: int = 5,
                            dialogs_per_session: int = 8, weights: dict[str, float] | None = None,
                            store_kwargs: dict | None = None, start: str = "2024-01-01T09:00:00Z",
@@ -45,7 +80,9 @@ def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Pat
 
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
-    dialogs = sorted(split.dialogs, key=lambda d: d["image_id"])
+    chains = user_chains(split.dialogs, dialogs_per_session)
+    dialogs = [d for chain in chains for d in chain]
+    position = {d["image_id"]: (s, i) for s, chain in enumerate(chains) for i, d in enumerate(chain)}
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
     cached.warm([image_memory_text(d["caption"]) for d in dialogs] + [d["caption"] for d in dialogs]
                 + [round_memory_text(split.question(r), split.answer(r)) for d in dialogs for r in d["dialog"]]
@@ -55,9 +92,9 @@ def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Pat
     t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
     context: dict[str, list[dict]] = {}
     own_image = own_rounds = earlier = 0
-    for n, dialog in enumerate(tqdm(dialogs, desc="reminder context", unit="dialog")):
-        s, d = divmod(n, dialogs_per_session)
-        session = f"{split.split}-chain{s:03d}"
+    for dialog in tqdm(dialogs, desc="reminder context", unit="dialog"):
+        s, d = position[dialog["image_id"]]
+        session = str((dialog.get("memory") or {}).get("user") or f"{split.split}-chain{s:03d}")
         t = t0 + timedelta(days=s, hours=d * hours_between_dialogs)
         rounds = dialog["dialog"]
         if not rounds:
@@ -71,7 +108,7 @@ def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Pat
         store.add_many(items)
         now = t + timedelta(minutes=len(rounds))
         hits = store.search(query_text=split.question(rounds[-1]), now=now.timestamp(), before=now.timestamp(),
-                            k=k, weights=weights)
+                            k=k, weights=weights, session=session)  # this user's memories only
         context[str(dialog["image_id"])] = [{"text": h.memory.text, "image": h.memory.image,
                                              "score": round(h.score, 6), "source": h.memory.source} for h in hits]
         for h in hits:
@@ -93,7 +130,8 @@ def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Pat
                                      for dg in dialogs) / n,
              "mean_own_rounds": own_rounds / n, "mean_own_picture": own_image / n,
              "mean_from_earlier_dialogues": earlier / n, "leaks": len(bad),
-             "same_question_and_answer_from_another_dialogue": same_qa_elsewhere(split, context)}
+             "same_question_and_answer_from_another_dialogue": same_qa_elsewhere(split, context),
+             **needed_recall(split, context)}
     return context, stats
 
 

@@ -96,21 +96,66 @@ def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[st
 
 def run_reminder_context(visdial_json: str, encoder, k: int, dialogs_per_session: int, weights: dict[str, float],
                          store_kwargs: dict, workdir: str, out_context: str, out_metrics: str,
-                         encoder_name: str = "") -> dict:
-    """memory_reminder_context: top-k memories per dialogue of one split, queried with its last question."""
+                         encoder_name: str = "", candidates: dict[str, dict[str, float]] | None = None,
+                         chosen_metrics: str | None = None, select_k: int = 3) -> dict:
+    """memory_reminder_context: top-k memories per dialogue of one split, queried with its last question.
+
+    The weights: on val (`candidates` given), the configured `weights` and every candidate are scored by the
+    recall@select_k of the needed earlier picture (the memory the earlier-picture questions need; select_k is what
+    the reminder prompt shows), and the best is used (ties: the configured weights, then the first listed). On test
+    (`chosen_metrics`: the val run's metrics file), the weights val chose are used and nothing is chosen."""
+    from mmemory.encoders import CachedEncoder
     from mmemory.memory.context import build_reminder_context
 
     split = load_visdial(visdial_json)
-    context, stats = build_reminder_context(split, encoder, workdir, k=k, dialogs_per_session=dialogs_per_session,
-                                            weights=weights, store_kwargs=store_kwargs)
-    atomic_write_json(out_context, context, indent=1)
-    label = " ".join(f"{c}={w:g}" for c, w in weights.items())
+    encoder = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
     name = Path(visdial_json).stem
-    metrics = {
-        "tables": {f"Memories retrieved for the reminder prompt (per {name} dialogue, queried with its last "
-                   "question)": [{"weights": label, **{key: round(v, 4) if isinstance(v, float) else v
-                                                       for key, v in stats.items()}}]},
-        "headline": {f"memory ctx has own picture ({name})": stats["with_own_picture"]},
-        "encoder": encoder_name}
+    metric = f"needed_picture_recall@{select_k}"
+    tables = {}
+    if chosen_metrics:
+        chosen = json.loads(Path(chosen_metrics).read_text())["chosen"]
+        context, stats = build_reminder_context(split, encoder, workdir, k=k, dialogs_per_session=dialogs_per_session,
+                                                weights=chosen["weights"], store_kwargs=store_kwargs)
+    else:
+        runs = {}
+        for cand, w in {"configured": weights, **(candidates or {})}.items():
+            runs[cand] = (w, *build_reminder_context(split, encoder, workdir, k=k,
+                                                     dialogs_per_session=dialogs_per_session, weights=w,
+                                                     store_kwargs=store_kwargs))
+        scored = {c: r[2].get(metric) for c, r in runs.items()}
+        best = "configured"
+        for c, v in scored.items():
+            if v is not None and (scored[best] is None or v > scored[best] + 1e-12):
+                best = c
+        w, context, stats = runs[best]
+        chosen = {"name": best, "weights": w, "chosen_on": name, "metric": metric, "value": scored[best]}
+        if len(runs) > 1:
+            tables[f"Weights for the reminder context, chosen on {name} by {metric} (the needed earlier picture "
+                   f"among the memories the prompt shows)"] = [
+                {"weights": c, "components": " ".join(f"{x}={v:g}" for x, v in r[0].items()),
+                 **{key: round(r[2][key], 4) if isinstance(r[2].get(key), float) else r[2].get(key)
+                    for key in ("needed_picture_recall@1", "needed_picture_recall@3", "needed_picture_recall@5",
+                                "with_own_picture")},
+                 "chosen": c == best} for c, r in runs.items()]
+    atomic_write_json(out_context, context, indent=1)
+    label = " ".join(f"{c}={w:g}" for c, w in chosen["weights"].items())
+    tables[f"Memories retrieved for the reminder prompt (per {name} dialogue, queried with its last question; "
+           f"weights {chosen['name']}, chosen on {chosen['chosen_on']})"] = [
+        {"weights": label, **{key: round(v, 4) if isinstance(v, float) else v for key, v in stats.items()}}]
+    metrics = {"tables": tables,
+               "headline": {f"memory ctx has own picture ({name})": stats["with_own_picture"],
+                            **({f"needed picture recall@{select_k} ({name})": stats[metric]}
+                               if stats.get(metric) is not None else {})},
+               "encoder": encoder_name, "retrieves_through": retrieves_through(encoder_name),
+               "chosen": chosen}
     atomic_write_json(out_metrics, metrics, indent=1)
     return metrics
+
+
+def retrieves_through(encoder_name: str) -> str:
+    """What a picture is found by: its caption's text vector (MiniLM), or its image vector (CLIP / ImageBind)."""
+    if encoder_name.startswith("minilm"):
+        return ("the caption: a picture is stored as '[picture] <caption>' and embedded as text (MiniLM is text "
+                "only); the image path is kept with the memory but no image vector is compared")
+    return ("both: a picture memory has a text key (its caption) and an image vector in the encoder's shared space, "
+            "and relevance is the better cosine of the two with the query's text vector (MA-LMM style)")

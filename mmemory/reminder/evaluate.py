@@ -234,8 +234,28 @@ def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dens
         if rows:
             m["answer_similarity_ranking"]["ndcg"] = ndcg(scores[rows], np.array([relevance[k] for k in rows]))
             m["answer_similarity_ranking"]["ndcg_rounds"] = len(rows)
+    m.update(exact_match_items(split, ids, hyps, refs))
     m["eval_seconds"] = round(time.time() - t0, 1)
     return m
+
+
+def question_group(dialog: dict) -> str:
+    """"earlier" when the last question asks about an earlier picture of the user (toy users), else "current"."""
+    memory = dialog.get("memory")
+    return "earlier" if isinstance(memory, dict) and memory.get("asks_about") is not None else "current"
+
+
+def exact_match_items(split, ids: list[int], hyps: list[str], refs: list[str]) -> dict:
+    """Exact match of the final answer (case and surrounding space ignored), overall and per question group, and
+    the per-dialogue items the reminder table pairs across variants (`per_item`)."""
+    dialogs = split.by_image_id()
+    items = [{"image_id": i, "group": question_group(dialogs[i]), "answer": h, "reference": r,
+              "exact": int(h.strip().lower() == r.strip().lower())} for i, h, r in zip(ids, hyps, refs)]
+    groups = sorted({it["group"] for it in items})
+    by = {g: [it["exact"] for it in items if it["group"] == g] for g in groups}
+    return {"exact_match": float(np.mean([it["exact"] for it in items])) if items else 0.0,
+            "exact_match_by_group": {g: float(np.mean(v)) for g, v in by.items()},
+            "n_by_group": {g: len(v) for g, v in by.items()}, "per_item": items}
 
 
 def main(argv=None) -> int:

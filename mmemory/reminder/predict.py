@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json, atomic_write_text
 from mmemory.reminder.generate import Progress
-from mmemory.reminder.prompts import PromptBook, Sample, build_prompt
+from mmemory.reminder.prompts import MEMORY_VARIANTS, PromptBook, Sample, build_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -202,11 +202,11 @@ def render_prompts(processor, samples: Sequence[Sample], variant: str, book: Pro
     out = []
     for s in samples:
         mems = None
-        if variant == "finetuned_memory":
+        if variant in MEMORY_VARIANTS:
             mems = (memories or {}).get(s.image_id)
             if mems is None:
                 raise KeyError(f"memory context has no entry for image_id {s.image_id}; the memory stage must "
-                               "write one list (possibly empty) per val dialogue")
+                               "write one list (possibly empty) per dialogue of the split")
             mems = mems[:top_k] if top_k else mems
         messages = build_prompt(s, variant, book, memories=mems, with_image=bool(s.image_path),
                                 finetuned_instruction=finetuned_instruction)

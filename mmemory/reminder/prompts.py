@@ -13,6 +13,9 @@ is built from the same conversation, so the variants differ only in their instru
                       caption), exactly as a retrieved picture reads in finetuned_memory: the control that tells the
                       memory's contribution apart from the caption's
     finetuned_memory  as finetuned, with `<memories>...</memories>` (retrieved) before the conversation in the user text
+    oracle_memory     as finetuned_memory, with the needed earlier picture put first in the block (the ceiling; for a
+                      question about the current picture it is finetuned_memory's block)
+    wrong_memory      as finetuned_memory, with the block retrieved for another user's dialogue (the negative control)
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from typing import Sequence
 
 from mmemory.visdial import VisDialSplit
 
-VARIANTS = ("base", "prompt", "finetuned", "finetuned_caption", "finetuned_memory")
+VARIANTS = ("base", "prompt", "finetuned", "finetuned_caption", "finetuned_memory", "oracle_memory", "wrong_memory")
+MEMORY_VARIANTS = ("finetuned_memory", "oracle_memory", "wrong_memory")  # prompted with a block of memories
 MEMORY_OPEN, MEMORY_CLOSE = "<memories>", "</memories>"
 
 
@@ -43,6 +47,7 @@ class Sample:
     target: str  # the held-out answer of `round`; never part of any prompt
     image_path: str | None = None
     caption: str = ""
+    asks_about: int | None = None  # toy users: the earlier picture the question asks about (None: the current one)
 
     @property
     def key(self) -> str:
@@ -74,8 +79,9 @@ def make_sample(split: VisDialSplit, dialog: dict, rnd: int, include_caption: bo
     ans = [split.answer(r) for r in rounds[: rnd - 1]]
     caption = dialog.get("caption", "")
     conv = build_conversation(qs, ans, caption if include_caption else None)
+    memory = dialog.get("memory") if rnd == len(rounds) else None
     return Sample(dialog["image_id"], rnd, conv, qs[-1], split.answer(rounds[rnd - 1]),
-                  dialog.get("image_path"), caption)
+                  dialog.get("image_path"), caption, memory.get("asks_about") if isinstance(memory, dict) else None)
 
 
 def last_round_samples(split: VisDialSplit, include_caption: bool = False) -> list[Sample]:
@@ -171,15 +177,15 @@ def build_prompt(sample: Sample, variant: str, book: PromptBook | None = None,
         if memories:
             raise ValueError("finetuned_caption builds its own memory block (the caption); pass no memories")
         text = memory_block(caption_memories(sample)) + "\n" + text
-    elif variant == "finetuned_memory":
+    elif variant in MEMORY_VARIANTS:
         if memories is None:
-            raise ValueError(f"variant finetuned_memory needs memories for image_id {sample.image_id}")
+            raise ValueError(f"variant {variant} needs memories for image_id {sample.image_id}")
         text = memory_block(memories) + "\n" + text
     elif memories:
-        raise ValueError(f"memories are only used by finetuned_memory, not by {variant}")
+        raise ValueError(f"memories are only used by {', '.join(MEMORY_VARIANTS)}, not by {variant}")
     user = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
     messages = []
-    if variant == "prompt" or (variant.startswith("finetuned") and finetuned_instruction):
+    if variant == "prompt" or (variant not in ("base", "prompt") and finetuned_instruction):
         if book is None:
             raise ValueError(f"variant {variant} needs the prompt book (reminder.prompts)")
         messages.append({"role": "system", "content": [{"type": "text",
@@ -206,19 +212,75 @@ def training_messages(sample: Sample, response: str, book: PromptBook, with_inst
             "completion": [{"role": "assistant", "content": [{"type": "text", "text": response}]}]}
 
 
+def picture_memory(dialog: dict) -> dict:
+    """A dialogue's picture as the memory stage remembers it (its caption stands in for the image in text)."""
+    from mmemory.memory.context import image_memory_text
+
+    return {"text": image_memory_text(dialog["caption"]), "image": dialog.get("image_path"),
+            "source": f"{dialog['image_id']}:0"}
+
+
 def simulated_memories(split: VisDialSplit, dialog: dict, round_: int, k: int, rng) -> list[dict]:
     """A memory block for a TRAINING sample, in the memory stage's format: the dialogue's picture (its caption) and
     up to k-1 of its rounds before `round_` ("question answer"), in random order. Never the sample's own round, so
-    training never shows the answer it asks for. It stands in for retrieval so that the adapter has seen the block
-    that `finetuned_memory` is prompted with; evaluation uses the memory stage's real retrieval over val."""
-    from mmemory.memory.context import image_memory_text, round_memory_text
+    training never shows the answer it asks for. When the sample's question asks about an earlier picture of the
+    user (toy users), that picture's memory is always in the block, as retrieval would put it there. It stands in
+    for retrieval so that the adapter has seen the block that `finetuned_memory` is prompted with; evaluation uses
+    the memory stage's real retrieval."""
+    from mmemory.memory.context import round_memory_text
 
     earlier = [round_memory_text(split.question(r), split.answer(r)) for r in dialog["dialog"][:round_ - 1]]
     picked = [earlier[i] for i in sorted(rng.permutation(len(earlier))[:max(k - 1, 0)])]
     memories = [{"text": t, "image": None} for t in picked]
     if dialog.get("caption"):
-        memories.append({"text": image_memory_text(dialog["caption"]), "image": dialog.get("image_path")})
-    return [memories[i] for i in rng.permutation(len(memories))][:k]
+        memories.append(picture_memory(dialog))
+    memories = [memories[i] for i in rng.permutation(len(memories))][:k]
+    about = (dialog.get("memory") or {}).get("asks_about") if round_ == len(dialog["dialog"]) else None
+    referred = split.by_image_id().get(about) if about is not None else None
+    if referred is not None and k > 0:
+        memories = memories[:k - 1]
+        memories.insert(int(rng.integers(0, len(memories) + 1)), picture_memory(referred))
+    return [{key: v for key, v in m.items() if key != "source"} for m in memories]
+
+
+def variant_memories(variant: str, split: VisDialSplit, retrieved: dict[int, list[dict]],
+                     top_k: int | None) -> dict[int, list[dict]]:
+    """The memory block of each dialogue for a memory variant, from the memory stage's retrieved context:
+    finetuned_memory its own top_k; oracle_memory the needed earlier picture first, then its own retrieved
+    memories (the same count, the same format); wrong_memory the block retrieved for a dialogue of another user
+    (half the split away in image-id order, moved on until the user differs)."""
+    if variant not in MEMORY_VARIANTS:
+        raise ValueError(f"variant {variant} takes no memory block")
+    cut = (lambda ms: ms[:top_k]) if top_k else (lambda ms: ms)  # noqa: E731
+    missing = [d["image_id"] for d in split.dialogs if d["image_id"] not in retrieved]
+    if missing:
+        raise KeyError(f"memory context has no entry for image_id {missing[0]} ({len(missing)} in all); the memory "
+                       "stage must write one list (possibly empty) per dialogue of the split")
+    if variant == "finetuned_memory":
+        return {d["image_id"]: cut(retrieved[d["image_id"]]) for d in split.dialogs}
+    if variant == "oracle_memory":
+        by_id, out = split.by_image_id(), {}
+        for d in split.dialogs:
+            about = (d.get("memory") or {}).get("asks_about")
+            own = cut(retrieved[d["image_id"]])
+            if about is None or about not in by_id:
+                out[d["image_id"]] = own
+                continue
+            needed = {**picture_memory(by_id[about]), "score": None}
+            rest = [m for m in retrieved[d["image_id"]] if str(m.get("source")) != needed["source"]]
+            out[d["image_id"]] = [needed] + rest[:max(len(own) - 1, 0)]
+        return out
+    dialogs = sorted(split.dialogs, key=lambda d: d["image_id"])
+    user = lambda d: (d.get("memory") or {}).get("user")  # noqa: E731
+    n, out = len(dialogs), {}
+    for i, d in enumerate(dialogs):
+        j = (i + n // 2) % n
+        for _ in range(n):
+            if j != i and (user(d) is None or user(dialogs[j]) != user(d)):
+                break
+            j = (j + 1) % n
+        out[d["image_id"]] = cut(retrieved[dialogs[j]["image_id"]])
+    return out
 
 
 def load_memory_context(path: str | Path) -> dict[int, list[dict]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from mmemory.reminder.evaluate import evaluate_predictions, load_predictions
 from mmemory.reminder.finetune import TRAINING_META
 from mmemory.reminder.generate import generate_reminder_data
 from mmemory.reminder.predict import GenerationConfig, predict_reminder
-from mmemory.reminder.prompts import PromptBook, last_round_samples, load_memory_context, training_samples
+from mmemory.reminder.prompts import (PromptBook, last_round_samples, load_memory_context, training_samples,
+                                      variant_memories)
 from mmemory.reminder.teachers import make_teacher
 from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
 from mmemory.visdial import load_visdial
@@ -77,7 +79,9 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen: Gen
         meta_path = Path(adapter) / TRAINING_META
         if meta_path.exists():
             finetuned_instruction = json.loads(meta_path.read_text())["with_instruction"]
-    memories = load_memory_context(memories_path) if memories_path else None
+    memories = None
+    if memories_path:  # the variant's block per dialogue, at most memory_top_k memories each
+        memories = variant_memories(variant, split, load_memory_context(memories_path), memory_top_k)
     fp = Fingerprint(
         inputs={**file_digests(val_json, memories_path), "images": files_digest(s.image_path for s in samples),
                 "prompts": obj_digest([book.instruction, book.fewshot])},
@@ -126,8 +130,143 @@ def variants_table(metrics: dict[str, dict], n_seeds: dict[str, int] | None = No
     return rows
 
 
+CUE = re.compile(r" in the (?:earlier )?picture with the [a-z]+ [a-z]+")
+
+
+def question_prior(train_json: str, eval_json: str) -> dict[int, str]:
+    """The strongest answer that never looks at a picture or a memory: for the last round of each dialogue of
+    `eval_json`, the most frequent TRAIN answer (all rounds) to the same question text, else to the question without
+    its picture cue ("what color was the circle"), else to its first two words, else overall."""
+    from collections import Counter
+
+    keys = (lambda q: q, lambda q: CUE.sub("", q), lambda q: " ".join(q.split()[:2]))
+    train = load_visdial(train_json)
+    tables: list[dict[str, Counter]] = [{} for _ in keys]
+    overall: Counter = Counter()
+    for d in train.dialogs:
+        for r in d["dialog"]:
+            q, a = train.question(r), train.answer(r)
+            for table, key in zip(tables, keys):
+                table.setdefault(key(q), Counter())[a] += 1
+            overall[a] += 1
+    split = load_visdial(eval_json)
+    out = {}
+    for d in split.dialogs:
+        q = split.question(d["dialog"][-1])
+        pick = next((t[key(q)] for t, key in zip(tables, keys) if key(q) in t), overall)
+        out[d["image_id"]] = pick.most_common(1)[0][0]
+    return out
+
+
+def _items(metrics: dict) -> dict[int, dict]:
+    if "per_item" not in metrics:
+        raise ValueError("a reminder metrics file has no per_item list: rerun evaluate_reminder "
+                         "(snakemake --forcerun evaluate_reminder)")
+    return {it["image_id"]: it for it in metrics["per_item"]}
+
+
+def group_rows(per_seed: dict[str, list[dict]], prior: dict[int, str] | None) -> tuple[list[dict], dict]:
+    """Exact match per question group (current / earlier picture) for every variant (mean ± sd over seeds) and
+    the question prior; also the share of the most common final answer. Returns (rows, per-item exact lists:
+    {(variant, group): [per seed: [0/1 per dialogue, in image-id order]]})."""
+    import statistics
+
+    rows, exact = [], {}
+    first = _items(next(iter(per_seed.values()))[0])
+    ids = sorted(first)
+    groups = sorted({first[i]["group"] for i in ids})
+    if prior is not None:
+        exact.update({("question prior", g): [[int(prior[i].strip().lower() == first[i]["reference"].strip().lower())
+                                               for i in ids if first[i]["group"] == g]] for g in groups})
+        answers = [prior[i] for i in ids]
+        rows.append({"variant": "question prior (no picture, no memory)",
+                     **{f"exact match ({g} picture)": round(statistics.fmean(exact[("question prior", g)][0]), 4)
+                        for g in groups},
+                     "top answer share": round(max(answers.count(a) for a in set(answers)) / len(answers), 4),
+                     "seeds": 1})
+    for v, ms in per_seed.items():
+        items = [_items(m) for m in ms]
+        row = {"variant": v}
+        for g in groups:
+            per = [[it[i]["exact"] for i in ids if it[i]["group"] == g] for it in items]
+            exact[(v, g)] = per
+            means = [statistics.fmean(p) for p in per]
+            row[f"exact match ({g} picture)"] = round(statistics.fmean(means), 4)
+            row[f"sd ({g})"] = round(statistics.stdev(means), 4) if len(means) > 1 else None
+        shares = []
+        for it in items:
+            answers = [it[i]["answer"].strip().lower() for i in ids]
+            shares.append(max(answers.count(a) for a in set(answers)) / len(answers))
+        row["top answer share"] = round(statistics.fmean(shares), 4)
+        row["top answer"] = max(set(a := [items[0][i]["answer"].strip().lower() for i in ids]), key=a.count)
+        row["seeds"] = len(ms)
+        rows.append(row)
+    for g in groups:
+        n = sum(first[i]["group"] == g for i in ids)
+        for r in rows:
+            r[f"n ({g})"] = n
+    return rows, exact
+
+
+def retrieval_rows(per_seed: dict[str, list[dict]], context: dict, eval_json: str, top_k: int | None) -> list[dict]:
+    """For the earlier-picture questions: whether the needed picture was among the memories the prompt showed
+    (finetuned_memory's block), and each memory variant's exact match when it was and when it was not."""
+    from mmemory.memory.context import asks_about, needed_rank
+
+    split = load_visdial(eval_json)
+    earlier = [d for d in split.dialogs if asks_about(d) is not None]
+    if not earlier:
+        return []
+    shown = {d["image_id"]: (needed_rank(d, context.get(str(d["image_id"]), [])) or 10 ** 9) <= (top_k or 10 ** 9)
+             for d in earlier}
+    rows = []
+    for v in ("finetuned", "finetuned_caption", "finetuned_memory", "oracle_memory", "wrong_memory"):
+        if v not in per_seed:
+            continue
+        items = [_items(m) for m in per_seed[v]]
+        row = {"variant": v}
+        for label, want in (("retrieved", True), ("not retrieved", False)):
+            ids = [i for i, s in shown.items() if s == want]
+            row[f"exact match, needed picture {label}"] = (
+                round(sum(it[i]["exact"] for it in items for i in ids) / (len(ids) * len(items)), 4) if ids else None)
+            row[f"n {label}"] = len(ids)
+        rows.append(row)
+    return rows
+
+
+def reminder_controls(exact: dict, per_seed: dict[str, list[dict]]) -> list[dict]:
+    """The `<reminder>` stage's claims (mmemory.controls) on the evaluated split."""
+    from mmemory.controls import claim, not_shown
+
+    out = []
+
+    def add(text, t, c, group, relation="greater", note=None):
+        if (t, group) not in exact or (c, group) not in exact:
+            out.append(not_shown(text, f"{t if (t, group) not in exact else c} was not run on {group}-picture "
+                                       "questions"))
+            return
+        tv, cv = exact[(t, group)], exact[(c, group)]
+        mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+        out.append(claim(text, t, c, f"exact match ({group}-picture questions)", [mean(x) for x in tv],
+                         [mean(x) for x in cv], relation=relation, per_item=(tv, cv), note=note))
+
+    add("<reminder>: the fine-tuned VLM sees: finetuned beats the question prior", "finetuned", "question prior",
+        "current")
+    add("<reminder>: retrieved memory answers questions about earlier pictures: finetuned_memory beats finetuned",
+        "finetuned_memory", "finetuned", "earlier")
+    add("<reminder>: the memory's own contribution: finetuned_memory beats finetuned_caption (own caption only)",
+        "finetuned_memory", "finetuned_caption", "earlier")
+    add("<reminder>: the oracle memory is the ceiling: oracle_memory ≥ finetuned_memory", "oracle_memory",
+        "finetuned_memory", "earlier", relation="at_least")
+    add("<reminder>: another user's memories do not help: wrong_memory stays at finetuned", "wrong_memory",
+        "finetuned", "earlier", relation="within")
+    return out
+
+
 def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metrics: list[str], out_json: str,
-                out_png: str) -> dict:
+                out_png: str, train_json: str | None = None, eval_json: str | None = None,
+                context: str | None = None, memory_top_k: int | None = None,
+                toy_vlm_metrics: str | None = None) -> dict:
     """reminder_table: `runs` maps each variant to its metrics files, one per training seed (untrained variants:
     one). Trained rows are the mean over seeds, with the seed-to-seed spread in a table of its own, and the
     differences table names a difference a gain only when it is larger than its spread."""
@@ -165,6 +304,39 @@ def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metri
         "answer_similarity_ranking": any_m.get(RANKING_KEY, {}).get("method", "none"),
         "sacrebleu": "sacrebleu corpus_bleu, 0-100 (the EMR table gives it beside the seeds' nltk BLEU-4)",
     }
+    prior = question_prior(train_json, eval_json) if train_json and eval_json else None
+    if not all("per_item" in m for ms in per_seed.values() for m in ms):
+        from mmemory.controls import not_shown
+
+        logger.warning("metrics files without per_item (written before per-item scoring): no question-group table "
+                       "and no positive controls; rerun with --forcerun evaluate_reminder")
+        out["positive_controls"] = [not_shown("<reminder> claims", "the metrics files have no per-item scores: "
+                                              "rerun evaluate_reminder (--forcerun evaluate_reminder)")]
+        save_figure(_variants_figure(metrics, stds, split), out_png)
+        atomic_write_json(out_json, out, indent=2)
+        return out
+    rows, exact = group_rows(per_seed, prior)
+    tables[f"Exact match of the final answer by question group on {split}: about the current picture, or about an "
+           "earlier picture of the same user (only a memory answers those); mean over seeds, sd their spread"] = rows
+    if context and eval_json:
+        r_rows = retrieval_rows(per_seed, json.loads(Path(context).read_text()), eval_json, memory_top_k)
+        if r_rows:
+            tables[f"Earlier-picture questions on {split}, split by whether the memory stage retrieved the needed "
+                   f"picture into the top {memory_top_k} memories the prompt shows"] = r_rows
+    if toy_vlm_metrics:
+        tv = json.loads(Path(toy_vlm_metrics).read_text())
+        tables["The tiny Gemma-3 stand-in's own abilities, before the LoRA (val scenes, exact match; "
+               "pretrain_toy_vlm)"] = [
+            {"stand-in": label, **{task: None if d.get(task) is None else round(d[task], 4)
+                                   for task in ("caption", "vqa", "read")}}
+            for label, d in (("random init", tv["val_exact_match_before"]),
+                             ("pre-trained", tv["val_exact_match_after"]))]
+        out["toy_vlm"] = {k: tv[k] for k in ("steps", "first_loss", "last_loss", "seconds", "train_scenes")}
+    out["positive_controls"] = reminder_controls(exact, per_seed)
+    for v in ("finetuned_memory", "finetuned"):
+        g = [r for r in rows if r["variant"] == v]
+        if g and "exact match (earlier picture)" in g[0]:
+            out["headline"][f"{v} EM (earlier picture)"] = g[0]["exact match (earlier picture)"]
     save_figure(_variants_figure(metrics, stds, split), out_png)
     atomic_write_json(out_json, out, indent=2)
     return out

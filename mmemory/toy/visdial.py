@@ -3,6 +3,15 @@ whose answers follow from the image, 100 answer options per round and dense rele
 
 The files are written in the exact VisDial v1.0 schema, so they go through the same reader as real data.
 
+**Users and earlier pictures (the memory positive control).** Consecutive dialogues belong to one toy user,
+`dialogs_per_user` at a time; each dialogue is one of that user's sessions and shows one picture. From a user's second
+session on, with probability `memory_share`, the LAST question of a dialogue asks about one of that user's EARLIER
+pictures, not the one in front of it: "what color was the circle in the earlier picture with the green triangle?".
+The cue (the green triangle) names exactly one of the user's pictures so far, the current one included, so the
+question has one answer, and only a memory of the earlier picture gives it. Each toy dialogue carries an extra key
+(ignored by VisDial readers) `"memory": {"user": "test-u003", "asks_about": <earlier image_id> or null}`; the memory
+stage chains a user's dialogues by it and the reminder stage scores current- and earlier-picture questions apart.
+
 Train, val and test are disjoint by *content*: every possible scene (its set of coloured shapes and their places)
 belongs to exactly one split, chosen by a seeded hash of the scene (`scene_split`), so no image and no
 (image, question, answer) triple of one split appears in another. Within a split a scene may repeat.
@@ -145,6 +154,41 @@ def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
     return list(unique.items())
 
 
+def cue_question(objs: list[Obj], target: Obj, rng: random.Random, tense: str = "is") -> tuple[str, str, Obj] | None:
+    """(question, answer, cue): a question about `target` that names another object of its picture as the cue, e.g.
+    ("what color is the circle in the picture with the green triangle?", "red", <green triangle>); with tense "was",
+    "... in the earlier picture with ...". None when the picture has no other object or the asked-about attribute
+    does not single out `target` within it."""
+    others = [o for o in objs if o != target]
+    if not others:
+        return None
+    cue = rng.choice(others)
+    where = f"in the {'earlier ' if tense == 'was' else ''}picture with the {cue.name}"
+    kinds = []
+    if sum(o.shape == target.shape for o in objs) == 1:
+        kinds.append((f"what color {tense} the {target.shape} {where}?", target.color))
+    if sum(o.color == target.color for o in objs) == 1:
+        kinds.append((f"what shape {tense} the {target.color} thing {where}?", f"a {target.shape}"))
+    return (*rng.choice(kinds), cue) if kinds else None
+
+
+def earlier_picture_question(earlier: list[list[Obj]], current: list[Obj], rng: random.Random,
+                             tries: int = 20) -> tuple[int, str, str] | None:
+    """(index into `earlier`, question, answer) about one of a user's earlier pictures, whose cue object appears in
+    that picture only (not in any other earlier picture, nor in the current one); None when no such question is
+    found in `tries` draws."""
+    for _ in range(tries):
+        e = rng.randrange(len(earlier))
+        qa = cue_question(earlier[e], rng.choice(earlier[e]), rng, tense="was")
+        if qa is None:
+            continue
+        q, a, cue = qa
+        pictures = earlier + [current]
+        if sum(any(o.name == cue.name for o in p) for p in pictures) == 1:
+            return e, q, a
+    return None
+
+
 def answer_vocabulary() -> list[str]:
     """Every answer the generator can produce plus distractors: the pool that answer options are drawn from."""
     vocab = ["yes", "no", *NUMBERS, *COLORS, *(f"a {s}" for s in SHAPES)]
@@ -172,9 +216,11 @@ def _relevance(option: str, gt: str) -> float:
 def make_split(
     split: str, n_dialogs: int, first_image_id: int, out_dir: Path, image_size: int,
     rounds: int, n_options: int, max_objects: int, seed: int, shares: dict[str, float] | None = None,
+    dialogs_per_user: int = 8, memory_share: float = 0.0,
 ) -> tuple[dict, list[dict]]:
     """Render one split's images and return (VisDial JSON, dense annotations). With `shares` (split -> size),
-    only scenes that `scene_split` assigns to `split` are drawn, so the splits never share a scene."""
+    only scenes that `scene_split` assigns to `split` are drawn, so the splits never share a scene. Dialogues are
+    grouped into users and some last questions ask about an earlier picture (module docstring)."""
     rng = random.Random(f"{seed}-{split}")
     img_dir = out_dir / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +229,7 @@ def make_split(
     if len(answers) < n_options:
         raise ValueError(f"toy answer vocabulary has {len(answers)} answers, fewer than n_options={n_options}")
     dialogs, dense = [], []
+    user_scenes: list[list[Obj]] = []
     for k in tqdm(range(n_dialogs), desc=f"toy VisDial {split}", unit="dialog"):
         image_id = first_image_id + k
         objs = sample_scene(rng, max_objects)
@@ -191,6 +238,16 @@ def make_split(
         render(objs, image_size).save(img_dir / f"toy_{split}_{image_id:012d}.png")
         pool = qa_pool(objs, rng)
         chosen = rng.sample(pool, rounds) if len(pool) >= rounds else [rng.choice(pool) for _ in range(rounds)]
+        if k % dialogs_per_user == 0:
+            user_scenes = []
+        asks_about = None
+        if user_scenes and rng.random() < memory_share:
+            found = earlier_picture_question(user_scenes, objs, rng)
+            if found is not None:
+                e, q, a = found
+                asks_about = image_id - len(user_scenes) + e
+                chosen = [p for p in chosen if p[0] != q][: rounds - 1] + [(q, a)]
+        user_scenes.append(objs)
         dialog = []
         for q, a in chosen:
             qi = questions.setdefault(q, len(questions))
@@ -199,7 +256,8 @@ def make_split(
             gt_index = rng.randrange(n_options)
             options = distractors[:gt_index] + [ai] + distractors[gt_index:]
             dialog.append({"question": qi, "answer": ai, "answer_options": options, "gt_index": gt_index})
-        dialogs.append({"image_id": image_id, "caption": caption(objs), "dialog": dialog})
+        dialogs.append({"image_id": image_id, "caption": caption(objs), "dialog": dialog,
+                        "memory": {"user": f"{split}-u{k // dialogs_per_user:03d}", "asks_about": asks_about}})
         rnd = rng.randrange(rounds)
         inv = {i: a for a, i in answers.items()}
         gt = inv[dialog[rnd]["answer"]]
@@ -216,15 +274,16 @@ def make_split(
 
 def build_toy_visdial(out_dir: str | Path, n_train: int, n_val: int, n_test: int | None = None,
                       image_size: int = 64, rounds: int = 10, n_options: int = 100, max_objects: int = 3,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, dialogs_per_user: int = 8, memory_share: float = 0.0) -> dict:
     """Write visdial_1.0_{train,val,test}.json, val and test dense annotations and the images under `out_dir`.
-    The three splits are disjoint by scene (`scene_split`); n_test defaults to n_val."""
+    The three splits are disjoint by scene (`scene_split`); n_test defaults to n_val. `dialogs_per_user` and
+    `memory_share` make the earlier-picture questions (module docstring; memory_share 0: none)."""
     out_dir = Path(out_dir)
     sizes = {"train": n_train, "val": n_val, "test": n_val if n_test is None else n_test}
     shares = {k: max(v, 1) for k, v in sizes.items()}
     for split, n in sizes.items():
         visdial, dense = make_split(split, n, FIRST_IMAGE_ID[split], out_dir, image_size, rounds, n_options,
-                                    max_objects, seed, shares)
+                                    max_objects, seed, shares, dialogs_per_user, memory_share)
         atomic_write_json(out_dir / f"visdial_1.0_{split}.json", visdial)
         if split != "train":
             atomic_write_json(out_dir / f"visdial_1.0_{split}_dense_annotations.json", dense)

@@ -1,0 +1,205 @@
+"""`pretrain_toy_vlm`: teach the tiny Gemma-3 stand-in what gemma-3-4b-it can already do before the seeds tune it.
+
+The real Gemma-3 sees and reads: it describes a picture, answers short questions about it, and answers questions
+about a text it is given. A randomly initialised 64-wide Gemma-3 can do none of that, so its `<reminder>` LoRA could
+only learn the answer prior (every test answer was "no"). This step trains every weight of the stand-in, on TRAIN
+content only, on three such abilities, each in Gemma-3's chat format (user turn, model turn):
+
+- **caption**: [image] "describe the picture." -> the scene's caption;
+- **vqa**: [image] a few "Q:/A:" lines about the picture, then "Q: <question>" -> the answer;
+- **read**: no image; one to three picture descriptions as plain text lines, then a question about one of them
+  (naming another object of that picture when there are several) -> the answer. Reading comprehension over a text
+  context: what lets the real model use retrieved memories at all.
+
+The scenes are fresh toy scenes drawn from the TRAIN part of the scene space (`mmemory.toy.visdial.scene_split`
+with the data's split shares), so no val or test picture, and no val or test (image, question, answer), is ever seen.
+The model is scored before and after on val scenes (exact match of greedy answers per ability), and the scores go in
+the stage's metrics as the stand-in's own "before fine-tuning" figures.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmemory.config import StrictConfig
+from mmemory.toy.visdial import Obj, caption, cue_question, qa_pool, render, sample_scene, scene_split
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("caption", "vqa", "read")
+DESCRIBE = "describe the picture."
+
+
+@dataclass
+class PretrainVLMConfig(StrictConfig):
+    """Settings of the stand-in's pre-training (config reminder.toy_vlm)."""
+
+    SECTION = "reminder.toy_vlm"
+
+    scenes: int = 3000  # fresh train-split scenes rendered for pre-training
+    steps: int = 1200  # optimizer steps
+    batch_size: int = 32  # examples per step
+    lr: float = 3.0e-3  # AdamW peak learning rate (cosine to 10% after warm-up)
+    warmup_steps: int = 50  # linear warm-up steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    task_weights: list = field(default_factory=lambda: [1.0, 3.0, 2.0])  # sampling weights: caption, vqa, read
+    max_context_rounds: int = 3  # vqa: at most this many earlier Q:/A: lines before the question
+    eval_scenes: int = 150  # val scenes scored before and after (each ability)
+    seed: int = 0  # scenes, task order and init of the run
+
+
+def _scenes(n: int, split: str, shares: dict[str, float], max_objects: int, seed: int, tag: str) -> list[list[Obj]]:
+    rng = random.Random(f"toy-vlm-{tag}-{seed}")
+    out = []
+    while len(out) < n:
+        objs = sample_scene(rng, max_objects)
+        if scene_split(objs, shares, seed) == split:
+            out.append(objs)
+    return out
+
+
+def _read_example(scenes: list[list[Obj]], i: int, rng: random.Random) -> tuple[str, str] | None:
+    """One reading item: 1-3 descriptions as text lines, a question about one of them."""
+    k = rng.randint(1, 3)
+    group = [scenes[i]] + [scenes[rng.randrange(len(scenes))] for _ in range(k - 1)]
+    rng.shuffle(group)
+    about = group[0] if k == 1 else rng.choice(group)
+    if k == 1:
+        q, a = rng.choice(qa_pool(about, rng))
+    else:
+        names = [{o.name for o in s} for s in group]
+        target = rng.choice(about)
+        qa = cue_question(about, target, rng)
+        if qa is None:
+            return None
+        q, a, cue = qa
+        if sum(cue.name in n for n in names) != 1:  # the cue must name exactly one of the pictures
+            return None
+    return "\n".join(caption(s) for s in group) + f"\nQ: {q}", a
+
+
+def make_examples(scenes: list[list[Obj]], n: int, cfg: PretrainVLMConfig, rng: random.Random,
+                  image_size: int) -> list[dict]:
+    """`n` examples {task, image (PIL or None), text, answer}, tasks drawn with cfg.task_weights."""
+    out = []
+    while len(out) < n:
+        task = rng.choices(TASKS, weights=cfg.task_weights)[0]
+        i = rng.randrange(len(scenes))
+        objs = scenes[i]
+        if task == "caption":
+            out.append({"task": task, "scene": i, "text": DESCRIBE, "answer": caption(objs)})
+        elif task == "vqa":
+            pool = qa_pool(objs, rng)
+            rng.shuffle(pool)
+            m = rng.randint(0, min(cfg.max_context_rounds, len(pool) - 1))
+            lines = [f"Q: {q}\nA: {a}" for q, a in pool[:m]]
+            q, a = pool[m]
+            out.append({"task": task, "scene": i, "text": "\n".join(lines + [f"Q: {q}"]), "answer": a})
+        else:
+            ex = _read_example(scenes, i, rng)
+            if ex is not None:
+                out.append({"task": task, "scene": None, "text": ex[0], "answer": ex[1]})
+    return out
+
+
+def _messages(ex: dict, answer: bool) -> list[dict]:
+    user = ([{"type": "image"}] if ex["scene"] is not None else []) + [{"type": "text", "text": ex["text"]}]
+    msgs = [{"role": "user", "content": user}]
+    if answer:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": ex["answer"]}]})
+    return msgs
+
+
+def _batch(processor, examples: list[dict], images: list, with_answer: bool):
+    """Tokenised batch; with_answer: labels on the model turn only (the answer and its end-of-turn)."""
+    tok = processor.tokenizer
+    prompts = [processor.apply_chat_template(_messages(e, False), add_generation_prompt=True, tokenize=False)
+               for e in examples]
+    texts = prompts if not with_answer else [p + e["answer"] + "<end_of_turn>\n" for p, e in zip(prompts, examples)]
+    has_image = [e["scene"] is not None for e in examples]
+    imgs = [[images[e["scene"]]] if e["scene"] is not None else [] for e in examples]
+    kwargs = {"images": imgs} if any(has_image) else {}
+    batch = processor(text=texts, padding=True, return_tensors="pt", add_special_tokens=False, **kwargs)
+    if with_answer:
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for i, p in enumerate(prompts):
+            n_prompt = len(processor(text=[p], images=[imgs[i]] if has_image[i] else None,
+                                     add_special_tokens=False)["input_ids"][0])
+            pad = int((batch["attention_mask"][i] == 0).sum()) if tok.padding_side == "left" else 0
+            labels[i, : pad + n_prompt] = -100
+        batch["labels"] = labels
+    return batch
+
+
+@torch.no_grad()
+def score(model, processor, examples: list[dict], images: list, batch_size: int = 50,
+          max_new_tokens: int = 24) -> dict:
+    """Greedy exact match per task (answers compared after stripping)."""
+    model.eval()
+    processor.tokenizer.padding_side = "left"
+    hits: dict[str, list[int]] = {t: [] for t in TASKS}
+    for task in TASKS:
+        exs = [e for e in examples if e["task"] == task]
+        for b in range(0, len(exs), batch_size):
+            chunk = exs[b:b + batch_size]
+            batch = _batch(processor, chunk, images, with_answer=False)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+            texts = processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            hits[task] += [int(t.strip() == e["answer"]) for t, e in zip(texts, chunk)]
+    return {t: (float(np.mean(h)) if h else None) for t, h in hits.items()}
+
+
+def pretrain_toy_vlm(vlm_in: str, out_dir: str, shares: dict[str, float], image_size: int, max_objects: int,
+                     cfg: PretrainVLMConfig) -> dict:
+    """Pre-train the stand-in (module docstring) and save it with its processor; returns figures for metrics.json."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor, get_cosine_with_min_lr_schedule_with_warmup
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(f"toy-vlm-{cfg.seed}")
+    processor = AutoProcessor.from_pretrained(vlm_in)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(vlm_in)
+    train_scenes = _scenes(cfg.scenes, "train", shares, max_objects, cfg.seed, "train")
+    val_scenes = _scenes(cfg.eval_scenes, "val", shares, max_objects, cfg.seed, "val")
+    train_images = [render(s, image_size) for s in train_scenes]
+    val_images = [render(s, image_size) for s in val_scenes]
+    val_ex = make_examples(val_scenes, 3 * cfg.eval_scenes, cfg, random.Random(f"toy-vlm-val-{cfg.seed}"), image_size)
+    before = score(model, processor, val_ex, val_images)
+    examples = make_examples(train_scenes, cfg.steps * cfg.batch_size, cfg, rng, image_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, cfg.steps, min_lr_rate=0.1)
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="pretrain_toy_vlm", unit="step")
+    for step in bar:
+        chunk = examples[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        loss = model(**_batch(processor, chunk, train_images, with_answer=True)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    seconds = time.perf_counter() - t0
+    after = score(model, processor, val_ex, val_images)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    logger.info("toy VLM pre-trained: %d steps in %.0f s, loss %.3f -> %.3f; val exact match before %s, after %s",
+                cfg.steps, seconds, np.mean(losses[:20]), np.mean(losses[-20:]), before, after)
+    return {"steps": cfg.steps, "examples": len(examples), "train_scenes": len(train_scenes),
+            "first_loss": float(np.mean(losses[:20])), "last_loss": float(np.mean(losses[-20:])),
+            "seconds": round(seconds, 1),
+            "val_exact_match_before": before, "val_exact_match_after": after, "val_scenes": len(val_scenes),
+            "abilities": {"caption": DESCRIBE + " -> caption", "vqa": "picture + Q:/A: lines -> answer",
+                          "read": "1-3 picture descriptions as text -> answer"}}

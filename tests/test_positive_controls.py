@@ -1,0 +1,194 @@
+"""The memory positive control end to end on synthetic data: toy users whose last question asks about an earlier
+picture, the retrieved / oracle / wrong memory blocks, the question prior, and the claims (mmemory.controls).
+Run: pytest tests/test_positive_controls.py"""
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from mmemory.controls import claim, decide, not_shown, paired_ci95, table_rows
+from mmemory.memory.context import needed_rank, needed_recall, user_chains
+from mmemory.reminder.prompts import (MEMORY_VARIANTS, last_round_samples, simulated_memories, variant_memories)
+from mmemory.reminder.stage import group_rows, question_prior, reminder_controls
+from mmemory.toy.visdial import Obj, build_toy_visdial, caption, earlier_picture_question
+from mmemory.visdial import load_visdial, validate_visdial
+
+
+# ---------------------------------------------------------------- claims
+
+def test_a_claim_holds_only_beyond_its_spread_and_its_interval():
+    assert decide("greater", 0.3, 0.05, 0.1) and not decide("greater", 0.08, 0.05, 0.1)
+    assert not decide("greater", 0.08, 0.1, 0.05)  # inside the seed spread
+    assert decide("at_least", -0.05, None, 0.1) and not decide("at_least", -0.2, 0.05, 0.1)
+    assert decide("within", 0.04, 0.05, None) and not decide("within", 0.2, 0.05, 0.1)
+    with pytest.raises(ValueError):
+        decide("bigger", 1, 0, 0)
+
+
+def test_claim_from_seeds_and_items():
+    t = [[1, 1, 1, 0] * 10, [1, 1, 0, 0] * 10, [1, 1, 1, 1] * 10]  # three seeds, 40 paired items
+    c = [[0, 0, 0, 1] * 10]  # a prior: one value for every seed
+    e = claim("x beats y", "x", "y", "exact match", [sum(s) / 40 for s in t], [0.25], per_item=(t, c))
+    assert e["n"] == 40 and e["n_seeds"] == 3
+    assert e["difference"] == pytest.approx(0.75 - 0.25)
+    assert e["spread"] == pytest.approx(0.25)  # sd of 0.5, 0.25, 0.75
+    item_t = [sum(col) / 3 for col in zip(*t)]
+    assert e["ci95"] == pytest.approx(paired_ci95(item_t, c[0]))
+    assert e["holds"] == (e["difference"] > max(e["spread"], e["ci95"]))
+    one = claim("x beats y", "x", "y", "em", [0.9], [0.1], ci95=0.05)
+    assert one["spread"] is None and one["holds"]
+    assert table_rows("s", [one])[0]["seed spread"] == "one seed"
+    assert not not_shown("z", "cannot")["holds"]
+
+
+# ---------------------------------------------------------------- toy users
+
+@pytest.fixture(scope="module")
+def users(tmp_path_factory):
+    root = tmp_path_factory.mktemp("users")
+    build_toy_visdial(root, n_train=24, n_val=8, n_test=16, image_size=32, seed=1, dialogs_per_user=4,
+                      memory_share=0.9)
+    splits = {}
+    for name in ("train", "val", "test"):  # as prepare_data writes them: dialogues carry image_path
+        out = root / f"{name}.json"
+        out.write_text(json.dumps(validate_visdial(root / f"visdial_1.0_{name}.json", root / "images" / name).to_json()))
+        splits[name] = load_visdial(out)
+    return root, splits
+
+
+def _scene(cap: str) -> dict[str, str]:
+    """shape -> colour and colour -> shape of a caption "a picture of a red circle at ... and a blue square ..."."""
+    objs = re.findall(r"an? (\w+) (circle|square|triangle)", cap)
+    return {**{s: c for c, s in objs}, **{c: f"a {s}" for c, s in objs}}
+
+
+def test_earlier_picture_questions_are_answered_by_that_picture_only(users):
+    _, splits = users
+    for split in splits.values():
+        by_id = split.by_image_id()
+        asked = [d for d in split.dialogs if d["memory"]["asks_about"] is not None]
+        assert asked, "memory_share 0.9 must give earlier-picture questions"
+        for d in asked:
+            e = by_id[d["memory"]["asks_about"]]
+            assert e["memory"]["user"] == d["memory"]["user"] and e["image_id"] < d["image_id"]
+            q, a = split.question(d["dialog"][-1]), split.answer(d["dialog"][-1])
+            m = re.match(r"what (color|shape) was the (\w+)(?: thing)? in the earlier picture with the (\w+ \w+)\?", q)
+            assert m, q
+            assert _scene(e["caption"])[m.group(2)] == a  # the earlier picture's caption holds the answer
+            # the cue names that picture and no other of the user's pictures so far (the current one included)
+            own = [x for x in split.dialogs if x["memory"]["user"] == d["memory"]["user"]
+                   and x["image_id"] <= d["image_id"]]
+            assert [x["image_id"] for x in own if m.group(3) in x["caption"]] == [e["image_id"]]
+        # every earlier-picture question is the last round; the first dialogue of a user never has one
+        for chain in user_chains(split.dialogs, 4):
+            assert chain[0]["memory"]["asks_about"] is None
+
+
+def test_earlier_picture_question_refuses_an_ambiguous_cue():
+    red_circle, blue_square = Obj("red", "circle", 0, 0), Obj("blue", "square", 1, 1)
+    # both possible cues are in the current picture too: no question can single the earlier picture out
+    assert earlier_picture_question([[red_circle, blue_square]], [blue_square, red_circle], random.Random(0)) is None
+    assert earlier_picture_question([[red_circle]], [blue_square], random.Random(0)) is None  # nothing to cue
+    q = earlier_picture_question([[red_circle, blue_square]], [Obj("green", "triangle", 2, 2)], random.Random(0))
+    assert q is not None and q[0] == 0 and q[2] in ("red", "a circle", "blue", "a square")
+    assert caption([red_circle]).startswith("a picture of a red circle")
+
+
+def test_memory_blocks_of_the_variants(users):
+    _, splits = users
+    split = splits["test"]
+    by_id = split.by_image_id()
+    # a retrieved context of 3 memories per dialogue, from the dialogue's own user (the earlier pictures)
+    retrieved = {}
+    for chain in user_chains(split.dialogs, 4):
+        for i, d in enumerate(chain):
+            retrieved[d["image_id"]] = [{"text": f"[picture] {e['caption']}", "image": None, "score": 1.0 - j / 10,
+                                         "source": f"{e['image_id']}:0"} for j, e in enumerate(reversed(chain[:i]))]
+    fm = variant_memories("finetuned_memory", split, retrieved, 2)
+    oracle = variant_memories("oracle_memory", split, retrieved, 2)
+    wrong = variant_memories("wrong_memory", split, retrieved, 2)
+    for d in split.dialogs:
+        i = d["image_id"]
+        assert fm[i] == retrieved[i][:2] and len(oracle[i]) == len(fm[i]) or not fm[i]
+        about = d["memory"]["asks_about"]
+        if about is not None:
+            assert oracle[i][0]["text"] == f"[picture] {by_id[about]['caption']}"
+            assert needed_rank(d, oracle[i]) == 1
+        else:
+            assert oracle[i] == fm[i]
+        # another user's block, never this user's
+        users_of = {m["source"].split(":")[0] for m in wrong[i]}
+        assert all(by_id[int(u)]["memory"]["user"] != d["memory"]["user"] for u in users_of)
+    assert set(MEMORY_VARIANTS) == {"finetuned_memory", "oracle_memory", "wrong_memory"}
+    with pytest.raises(KeyError, match="no entry"):
+        variant_memories("oracle_memory", split, {}, 2)
+    rec = needed_recall(split, {str(k): v for k, v in retrieved.items()}, ks=(1, 3))
+    assert rec["earlier_picture_questions"] == sum(d["memory"]["asks_about"] is not None for d in split.dialogs)
+
+
+def test_training_memory_block_always_holds_the_needed_picture(users):
+    import numpy as np
+
+    _, splits = users
+    split = splits["train"]
+    by_id = split.by_image_id()
+    rng = np.random.default_rng(0)
+    for d in split.dialogs:
+        mems = simulated_memories(split, d, len(d["dialog"]), 3, rng)
+        assert len(mems) <= 3
+        about = d["memory"]["asks_about"]
+        if about is not None:
+            assert f"[picture] {by_id[about]['caption']}" in [m["text"] for m in mems]
+        target = f"{split.question(d['dialog'][-1])} {split.answer(d['dialog'][-1])}"
+        assert all(m["text"] != target for m in mems)  # never the held-out round
+
+
+def test_question_prior_never_looks_at_a_picture(users):
+    root, splits = users
+    prior = question_prior(splits["train"].path, splits["test"].path)
+    assert set(prior) == {d["image_id"] for d in splits["test"].dialogs}
+    answers = set(splits["train"].answers)
+    assert all(a in answers for a in prior.values())
+
+
+def _metrics(items):
+    return {"per_item": [{"image_id": i, "group": g, "answer": a, "reference": r, "exact": int(a == r)}
+                         for i, g, a, r in items]}
+
+
+def test_group_rows_and_claims_on_hand_made_results():
+    refs = [(i, "current" if i < 20 else "earlier", "yes" if i % 2 else "red") for i in range(40)]
+    prior = {i: "yes" for i, _, _ in refs}  # right on half the current questions, never on the earlier ones
+
+    def run(right_current, right_earlier, seed=0):
+        items = []
+        for i, g, r in refs:
+            ok = (i < right_current) if g == "current" else (i - 20 < right_earlier)
+            items.append((i, g, r if ok else "blue", r))
+        return _metrics(items)
+
+    per_seed = {"finetuned": [run(18, 2), run(17, 3), run(19, 2)],
+                "finetuned_caption": [run(18, 2), run(18, 2), run(18, 2)],
+                "finetuned_memory": [run(18, 15), run(18, 16), run(18, 14)],
+                "oracle_memory": [run(18, 19), run(18, 18), run(18, 19)],
+                "wrong_memory": [run(18, 2), run(18, 3), run(18, 2)]}
+    rows, exact = group_rows(per_seed, prior)
+    by = {r["variant"]: r for r in rows}
+    assert by["question prior (no picture, no memory)"]["exact match (current picture)"] == 0.5
+    assert by["finetuned_memory"]["exact match (earlier picture)"] == pytest.approx(0.75)
+    assert by["finetuned"]["top answer share"] < 0.6
+    controls = {c["treatment"] + " vs " + c["control"]: c for c in reminder_controls(exact, per_seed)}
+    assert controls["finetuned vs question prior"]["holds"]
+    assert controls["finetuned_memory vs finetuned"]["holds"]
+    assert controls["finetuned_memory vs finetuned"]["difference"] == pytest.approx(0.75 - 0.1167, abs=1e-3)
+    assert controls["oracle_memory vs finetuned_memory"]["holds"]  # at_least
+    assert controls["wrong_memory vs finetuned"]["holds"]  # within
+    # a broken memory (no better than no memory) does not hold
+    per_seed["finetuned_memory"] = per_seed["finetuned"]
+    _, exact = group_rows(per_seed, prior)
+    broken = {c["treatment"] + " vs " + c["control"]: c for c in reminder_controls(exact, per_seed)}
+    assert not broken["finetuned_memory vs finetuned"]["holds"]
+    json.dumps(broken)  # metrics.json-ready
