@@ -28,10 +28,14 @@ def test_copy_pretraining_lowers_the_copy_loss_and_never_sees_a_dialogue(tmp_pat
 
 def test_pretraining_is_deterministic_and_recorded(tmp_path):
     train = _train_json(tmp_path)
-    size = CorefToySize(**SIZE, pretrain_steps=5, pretrain_span=8, pretrain_batch=4)
+    size = CorefToySize(**SIZE, pretrain_steps=5, pretrain_span=8, pretrain_batch=4, pretrain_long_steps=3,
+                        pretrain_long_span=24, pretrain_long_batch=2)
     a = build_toy_coref_models(train, {"m": tmp_path / "a"}, {"m": size}, seed=3)
     b = build_toy_coref_models(train, {"m": tmp_path / "b"}, {"m": size}, seed=3)
     assert a["m"]["pretrain"]["steps"] == 5 and a["m"]["pretrain"]["last_loss"] == b["m"]["pretrain"]["last_loss"]
+    # the long-span phase runs after the short one and is recorded beside it
+    assert a["m"]["pretrain"]["long"]["steps"] == 3
+    assert a["m"]["pretrain"]["long"]["last_loss"] == b["m"]["pretrain"]["long"]["last_loss"]
     wa = AutoModelForCausalLM.from_pretrained(tmp_path / "a").state_dict()
     wb = AutoModelForCausalLM.from_pretrained(tmp_path / "b").state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -42,6 +42,11 @@ class CorefToySize(StrictConfig):
     pretrain_span: int = 32  # longest random span (a span is 4..pretrain_span tokens after a random prefix)
     pretrain_batch: int = 32  # sequences per step
     pretrain_lr: float = 3.0e-3  # AdamW peak learning rate (cosine decay, 3% warm-up)
+    # a second phase on long spans, so that copying reaches across a whole prompt (copying learnt on short spans
+    # does not carry over to distances of hundreds of tokens); 0: none
+    pretrain_long_steps: int = 0  # optimizer steps
+    pretrain_long_span: int = 128  # longest span of the second phase
+    pretrain_long_batch: int = 8  # sequences per step of the second phase
 
 
 def coref_corpus(train_json: str | Path) -> list[str]:
@@ -143,6 +148,12 @@ def build_toy_coref_models(train_json: str | Path, out: dict[str, str | Path], s
         if pretrain["steps"]:
             logger.info("coref toy model %s: copy pretraining, %d steps in %.1f s, loss %.3f -> %.3f", name,
                         pretrain["steps"], pretrain["seconds"], pretrain["first_loss"], pretrain["last_loss"])
+        if s.pretrain_long_steps:
+            pretrain["long"] = pretrain_copy(model, tokenizer, s.pretrain_long_steps, s.pretrain_long_span,
+                                             s.pretrain_long_batch, s.pretrain_lr, seed=seed + i + 1000)
+            logger.info("coref toy model %s: long-span copy pretraining (spans up to %d), %d steps in %.1f s, "
+                        "loss %.3f -> %.3f", name, s.pretrain_long_span, s.pretrain_long_steps,
+                        pretrain["long"]["seconds"], pretrain["long"]["first_loss"], pretrain["long"]["last_loss"])
         final = Path(out[name])
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.partial"
