@@ -104,7 +104,8 @@ class BlobCounter:
         return [self.count(it["image"]) for it in items]
 
     def settings(self) -> dict:
-        return {"sigma": self.sigma, "threshold": self.threshold, "line": {"a": round(self.a, 4), "b": round(self.b, 4)},
+        return {"sigma": self.sigma, "threshold": self.threshold,
+                "line": {"a": round(self.a, 4), "b": round(self.b, 4)},
                 "val_mae": self.val_mae[f"sigma={self.sigma:g} threshold={self.threshold:g}"],
                 "train_frames": self.n_train, "val_frames": self.n_val,
                 "grid": {"sigma": list(SIGMAS), "threshold": list(THRESHOLDS)}}
