@@ -59,12 +59,6 @@ def users(tmp_path_factory):
     return root, splits
 
 
-def _scene(cap: str) -> dict[str, str]:
-    """shape -> colour and colour -> shape of a caption "a picture of a red circle at ... and a blue square ..."."""
-    objs = re.findall(r"an? (\w+) (circle|square|triangle)", cap)
-    return {**{s: c for c, s in objs}, **{c: f"a {s}" for c, s in objs}}
-
-
 def test_earlier_picture_questions_are_answered_by_that_picture_only(users):
     _, splits = users
     for split in splits.values():
@@ -75,26 +69,28 @@ def test_earlier_picture_questions_are_answered_by_that_picture_only(users):
             e = by_id[d["memory"]["asks_about"]]
             assert e["memory"]["user"] == d["memory"]["user"] and e["image_id"] < d["image_id"]
             q, a = split.question(d["dialog"][-1]), split.answer(d["dialog"][-1])
-            m = re.match(r"what (color|shape) was the (\w+)(?: thing)? in the earlier picture with the (\w+ \w+)\?", q)
+            m = re.fullmatch(r"where was the (\w+ \w+) in the earlier picture\?", q)
             assert m, q
-            assert _scene(e["caption"])[m.group(2)] == a  # the earlier picture's caption holds the answer
-            # the cue names that picture and no other of the user's pictures so far (the current one included)
+            assert f"a {m.group(1)} {a}" in e["caption"]  # the earlier picture's caption holds the answer
+            # the object is in that picture and no other of the user's pictures so far (the current one included)
             own = [x for x in split.dialogs if x["memory"]["user"] == d["memory"]["user"]
                    and x["image_id"] <= d["image_id"]]
-            assert [x["image_id"] for x in own if m.group(3) in x["caption"]] == [e["image_id"]]
-        # every earlier-picture question is the last round; the first dialogue of a user never has one
+            assert [x["image_id"] for x in own if f" {m.group(1)} " in x["caption"]] == [e["image_id"]]
+        # a user asks each earlier-picture question once; the first dialogue of a user never has one
         for chain in user_chains(split.dialogs, 4):
             assert chain[0]["memory"]["asks_about"] is None
+            qs = [split.question(x["dialog"][-1]) for x in chain if x["memory"]["asks_about"] is not None]
+            assert len(qs) == len(set(qs))
 
 
-def test_earlier_picture_question_refuses_an_ambiguous_cue():
+def test_earlier_picture_question_refuses_an_ambiguous_object():
     red_circle, blue_square = Obj("red", "circle", 0, 0), Obj("blue", "square", 1, 1)
-    # both possible cues are in the current picture too: no question can single the earlier picture out
+    # both earlier objects are in the current picture too: no question can single the earlier picture out
     assert earlier_picture_question([[red_circle, blue_square]], [blue_square, red_circle], random.Random(0)) is None
-    assert earlier_picture_question([[red_circle]], [blue_square], random.Random(0)) is None  # nothing to cue
-    q = earlier_picture_question([[red_circle, blue_square]], [Obj("green", "triangle", 2, 2)], random.Random(0))
-    assert q is not None and q[0] == 0 and q[2] in ("red", "a circle", "blue", "a square")
-    assert caption([red_circle]).startswith("a picture of a red circle")
+    e, q, a = earlier_picture_question([[red_circle, blue_square]], [blue_square], random.Random(0))
+    assert (e, q, a) == (0, "where was the red circle in the earlier picture?", "at the top left")
+    assert earlier_picture_question([[red_circle]], [], random.Random(0), asked={q}) is None  # asked before
+    assert caption([red_circle]).startswith("a picture of a red circle at the top left")
 
 
 def test_memory_blocks_of_the_variants(users):

@@ -6,9 +6,9 @@ The files are written in the exact VisDial v1.0 schema, so they go through the s
 **Users and earlier pictures (the memory positive control).** Consecutive dialogues belong to one toy user,
 `dialogs_per_user` at a time; each dialogue is one of that user's sessions and shows one picture. From a user's second
 session on, with probability `memory_share`, the LAST question of a dialogue asks about one of that user's EARLIER
-pictures, not the one in front of it: "what color was the circle in the earlier picture with the green triangle?".
-The cue (the green triangle) names exactly one of the user's pictures so far, the current one included, so the
-question has one answer, and only a memory of the earlier picture gives it. Each toy dialogue carries an extra key
+pictures, not the one in front of it: "where was the green triangle in the earlier picture?". The object is in
+exactly one of the user's pictures so far, the current one included, so the question has one answer (its place,
+which that picture's caption names), and only a memory of the earlier picture gives it. Each toy dialogue carries an extra key
 (ignored by VisDial readers) `"memory": {"user": "test-u003", "asks_about": <earlier image_id> or null}`; the memory
 stage chains a user's dialogues by it and the reminder stage scores current- and earlier-picture questions apart.
 
@@ -154,39 +154,20 @@ def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
     return list(unique.items())
 
 
-def cue_question(objs: list[Obj], target: Obj, rng: random.Random, tense: str = "is") -> tuple[str, str, Obj] | None:
-    """(question, answer, cue): a question about `target` that names another object of its picture as the cue, e.g.
-    ("what color is the circle in the picture with the green triangle?", "red", <green triangle>); with tense "was",
-    "... in the earlier picture with ...". None when the picture has no other object or the asked-about attribute
-    does not single out `target` within it."""
-    others = [o for o in objs if o != target]
-    if not others:
-        return None
-    cue = rng.choice(others)
-    where = f"in the {'earlier ' if tense == 'was' else ''}picture with the {cue.name}"
-    kinds = []
-    if sum(o.shape == target.shape for o in objs) == 1:
-        kinds.append((f"what color {tense} the {target.shape} {where}?", target.color))
-    if sum(o.color == target.color for o in objs) == 1:
-        kinds.append((f"what shape {tense} the {target.color} thing {where}?", f"a {target.shape}"))
-    return (*rng.choice(kinds), cue) if kinds else None
-
-
 def earlier_picture_question(earlier: list[list[Obj]], current: list[Obj], rng: random.Random,
-                             tries: int = 20) -> tuple[int, str, str] | None:
-    """(index into `earlier`, question, answer) about one of a user's earlier pictures, whose cue object appears in
-    that picture only (not in any other earlier picture, nor in the current one); None when no such question is
-    found in `tries` draws."""
-    for _ in range(tries):
-        e = rng.randrange(len(earlier))
-        qa = cue_question(earlier[e], rng.choice(earlier[e]), rng, tense="was")
-        if qa is None:
-            continue
-        q, a, cue = qa
-        pictures = earlier + [current]
-        if sum(any(o.name == cue.name for o in p) for p in pictures) == 1:
-            return e, q, a
-    return None
+                             asked: set[str] = frozenset()) -> tuple[int, str, str] | None:
+    """(index into `earlier`, question, answer): "where was the green triangle in the earlier picture?" about an
+    object that is in exactly one of the user's pictures so far (not in any other earlier picture, nor in the current
+    one), which the user has not asked about before (`asked`); the answer is its place ("at the top left"), which the
+    picture's caption names. None when no earlier object qualifies."""
+    pictures = earlier + [current]
+    options = [(e, o) for e, objs in enumerate(earlier) for o in objs
+               if sum(any(p.name == o.name for p in pic) for pic in pictures) == 1]
+    options = [(e, o) for e, o in options if f"where was the {o.name} in the earlier picture?" not in asked]
+    if not options:
+        return None
+    e, o = rng.choice(options)
+    return e, f"where was the {o.name} in the earlier picture?", o.where
 
 
 def answer_vocabulary() -> list[str]:
@@ -239,12 +220,13 @@ def make_split(
         pool = qa_pool(objs, rng)
         chosen = rng.sample(pool, rounds) if len(pool) >= rounds else [rng.choice(pool) for _ in range(rounds)]
         if k % dialogs_per_user == 0:
-            user_scenes = []
+            user_scenes, user_asked = [], set()
         asks_about = None
         if user_scenes and rng.random() < memory_share:
-            found = earlier_picture_question(user_scenes, objs, rng)
+            found = earlier_picture_question(user_scenes, objs, rng, asked=user_asked)
             if found is not None:
                 e, q, a = found
+                user_asked.add(q)
                 asks_about = image_id - len(user_scenes) + e
                 chosen = [p for p in chosen if p[0] != q][: rounds - 1] + [(q, a)]
         user_scenes.append(objs)
