@@ -92,7 +92,7 @@ def positive_controls(truth: list[int], finetuned: list[list[dict]], mean_b: dic
         return [not_shown("fine-tuned VLM beats the train mean (MAE)", "no fine-tuned run")]
     ft_items = [_abs_errors(truth, [r.get("count_pred") for r in rows]) for rows in finetuned]
     ft_mae = [statistics.fmean(e) for e in ft_items]
-    metric = "MAE on test (lower is better; difference = the control's MAE saved)"
+    metric = "MAE on test (lower is better; difference = the MAE the fine-tuned VLM saves)"
     out = []
     mean_items = [abs(mean_b["constant"] - t) for t in truth]
     out.append(claim("fine-tuned VLM has a lower MAE than the train mean", "train mean", "fine-tuned VLM", metric,
@@ -105,7 +105,7 @@ def positive_controls(truth: list[int], finetuned: list[list[dict]], mean_b: dic
     if oracle is not None:
         o_items = _abs_errors(truth, oracle)
         out.append(claim("the oracle head counter errs no more than the fine-tuned VLM (a ceiling)", "fine-tuned VLM",
-                         ORACLE, "MAE on test (lower is better; difference = the oracle's MAE saved)", ft_mae,
+                         ORACLE, "MAE on test (lower is better; difference = the MAE the oracle saves)", ft_mae,
                          [statistics.fmean(o_items)], relation="at_least", per_item=(ft_items, [o_items]),
                          n=len(truth)))
     return out
