@@ -1,10 +1,12 @@
 """The coref stage's table and figure (rule `coref_table`): every model before and after fine-tuning under both
-protocols, the no-model baselines in the same table, position bias, training, and the comparison the issue's
-"done when" asks for (fine-tuned beats every baseline on object-level accuracy by more than its interval).
+protocols, the chance and shortcut baselines (and, on toy data, the rule reader as an oracle) in the same table,
+position bias, training, the comparison with every baseline (fine-tuned beats it on object-level accuracy by more
+than its interval), the shortcut baselines on every split, accuracy per dialogue kind and the positive controls
+(`mmemory.controls`: each fine-tuned model against the strongest baseline, per kind against chance).
 
     build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
                 "train.json", "test.json", {"tiny-m": ["finetuned/s0/train_metrics.json"]},
-                "data_report.json", "metrics.json", "accuracy.png")
+                "data_report.json", "metrics.json", "accuracy.png", val_json="val.json", oracle=True)
 
 Cells are "0.812 [0.770, 0.849]": the accuracy and its 95% Wilson interval over the test items (`evaluate.rate`).
 A row over several training seeds reads "0.812 ± 0.010 [0.770, 0.849]": the mean over the seeds, the sample standard
