@@ -188,3 +188,78 @@ def test_group_rows_and_claims_on_hand_made_results():
     broken = {c["treatment"] + " vs " + c["control"]: c for c in reminder_controls(exact, per_seed)}
     assert not broken["finetuned_memory vs finetuned"]["holds"]
     json.dumps(broken)  # metrics.json-ready
+
+
+# ---------------------------------------------------------------- the memory stage's choice on val
+
+def test_reminder_context_weights_are_chosen_on_val_and_reused_on_test(users, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _memory_fixtures import FakeEncoder
+
+    from mmemory.encoders import CachedEncoder
+    from mmemory.memory.stage import run_reminder_context
+
+    root, splits = users
+    store = {"index": {"type": "flat"}, "half_life": 24.0, "recency_unit": "hours"}
+    enc = CachedEncoder(FakeEncoder())
+    # a candidate that can never rank the needed picture high (recency only: the newest memories) and relevance
+    candidates = {"recency only": {"recency": 1.0}, "relevance": {"relevance": 1.0}}
+    val_m = run_reminder_context(str(root / "val.json"), enc, 5, 4, {"saliency": 1.0}, store, str(tmp_path / "v"),
+                                 tmp_path / "ctx_val.json", tmp_path / "val_metrics.json", encoder_name="fake",
+                                 candidates=candidates, select_k=3)
+    table = next(v for k, v in val_m["tables"].items() if k.startswith("Weights"))
+    scores = {r["weights"]: r["needed_picture_recall@3"] for r in table}
+    assert set(scores) == {"configured", "recency only", "relevance"}
+    assert val_m["chosen"]["value"] == max(scores.values()) and val_m["chosen"]["chosen_on"] == "val"
+    assert [r["chosen"] for r in table].count(True) == 1
+    test_m = run_reminder_context(str(root / "test.json"), enc, 5, 4, {"saliency": 1.0}, store, str(tmp_path / "t"),
+                                  tmp_path / "ctx_test.json", tmp_path / "test_metrics.json", encoder_name="fake",
+                                  chosen_metrics=str(tmp_path / "val_metrics.json"), select_k=3)
+    assert test_m["chosen"] == val_m["chosen"]  # test reuses val's choice and chooses nothing itself
+    assert not any(k.startswith("Weights") for k in test_m["tables"])
+    context = json.loads((tmp_path / "ctx_test.json").read_text())
+    by_id = splits["test"].by_image_id()
+    for iid, mems in context.items():  # one store per user: never another user's memory
+        user = by_id[int(iid)]["memory"]["user"]
+        assert all(by_id[int(m["source"].split(":")[0])]["memory"]["user"] == user for m in mems)
+
+
+# ---------------------------------------------------------------- the stand-in learns to see and read
+
+def test_pretrain_toy_vlm_uses_train_scenes_only_and_saves_a_loadable_model(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from mmemory.toy.models import ToySizes, build_tiny_gemma3, train_tokenizer
+    from mmemory.toy.pretrain_vlm import PretrainVLMConfig, _scenes, make_examples, pretrain_toy_vlm
+    from mmemory.toy.visdial import scene_split
+
+    shares = {"train": 10, "val": 4, "test": 4}
+    scenes = _scenes(30, "train", shares, 3, 0, "train")
+    assert all(scene_split(s, shares, 0) == "train" for s in scenes)
+    cfg = PretrainVLMConfig(scenes=30, steps=3, batch_size=4, warmup_steps=1, eval_scenes=4, siglip_steps=2,
+                            siglip_batch_size=4)
+    examples = make_examples(scenes, 60, cfg, random.Random(0), 32)
+    assert {e["task"] for e in examples} == {"caption", "vqa", "read"}
+    for e in examples:  # the question's answer is never in the user text (except reading, where it must be)
+        assert e["text"].rstrip().split("\n")[-1].startswith("Q: ") or e["task"] == "caption"
+    tok = train_tokenizer([f"{t['text']} {t['answer']}" for t in examples] + ["describe the picture."], 300,
+                          tmp_path / "tok")
+    sizes = ToySizes(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
+                     vision_patch_size=8, mm_tokens_per_image=4, image_size=32, vlm_initializer_range=0.2)
+    build_tiny_gemma3(tok, sizes, tmp_path / "vlm")
+    before = AutoModelForImageTextToText.from_pretrained(tmp_path / "vlm").model.vision_tower.state_dict()
+    m = pretrain_toy_vlm(str(tmp_path / "vlm"), str(tmp_path / "out"), shares, 32, 3, cfg)
+    after = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
+    assert m["siglip"]["steps"] == 2 and m["steps"] == 3 and m["train_scenes"] == 30
+    assert set(m["val_exact_match_after"]) == {"caption", "vqa", "read"}
+    changed = [k for k, v in after.model.vision_tower.state_dict().items() if not torch_equal(v, before[k])]
+    assert changed  # the SigLIP and generative stages trained the vision tower
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
