@@ -53,7 +53,7 @@ class PretrainVLMConfig(StrictConfig):
     SECTION = "reminder.toy_vlm"
 
     scenes: int = 3000  # fresh train-split scenes rendered for pre-training
-    steps: int = 1200  # optimizer steps
+    steps: int = 800  # optimizer steps
     batch_size: int = 32  # examples per step
     lr: float = 3.0e-3  # AdamW peak learning rate (cosine to 10% after warm-up)
     warmup_steps: int = 50  # linear warm-up steps
@@ -61,7 +61,7 @@ class PretrainVLMConfig(StrictConfig):
     task_weights: list = field(default_factory=lambda: [1.0, 3.0, 2.0])  # sampling weights: caption, vqa, read
     max_context_rounds: int = 3  # vqa: at most this many earlier Q:/A: lines before the question
     eval_scenes: int = 150  # val scenes scored before and after (each ability)
-    siglip_steps: int = 600  # stage 1: contrastive steps of the vision tower (0: none)
+    siglip_steps: int = 400  # stage 1: contrastive steps of the vision tower (0: none)
     siglip_batch_size: int = 64  # image-caption pairs per contrastive step
     siglip_lr: float = 2.0e-3  # AdamW learning rate of the contrastive stage
     seed: int = 0  # scenes, task order and init of the run
