@@ -53,13 +53,13 @@ class PretrainVLMConfig(StrictConfig):
     SECTION = "reminder.toy_vlm"
 
     scenes: int = 3000  # fresh train-split scenes rendered for pre-training
-    steps: int = 800  # optimizer steps
+    steps: int = 600  # optimizer steps
     batch_size: int = 32  # examples per step
     lr: float = 3.0e-3  # AdamW peak learning rate (cosine to 10% after warm-up)
     warmup_steps: int = 50  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW weight decay
     task_weights: list = field(default_factory=lambda: [1.0, 3.0, 2.0])  # sampling weights: caption, vqa, read
-    max_context_rounds: int = 3  # vqa: at most this many earlier Q:/A: lines before the question
+    max_context_rounds: int = 3  # vqa and read: at most this many Q:/A: lines about the shown picture
     eval_scenes: int = 150  # val scenes scored before and after (each ability)
     siglip_steps: int = 400  # stage 1: contrastive steps of the vision tower (0: none)
     siglip_batch_size: int = 64  # image-caption pairs per contrastive step
@@ -79,7 +79,7 @@ def _scenes(n: int, split: str, shares: dict[str, float], max_objects: int, seed
 
 def _read_example(scenes: list[list[Obj]], i: int, rng: random.Random,
                   max_dialog_lines: int = 9) -> tuple[str, str, int | None] | None:
-    """One reading item: notes of 1-3 pictures ("[picture] <caption>" lines, the way a memory store writes a shared
+    """One reading item (at most `max_dialog_lines` Q:/A: lines): notes of 1-3 pictures ("[picture] <caption>" lines, the way a memory store writes a shared
     picture, mixed with other "question answer" notes), then a question about what the notes say. Half the items
     show another picture too, with up to `max_dialog_lines` Q:/A: lines about it after the notes, and then ask where
     an object of a described picture was ("where was the green triangle in the earlier picture?"): the answer is in
@@ -128,7 +128,7 @@ def make_examples(scenes: list[list[Obj]], n: int, cfg: PretrainVLMConfig, rng: 
             q, a = pool[m]
             out.append({"task": task, "scene": i, "text": "\n".join(lines + [f"Q: {q}"]), "answer": a})
         else:
-            ex = _read_example(scenes, i, rng)
+            ex = _read_example(scenes, i, rng, cfg.max_context_rounds)
             if ex is not None:
                 out.append({"task": task, "scene": ex[2], "text": ex[0], "answer": ex[1]})
     return out
