@@ -158,6 +158,18 @@ def question_prior(train_json: str, eval_json: str) -> dict[int, str]:
     return out
 
 
+def _norm(answer: str) -> str:
+    return answer.strip().lower()
+
+
+def _top(answers: list[str]) -> tuple[str, float]:
+    """The most common answer (case and surrounding space ignored) and its share."""
+    from collections import Counter
+
+    answer, n = Counter(_norm(a) for a in answers).most_common(1)[0]
+    return answer, n / len(answers)
+
+
 def _items(metrics: dict) -> dict[int, dict]:
     if "per_item" not in metrics:
         raise ValueError("a reminder metrics file has no per_item list: rerun evaluate_reminder "
@@ -176,14 +188,12 @@ def group_rows(per_seed: dict[str, list[dict]], prior: dict[int, str] | None) ->
     ids = sorted(first)
     groups = sorted({first[i]["group"] for i in ids})
     if prior is not None:
-        exact.update({("question prior", g): [[int(prior[i].strip().lower() == first[i]["reference"].strip().lower())
+        exact.update({("question prior", g): [[int(_norm(prior[i]) == _norm(first[i]["reference"]))
                                                for i in ids if first[i]["group"] == g]] for g in groups})
-        answers = [prior[i] for i in ids]
         rows.append({"variant": "question prior (no picture, no memory)",
                      **{f"exact match ({g} picture)": round(statistics.fmean(exact[("question prior", g)][0]), 4)
                         for g in groups},
-                     "top answer share": round(max(answers.count(a) for a in set(answers)) / len(answers), 4),
-                     "seeds": 1})
+                     "top answer share": round(_top([prior[i] for i in ids])[1], 4), "seeds": 1})
     for v, ms in per_seed.items():
         items = [_items(m) for m in ms]
         row = {"variant": v}
@@ -193,12 +203,8 @@ def group_rows(per_seed: dict[str, list[dict]], prior: dict[int, str] | None) ->
             means = [statistics.fmean(p) for p in per]
             row[f"exact match ({g} picture)"] = round(statistics.fmean(means), 4)
             row[f"sd ({g})"] = round(statistics.stdev(means), 4) if len(means) > 1 else None
-        shares = []
-        for it in items:
-            answers = [it[i]["answer"].strip().lower() for i in ids]
-            shares.append(max(answers.count(a) for a in set(answers)) / len(answers))
-        row["top answer share"] = round(statistics.fmean(shares), 4)
-        row["top answer"] = max(set(a := [items[0][i]["answer"].strip().lower() for i in ids]), key=a.count)
+        row["top answer share"] = round(statistics.fmean(_top([it[i]["answer"] for i in ids])[1] for it in items), 4)
+        row["top answer"] = _top([items[0][i]["answer"] for i in ids])[0]
         row["seeds"] = len(ms)
         rows.append(row)
     for g in groups:
