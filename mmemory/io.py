@@ -1,4 +1,5 @@
-"""Small I/O helpers shared by every stage: atomic writes, JSON(L), logging set-up."""
+"""Small I/O helpers shared by every stage: atomic writes, JSON(L), logging set-up, and readers of user files whose
+errors name the file, the line and the fix (`read_text_file`, `read_json_file`, `excerpt`)."""
 from __future__ import annotations
 
 import json
@@ -34,8 +35,55 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> 
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read JSON lines; a bad line names the file and line number. A torn last line (a kill mid-write) is skipped."""
+EXCERPT_CHARS = 200  # the most characters of a user's input an error message quotes
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, saying how much was left out: a 5 MB bad line is never echoed whole."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    cut = text[:limit]
+    return f"{cut!r}... ({len(text) - limit} more characters)" if isinstance(value, str) else \
+        f"{cut}... ({len(text) - limit} more characters)"
+
+
+def _decode_error(path: Path, raw: bytes, e: UnicodeDecodeError, error: type[Exception]) -> Exception:
+    line = raw.count(b"\n", 0, e.start) + 1
+    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    return error(f"{path}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8. Fix: re-save the file as "
+                 "UTF-8 (e.g. `iconv -f cp949 -t utf-8` for Korean text saved by an old Windows editor, or "
+                 "`-f latin1`)")
+
+
+def read_text_file(path: str | Path, error: type[Exception] = ValueError) -> str:
+    """The text of a UTF-8 file (a byte-order mark dropped). Not UTF-8: `error` naming the file, the line, the byte
+    and the fix, never a bare UnicodeDecodeError."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, raw, e, error) from None
+
+
+def read_json_file(path: str | Path, error: type[Exception] = ValueError, fix: str = "write valid JSON") -> Any:
+    """Parse a UTF-8 JSON file; bad bytes, bad JSON and nesting too deep for the parser all raise `error` naming the
+    file, where, and `fix`."""
+    path = Path(path)
+    text = read_text_file(path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}:{e.lineno}: not valid JSON (column {e.colno}: {e.msg}). Fix: {fix}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read (thousands of levels of [ or {{). Fix: {fix}") from None
+
+
+def read_jsonl(path: str | Path, torn_tail: bool = True) -> list[dict]:
+    """Read JSON lines; a bad line names the file and line number. torn_tail: a malformed LAST line is taken for a
+    write cut short by a kill and skipped with a warning (for our own resumable outputs); False: it is an error like
+    any other line (for a user's input, where a bad last line is more likely an error than a kill)."""
     rows = []
     path = Path(path)
     raw = path.read_bytes().splitlines()
@@ -44,7 +92,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             lines.append(b.decode("utf-8"))
         except UnicodeDecodeError as e:
-            if n == len(raw):  # a kill mid-write can cut a multi-byte character: a torn last line
+            if torn_tail and n == len(raw):  # a kill mid-write can cut a multi-byte character: a torn last line
+                logging.getLogger(__name__).warning("%s:%d: ignoring a torn last line (cut mid-character)", path, n)
                 break
             raise ValueError(f"{path}:{n}: byte 0x{b[e.start]:02x} at column {e.start + 1} is not UTF-8; re-save the "
                              "file as UTF-8") from None
@@ -53,11 +102,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if n == len(lines):
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            if n == len(lines) and torn_tail:
                 logging.getLogger(__name__).warning("%s:%d: ignoring a torn last line", path, n)
                 continue
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}); fix or delete the line") from e
+            last = " (the last line: if a kill cut the file mid-write, delete that line)" if n == len(lines) else ""
+            raise ValueError(f"{path}:{n}: not valid JSON ({why}){last}; fix or delete the line, which starts "
+                             f"{excerpt(line, 80)}") from None
     return rows
 
 

@@ -81,3 +81,12 @@ def test_the_coref_paper_preset_in_code_matches_config_paper_yaml():
 
     paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
     assert paper["coref"]["train"] == yaml.safe_load(COREF_PAPER)["coref"]["train"]
+
+
+@pytest.mark.parametrize("cls", [CountingDataConfig, CorefDataConfig], ids=lambda c: c.SECTION)
+def test_the_schema_lists_every_field_of_the_data_sections(cls):
+    """A field added to a data section (e.g. counting.data.verify_images) is in the schema, so a config can set it."""
+    node = yaml.safe_load((Path(__file__).resolve().parents[1] / "rules" / "schemas" / "config.schema.yaml").read_text())
+    for part in cls.SECTION.split("."):
+        node = node["properties"][part]
+    assert set(node["properties"]) == {f.name for f in fields(cls)}

@@ -100,6 +100,7 @@ def test_not_a_coco_file_or_no_person_category(tmp_path):
 def test_coco_source_through_prepare(tmp_path):
     path, images = make_coco(tmp_path)
     cfg = {"source": "coco", "path": str(path), "images": str(images), "iscrowd": "count", "test_share": 0.25,
-           "val_share_of_train": 0.0}
+           "val_share_of_train": 0.34}
     report = prepare_counting_data(cfg, tmp_path / "data")
-    assert report["kept"] == 4 and report["split"]["test"] == 1 and report["split"]["train"] == 3
+    assert report["kept"] == 4 and report["split"]["test"] == 1 and report["split"]["val"] == 1
+    assert report["split"]["train"] == 2

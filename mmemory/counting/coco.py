@@ -16,8 +16,14 @@ Its true count is unknown (a crowd region may hold 3 or 300 people), so
 
 A missing image file follows the reader's rules (`mmemory.counting.data`): strict raises naming the file, the image
 id and the fix; lenient skips it, counted under "missing image" (as are 0-byte files, "empty image"). Decoding
-every image (`verify_images=True`) also catches corrupt files ("corrupt image"); it is off by default because
-COCO's 80k+ images take minutes to decode.
+every image (`verify_images=True`, config counting.data.verify_images) also catches corrupt files ("corrupt image");
+it is off by default because COCO's 80k+ images take minutes to decode.
+
+The file is checked before pycocotools indexes it, which would silently keep the last of two image records with one
+id (and so attach one image's count to another): two records with one id are "duplicate image id" (strict: an error
+naming both file names; lenient: both dropped and counted); a `file_name` that is absolute or climbs out of the image
+folder (`../../etc/hostname`) is "file name outside the image folder". A file that is not an instances file at all
+(`{}`, no `categories`, an annotation without image_id) is an error naming the key and the fix, in both modes.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import logging
 from pathlib import Path
 
 from mmemory.counting.data import CountingDataError, DataReport, _problem, check_image
+from mmemory.io import excerpt, read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +54,19 @@ def coco_person_counts(instances_json: str | Path, image_dir: str | Path, iscrow
     if not image_dir.is_dir():
         raise CountingDataError(f"{image_dir}: no such image folder. Fix: point counting.data.images at the folder "
                                 f"holding the images of {instances_json.name}")
+    fix = "use a COCO instances_*.json (with images, annotations and categories)"
+    data = read_json_file(instances_json, CountingDataError, fix)
+    report = DataReport("coco", str(instances_json))
+    data = _checked_instances(data, instances_json, image_dir, strict, report, fix)
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter):  # pycocotools prints its progress
-            coco = COCO(str(instances_json))
+            coco = COCO()
+            coco.dataset = data
+            coco.createIndex()
     except (ValueError, KeyError, TypeError, AssertionError) as e:
-        raise CountingDataError(f"{instances_json}: not a COCO instances file ({type(e).__name__}: {e}). Fix: use an "
-                                "instances_*.json (with images, annotations and categories)") from None
+        raise CountingDataError(f"{instances_json}: not a COCO instances file ({type(e).__name__}: "
+                                f"{excerpt(str(e))}). Fix: {fix}") from None
     logger.info("pycocotools: %s", " ".join(chatter.getvalue().split()))
     cat_ids = coco.getCatIds(catNms=[PERSON])
     if len(cat_ids) != 1:
@@ -62,7 +75,6 @@ def coco_person_counts(instances_json: str | Path, image_dir: str | Path, iscrow
                                 f"{names[:10]}). Fix: use a COCO instances file, whose categories include person")
     person = cat_ids[0]
 
-    report = DataReport("coco", str(instances_json))
     items = []
     n_crowd_images = n_crowd_regions = 0
     for img_id in sorted(coco.getImgIds()):
@@ -100,3 +112,54 @@ def coco_person_counts(instances_json: str | Path, image_dir: str | Path, iscrow
     logger.info("%s: %d images, %d kept (%d with a person crowd region, %s)", instances_json, report.read,
                 len(items), n_crowd_images, iscrowd)
     return items, report
+
+
+def _checked_instances(data, path: Path, image_dir: Path, strict: bool, report: DataReport, fix: str) -> dict:
+    """The instances dict with its image records checked before pycocotools indexes them: the structure (fatal),
+    then per image record a duplicate id or a file name outside `image_dir` (strict: raise; lenient: the records
+    are dropped, with their annotations, and counted in `report`, whose `read` counts every image record)."""
+    if not isinstance(data, dict):
+        raise CountingDataError(f"{path}: not a COCO instances file (it holds a JSON {type(data).__name__}, not an "
+                                f"object). Fix: {fix}")
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        raise CountingDataError(f"{path}: not a COCO instances file (no list {' / '.join(repr(k) for k in missing)}; "
+                                f"its keys: {excerpt(sorted(map(str, data)))}). Fix: {fix}")
+    shapes = {"images": ("{id: int, file_name: str, ...}", lambda x: isinstance(x.get("id"), int)
+                         and not isinstance(x["id"], bool) and isinstance(x.get("file_name"), str) and x["file_name"]),
+              "annotations": ("{image_id: int, category_id: int, iscrowd, ...}",
+                              lambda x: isinstance(x.get("image_id"), int) and isinstance(x.get("category_id"), int)),
+              "categories": ("{id: int, name: str}", lambda x: isinstance(x.get("id"), int)
+                             and isinstance(x.get("name"), str))}
+    for key, (shape, ok) in shapes.items():
+        for k, x in enumerate(data[key]):
+            if not (isinstance(x, dict) and ok(x)):
+                raise CountingDataError(f"{path}: not a COCO instances file ({key}[{k}] is {excerpt(x)}, not "
+                                        f"{shape}). Fix: {fix}")
+
+    by_id: dict[int, list[dict]] = {}
+    for img in data["images"]:
+        by_id.setdefault(img["id"], []).append(img)
+    dropped: set[int] = set()
+    for img_id, records in sorted(by_id.items()):
+        if len(records) > 1:
+            names = " and ".join(repr(r["file_name"]) for r in records[:3])
+            _problem(report, strict, "duplicate image id", f"{path} (image id {img_id})",
+                     f"{len(records)} image records have id {img_id}: {names}", f"id {img_id}: {names}")
+            for r in records[1:]:  # lenient: every record is one item read and dropped (the first is counted below)
+                report.read += 1
+                report.skip("duplicate image id", f"id {img_id}: {r['file_name']}")
+            report.read += 1
+            dropped.add(img_id)
+            continue
+        name = records[0]["file_name"]
+        # checked by the name, not by resolving it: an image folder of symlinks into a dataset store is fine
+        if "\x00" in name or Path(name).is_absolute() or ".." in Path(name).parts:
+            _problem(report, strict, "file name outside the image folder", f"{path} (image id {img_id})",
+                     f"file_name {excerpt(name)} points outside {image_dir}", excerpt(name, 80))
+            report.read += 1
+            dropped.add(img_id)
+    if not dropped:
+        return data
+    return {**data, "images": [i for i in data["images"] if i["id"] not in dropped],
+            "annotations": [a for a in data["annotations"] if a["image_id"] not in dropped]}

@@ -11,15 +11,19 @@ Layout (the public Mall dataset as commonly repacked, and the toy frames of `mme
     report = prepare_counting_data(cfg, out_dir, toy_root)   # {train,val,test}.json + data_report.json
 
 An item is `{"id": int, "count": int, "image": str}`. Bad input (`REASONS`): a label row whose id or count is not a
-non-negative integer, a row without two fields, a duplicate id, a label with no frame, a 0-byte or corrupt image
-(PIL `verify()` and `load()`), a frame with no label, an image file in the frames folder not named seq_<id>. Strict
-mode raises `CountingDataError` naming the file, the line or frame, and the fix. Lenient mode skips the item and
-counts it under its reason in the report; a header other than `id,count` is fatal in both (no row can be read).
+non-negative integer of at most 9 ASCII digits, a row without two fields, a duplicate id, two frame files for one id
+(`seq_000001.jpg` and `seq_1.jpg`, or `.jpg` and `.png`: which one the label describes is unknown), a label with no
+frame, a 0-byte or corrupt image (PIL `verify()` and `load()`), a frame with no label, an image file in the frames
+folder not named seq_<id>. Strict mode raises `CountingDataError` naming the file, the line or frame(s), and the fix.
+Lenient mode skips the item and counts it under its reason in the report. Fatal in both (no row can be read): a
+header other than `id,count`, a labels.csv that is not UTF-8 or not CSV. Messages quote at most 200 characters of
+a bad row (`mmemory.io.excerpt`).
 
 The report (`results/counting/data_report.json`): `{source, path, read, kept, skipped: {reason: n},
 examples: {reason: [first few rows or files]}}`, where `read` counts every label row plus every frame no row
 names, so `read == kept + sum(skipped)`; `prepare_counting_data` adds `split` (sizes, the split mode, the frames
-whose image bytes repeat another's).
+whose image bytes repeat another's), and refuses to write an empty train, val or test split, saying how many frames
+the split settings need.
 """
 from __future__ import annotations
 
@@ -33,13 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemory.config import ConfigError, StrictConfig
-from mmemory.io import atomic_write_json
+from mmemory.io import atomic_write_json, excerpt, read_json_file, read_text_file
+from mmemory.splits import empty_split_message
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 HEADER = ["id", "count"]
-FRAME_NAME = re.compile(r"^seq_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+FRAME_NAME = re.compile(r"^seq_([0-9]+)\.(?:jpe?g|png)$", re.IGNORECASE)  # ASCII digits: never ٣ (Arabic 3)
+MAX_DIGITS = 9  # an id or count longer than this is a typo or junk, not a frame id or a person count
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 N_EXAMPLES = 5  # examples kept per skip reason in the report
 
@@ -49,12 +55,15 @@ REASONS = (
     "bad id",
     "bad count",
     "duplicate id",
+    "two frames for one id",
     "label with no frame",
     "empty image",
     "corrupt image",
     "frame with no label",
     "frame name not seq_<id>",
     "missing image",  # COCO: an annotated image whose file is absent
+    "duplicate image id",  # COCO: two image records with one id (pycocotools would keep one silently)
+    "file name outside the image folder",  # COCO: an absolute file_name or one with `..` (e.g. ../../etc/hostname)
     "person crowd region",  # COCO, iscrowd exclude: an image whose person count is unknown (not bad input)
 )
 
@@ -63,12 +72,17 @@ FIXES = {
     "bad id": "give the frame id as a non-negative integer (frame seq_{id:06d}.jpg)",
     "bad count": "give the person count as a non-negative integer (0, 1, 2, ...)",
     "duplicate id": "keep one row per frame id in labels.csv",
+    "two frames for one id": ("keep one image file per frame id (seq_000001.jpg and seq_1.jpg, or seq_000001.jpg "
+                              "and seq_000001.png, name the same id): delete or move the wrong one"),
     "label with no frame": "add the frame seq_{id:06d}.jpg to the frames folder, or delete its row",
     "empty image": "replace the 0-byte file with the real frame (re-extract or re-download it), or delete its row",
     "corrupt image": "replace the file with a readable JPEG/PNG frame, or delete its row",
     "frame with no label": "add a row `id,count` for the frame to labels.csv, or move the frame out of the folder",
     "frame name not seq_<id>": "rename the frame to seq_{id:06d}.jpg, or move it out of the frames folder",
     "missing image": "point counting.data.images at the folder holding the annotation file's images",
+    "duplicate image id": "give every image record of the annotation file its own id (or restore the original file)",
+    "file name outside the image folder": ("give file_name relative to counting.data.images, without `..` or a "
+                                           "leading /"),
     "person crowd region": "nothing to fix: set counting.data.iscrowd: count to count each crowd region as 1",
 }
 
@@ -92,6 +106,7 @@ class CountingDataConfig(StrictConfig):
     val_share_of_train: float = 0.1  # val is carved from train (seeded), for choosing settings
     train_size: int = 800  # split mall: frames 1..train_size (by id order) train, the rest test (Mall's protocol)
     strict: bool = True  # true: the first bad row or frame is an error; false: skipped, counted in data_report.json
+    verify_images: bool = False  # coco: decode every image (catches corrupt files; minutes on 80k images). Mall: always
     seed: int = 0  # the split's (and the toy frames') seed
     toy_n: int = 600  # source toy: frames drawn
     toy_max_count: int = 15  # source toy: counts drawn uniformly from 0..toy_max_count
@@ -152,8 +167,19 @@ def _problem(report: DataReport, strict: bool, reason: str, where: str, detail: 
 
 
 def _nonneg_int(s: str) -> int | None:
+    """A non-negative integer of 1..MAX_DIGITS ASCII digits, else None (never `٣`, never 40 digits)."""
     s = s.strip()
-    return int(s) if re.fullmatch(r"\d+", s) else None
+    return int(s) if re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", s) else None
+
+
+def _what_int(s: str, of: str = "") -> str:
+    """Why `s` is not a usable id or count, for a message (`of`: e.g. "for id 2 ", after the quoted value)."""
+    s = s.strip()
+    if re.fullmatch(r"[0-9]+", s):
+        return f"{excerpt(s, 40)} {of}has {len(s)} digits (at most {MAX_DIGITS})"
+    if s and all(c.isdigit() for c in s):
+        return f"{excerpt(s, 40)} {of}is not written in ASCII digits 0-9"
+    return f"{excerpt(s, 40)} {of}is not a non-negative integer"
 
 
 def check_image(path: Path) -> str | None:
@@ -200,34 +226,46 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
     frames_dir = find_frames_dir(root)
     report = DataReport("mall", str(root))
 
-    with open(labels, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's BOM is not a header
-        rows = list(csv.reader(f))
-    header = [h.strip() for h in rows[0]] if rows else []
+    text = read_text_file(labels, CountingDataError)  # utf-8-sig: a spreadsheet's BOM is not a header
+    rows: list[list[str] | None] = []  # one per physical line; None: a line csv cannot parse (a huge field, ...)
+    for raw in text.split("\n"):
+        try:
+            rows.append(next(csv.reader([raw.rstrip("\r")]), []))
+        except csv.Error:
+            rows.append(None)
+    header = [h.strip() for h in rows[0]] if rows and rows[0] is not None else []
     if header != HEADER:
-        raise CountingDataError(f"{labels}:1: the header is {','.join(header) or '(empty file)'!s}, not id,count. "
+        shown = excerpt(text.split("\n", 1)[0]) if text.strip() else "(empty file)"
+        raise CountingDataError(f"{labels}:1: the header is {shown}, not id,count. "
                                 f"Fix: make the first line `id,count` (the frame id, then its person count)")
 
     by_id: dict[int, tuple[int, int]] = {}  # id -> (count, line)
     named: set[int] = set()  # ids that some row names, good or bad
     for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
+        if row is not None and (not row or all(not c.strip() for c in row)):
             continue  # a blank line (e.g. the file's end) is not a row
         report.read += 1
         where = f"{labels}:{line}"
+        if row is None:
+            raw = text.split("\n")[line - 1]
+            if (frame_id := _nonneg_int(raw.split(",", 1)[0])) is not None:
+                named.add(frame_id)  # its frame is this row's item, not also "with no label"
+            _problem(report, strict, "malformed row", where, f"not a CSV row: {excerpt(raw)}", f"line {line}")
+            continue
         frame_id = _nonneg_int(row[0])
         if frame_id is not None:  # one bad row is one skipped item: its frame is not also "with no label"
             named.add(frame_id)
         if len(row) != 2:
-            _problem(report, strict, "malformed row", where, f"{len(row)} fields {row!r}, not id,count",
+            _problem(report, strict, "malformed row", where, f"{len(row)} fields {excerpt(row)}, not id,count",
                      f"line {line}")
             continue
         count = _nonneg_int(row[1])
         if frame_id is None:
-            _problem(report, strict, "bad id", where, f"id {row[0]!r} is not a non-negative integer", f"line {line}")
+            _problem(report, strict, "bad id", where, f"id {_what_int(row[0])}", f"line {line}")
             continue
         if count is None:
-            _problem(report, strict, "bad count", where, f"count {row[1]!r} for id {frame_id} is not a "
-                     f"non-negative integer", f"line {line} (id {frame_id})")
+            _problem(report, strict, "bad count", where, f"count {_what_int(row[1], f'for id {frame_id} ')}",
+                     f"line {line} (id {frame_id})")
             continue
         if frame_id in by_id:
             _problem(report, strict, "duplicate id", where, f"id {frame_id} already has a row at line "
@@ -236,17 +274,34 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
         by_id[frame_id] = (count, line)
 
     frames: dict[int, Path] = {}
+    ambiguous: dict[int, list[Path]] = {}  # id -> every file naming it, when more than one does
     for p in sorted(frames_dir.iterdir()):
         if p.name.startswith(".") or not p.is_file():
             continue
         m = FRAME_NAME.match(p.name)
-        if m is None:
+        if m is None or len(m.group(1).lstrip("0")) > MAX_DIGITS:
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 report.read += 1
                 _problem(report, strict, "frame name not seq_<id>", str(p), "an image not named seq_<id>.jpg",
                          p.name)
             continue
-        frames[int(m.group(1))] = p
+        frame_id = int(m.group(1))
+        if frame_id in frames or frame_id in ambiguous:
+            files = ambiguous.setdefault(frame_id, [frames.pop(frame_id)] if frame_id in frames else [])
+            files.append(p)
+            if strict:  # never pick one: the label would silently describe another frame's image
+                line = f" (labels.csv line {by_id[frame_id][1]})" if frame_id in by_id else ""
+                _problem(report, strict, "two frames for one id", str(frames_dir), f"{files[0].name} and {p.name} "
+                         f"both name frame id {frame_id}{line}", "")
+            continue
+        frames[frame_id] = p
+    for frame_id, files in sorted(ambiguous.items()):
+        # lenient: the id's good row, or its unlabelled frames, is one item dropped (a bad row is already counted)
+        if frame_id in by_id or frame_id not in named:
+            report.read += frame_id not in named
+            report.skip("two frames for one id", f"id {frame_id}: " + " and ".join(f.name for f in files))
+        named.add(frame_id)
+        by_id.pop(frame_id, None)
 
     items = []
     for frame_id in sorted(by_id):
@@ -368,7 +423,8 @@ def read_source(cfg: CountingDataConfig, toy_root: str | Path | None = None) -> 
         return read_mall(cfg.path, strict=cfg.strict)
     from mmemory.counting.coco import coco_person_counts
 
-    return coco_person_counts(cfg.path, cfg.images, iscrowd=cfg.iscrowd, strict=cfg.strict)
+    return coco_person_counts(cfg.path, cfg.images, iscrowd=cfg.iscrowd, strict=cfg.strict,
+                              verify_images=cfg.verify_images)
 
 
 def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, toy_root: str | Path | None = None,
@@ -378,11 +434,14 @@ def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, t
     if isinstance(cfg, dict):
         cfg = CountingDataConfig.from_dict(cfg)
     items, report = read_source(cfg, toy_root)
-    if not items:
-        raise CountingDataError(f"{report.path}: no usable frames ({report.read} read, skipped "
-                                f"{dict(report.skipped)}). Fix: see data_report.json's examples")
+    if not items:  # the report is not written (the rule failed), so the message carries its examples
+        examples = "; ".join(f"{r}: {n} (e.g. {', '.join(map(str, report.examples.get(r, [])[:2]))})"
+                             for r, n in report.to_json()["skipped"].items())
+        raise CountingDataError(f"{report.path}: no usable frames ({report.read} read; skipped: "
+                                f"{examples or 'none'}). Fix: " + "; ".join(FIXES[r] for r in report.skipped))
     stats: dict = {}
     splits = split_items(items, cfg, stats)
+    check_split_sizes({k: len(v) for k, v in splits.items()}, len(items), report.path, cfg)
     report.extra["split"] = stats
     out_dir = Path(out_dir)
     for name in SPLITS:
@@ -393,13 +452,22 @@ def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, t
     return out
 
 
+def check_split_sizes(sizes: dict[str, int], n_items: int, source: str, cfg: CountingDataConfig) -> None:
+    """Refuse an empty train, val or test split (`mmemory.splits`), naming the sizes and what the settings need."""
+    how = None
+    if cfg.split == "mall":
+        how = (f"split mall puts the first train_size ({cfg.train_size}) frames in the train pool and val takes "
+               f"val_share_of_train ({cfg.val_share_of_train}) of it")
+    msg = empty_split_message(sizes, n_items, source, cfg.test_share, cfg.val_share_of_train,
+                              "images" if cfg.source == "coco" else "frames", CountingDataConfig.SECTION, how)
+    if msg:
+        raise CountingDataError(msg)
+
+
 def load_split(path: str | Path) -> list[dict]:
     """Read one split written by `prepare_counting_data`, checking every item's fields."""
     path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CountingDataError(f"{path}: not valid JSON ({e}). Fix: rerun the counting_data rule") from None
+    items = read_json_file(path, CountingDataError, "rerun the counting_data rule")
     if not isinstance(items, list):
         raise CountingDataError(f"{path}: holds a {type(items).__name__}, not a list of {{id, count, image}}")
     for k, it in enumerate(items):
@@ -407,6 +475,6 @@ def load_split(path: str | Path) -> list[dict]:
               and isinstance(it["count"], int) and not isinstance(it["count"], bool) and it["count"] >= 0
               and isinstance(it["image"], str) and it["image"] != "")
         if not ok:
-            raise CountingDataError(f"{path}: item {k} is {it!r}, not {{id: int, count: non-negative int, image: "
-                                    f"path}}. Fix: rerun the counting_data rule")
+            raise CountingDataError(f"{path}: item {k} is {excerpt(it)}, not {{id: int, count: non-negative int, "
+                                    f"image: path}}. Fix: rerun the counting_data rule")
     return items
