@@ -107,7 +107,8 @@ def read_jsonl(path: str | Path, torn_tail: bool = True) -> list[dict]:
             if n == len(lines) and torn_tail:
                 logging.getLogger(__name__).warning("%s:%d: ignoring a torn last line", path, n)
                 continue
-            last = " (the last line: if a kill cut the file mid-write, delete that line)" if n == len(lines) else ""
+            last = (" (the last line: if a kill cut the file mid-write, delete that line, or let the reader skip it: "
+                    "torn_tail=True, on the command line --tolerate-torn-tail)") if n == len(lines) else ""
             raise ValueError(f"{path}:{n}: not valid JSON ({why}){last}; fix or delete the line, which starts "
                              f"{excerpt(line, 80)}") from None
     return rows

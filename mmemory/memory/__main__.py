@@ -1,6 +1,7 @@
 """`python -m mmemory.memory {add,search,stats,forget,evaluate}`: the memory store from the command line.
 
     python -m mmemory.memory add    STORE --text "the red circle is at the top left" --session s1 [--image x.png --caption ...]
+    python -m mmemory.memory add    STORE --jsonl turns.jsonl   # idempotent: a rerun after a kill adds what is missing
     python -m mmemory.memory search STORE --text "where was the red circle?" -k 5 [--weights relevance=1,recency=0.5]
     python -m mmemory.memory stats  STORE
     python -m mmemory.memory forget STORE [--threshold 0.05 --strength-hours 24 --dry-run]
@@ -9,7 +10,14 @@
 The encoder is chosen with --encoder {minilm,clip,imagebind} and --encoder-path (default: the packaged MiniLM).
 A store remembers its dimension: open it with the encoder it was built with. Only `add` creates a store: the other
 commands refuse a path that holds none. Bad input (a missing store, a wrong encoder dimension, undecodable or
-malformed JSONL, a missing image) ends with one line on stderr naming the file, the item and the fix, and exit code 2.
+malformed JSONL, a missing image, a forget threshold outside (0, 1) or a strength of 0 hours) ends with one line on
+stderr naming the file, the item and the fix, and exit code 2; a bad option value (`--weights x`, `-k 0`) gets
+argparse's usage and exit code 2. A malformed LAST line of a JSONL input is an error like any other unless
+`--tolerate-torn-tail` says the file may have been cut short by a kill (then it is skipped, with a warning).
+
+`add --jsonl` reads the turns JSONL of the memory-sessions contract and is idempotent by a source key per turn
+(its (session_id, turn_id), or a hash of its content when it has no turn_id): re-importing the file after a kill
+adds only the turns that are missing (`mmemory.memory.store.import_turns`).
 """
 from __future__ import annotations
 
@@ -20,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmemory.io import atomic_write_json
+from mmemory.io import atomic_write_json, excerpt
 
 logger = logging.getLogger("mmemory.memory")
 PROG = "python -m mmemory.memory"
@@ -36,14 +44,15 @@ class CliError(Exception):
 
 
 def parse_weights(text: str) -> dict[str, float]:
-    """"relevance=1,recency=0.5" -> {"relevance": 1.0, "recency": 0.5}."""
+    """"relevance=1,recency=0.5" -> {"relevance": 1.0, "recency": 0.5}. A bad part is argparse's error (exit 2)."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         try:
             out[name.strip()] = float(value)
         except ValueError:
-            raise SystemExit(f"--weights: {part!r} is not name=number (e.g. relevance=1,recency=0.5)") from None
+            raise argparse.ArgumentTypeError(f"{excerpt(part, 80)} is not name=number (e.g. "
+                                             "relevance=1,recency=0.5)") from None
     return out
 
 
@@ -53,21 +62,46 @@ def parse_methods(text: str) -> dict[str, dict[str, float]]:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, sep, weights = part.partition(":")
         if not sep:
-            raise SystemExit(f"--methods: {part!r} is not name:weights (e.g. full:relevance=1,recency=1)")
+            raise argparse.ArgumentTypeError(f"{excerpt(part, 80)} is not name:weights (e.g. "
+                                             "full:relevance=1,recency=1)")
         out[name.strip()] = parse_weights(weights)
     return out
 
 
-def check_utf8(path: str | Path, flag: str) -> None:
-    """Refuse a missing or non-UTF-8 JSONL file with the file, the line and the fix (json would only say 'byte 96')."""
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{excerpt(text, 40)} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{excerpt(text, 40)} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
+def check_utf8(path: str | Path, flag: str, torn_tail: bool = False) -> None:
+    """Refuse a missing or non-UTF-8 JSONL file with the file, the line and the fix (json would only say 'byte 96').
+    torn_tail: a last line cut mid-character is left to the reader, which skips it."""
     path = Path(path)
     if not path.is_file():
         raise CliError(f"{flag} {path} does not exist; check the path")
     with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
+        lines = f.read().splitlines()
+        for n, line in enumerate(lines, 1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as e:
+                if torn_tail and n == len(lines):
+                    continue
                 raise CliError(f"{path}:{n}: byte 0x{line[e.start]:02x} at column {e.start + 1} is not UTF-8; re-save "
                                "the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or fix that line") from None
 
@@ -120,7 +154,7 @@ def main(argv=None) -> int:
                         help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
     common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfflat", "ivfpq"], help="FAISS index type")
-    common.add_argument("--half-life", type=float, default=None,
+    common.add_argument("--half-life", type=positive_float, default=None,
                         help="recency half-life in --recency-unit (default: 24 hours, 50 turns, 0.5 span)")
     common.add_argument("--recency-unit", default=None, choices=["hours", "turns", "span"],
                         help="hours | turns | span (fraction of the session so far); default: hours, and span "
@@ -129,6 +163,10 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, parents=[common])
         p.add_argument("store", help="store directory (only add creates it; the others need an existing store)")
         if name == "add":
+            p.add_argument("--jsonl", default=None, help="add every turn of a memory-sessions turns JSONL, "
+                           "idempotently (a rerun after a kill adds only what is missing); not with --text")
+            p.add_argument("--tolerate-torn-tail", action="store_true",
+                           help="--jsonl: skip a malformed last line (a write cut short by a kill)")
             p.add_argument("--text", default="")
             p.add_argument("--session", default="default")
             p.add_argument("--turn", type=int, default=None)
@@ -140,15 +178,16 @@ def main(argv=None) -> int:
         if name == "search":
             p.add_argument("--text", default=None, help="query text")
             p.add_argument("--image", default=None, help="query image")
-            p.add_argument("-k", type=int, default=5)
+            p.add_argument("-k", type=positive_int, default=5)
             p.add_argument("--weights", type=parse_weights, default=None, help="e.g. relevance=1,recency=0.5")
             p.add_argument("--session", default=None)
             p.add_argument("--now", default=None, help="ISO 8601 time recency is measured from (default: now)")
             p.add_argument("--no-access-update", action="store_true", help="do not count this retrieval")
         if name == "forget":
             p.add_argument("--now", default=None)
-            p.add_argument("--threshold", type=float, default=0.05)
-            p.add_argument("--strength-hours", type=float, default=24.0)
+            p.add_argument("--threshold", type=float, default=0.05, help="retention below which a memory is "
+                           "forgotten, in (0, 1)")
+            p.add_argument("--strength-hours", type=float, default=24.0, help="memory strength in hours, above 0")
             p.add_argument("--dry-run", action="store_true")
     p = sub.add_parser("evaluate", parents=[common], help="score retrieval methods on turns/queries JSONL")
     p.add_argument("--turns", required=True)
@@ -157,14 +196,17 @@ def main(argv=None) -> int:
     p.add_argument("--methods", type=parse_methods, default=None,
                    help='"name:comp=w,...;name2:..." (default: relevance, +recency, +frequency, +saliency, full, '
                         'bm25, hybrid)')
-    p.add_argument("--retrieve-k", type=int, default=5, help="top memories counted as accessed after a query")
+    p.add_argument("--retrieve-k", type=positive_int, default=5, help="top memories counted as accessed after a query")
+    p.add_argument("--tolerate-torn-tail", action="store_true",
+                   help="skip a malformed last line of --turns / --queries (a write cut short by a kill) instead of "
+                        "refusing it")
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
     p.add_argument("--tune", default=None, choices=["loo"],
                    help="loo: add `tuned (loo)`, weights chosen per session on the other sessions' queries")
     p.add_argument("--observations", default=None, metavar="CONFIG_YAML",
                    help="extract observations with a local Ollama model as memory.observations in this config says "
                         "(off unless its enabled: true; see docs/memory.md); default: none")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads for the encoder (default: torch's, one per core); on a machine busy with other "
                         "jobs, 1 avoids threads waiting on each other")
     p.add_argument("--embedding-cache", default=None,
@@ -188,14 +230,14 @@ def _run(args) -> int:
     if args.cmd == "evaluate":
         from mmemory.memory.evaluate import DEFAULT_METHODS, evaluate, load_sessions, metrics_json
 
-        check_utf8(args.turns, "--turns")
-        check_utf8(args.queries, "--queries")
+        check_utf8(args.turns, "--turns", args.tolerate_torn_tail)
+        check_utf8(args.queries, "--queries", args.tolerate_torn_tail)
         _need_encoder(args)
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        turns, queries = load_sessions(args.turns, args.queries)
+        turns, queries = load_sessions(args.turns, args.queries, torn_tail=args.tolerate_torn_tail)
         methods = args.methods or DEFAULT_METHODS
         unit = args.recency_unit or "span"
         t0 = time.perf_counter()
@@ -218,6 +260,18 @@ def _run(args) -> int:
             print(title)
             for row in table:
                 print(json.dumps(row))
+        return 0
+    if args.cmd == "add" and args.jsonl:
+        from mmemory.memory.store import import_turns
+
+        given = [flag for flag, v in (("--text", args.text), ("--image", args.image), ("--caption", args.caption),
+                                      ("--turn", args.turn), ("--timestamp", args.timestamp)) if v]
+        if given:
+            raise CliError(f"--jsonl adds the file's turns; {', '.join(given)} would be ignored. Fix: give --jsonl "
+                           "alone, or one memory with --text")
+        check_utf8(args.jsonl, "--jsonl", args.tolerate_torn_tail)
+        with _store(args, create=True) as s:
+            print(json.dumps(import_turns(s, args.jsonl, torn_tail=args.tolerate_torn_tail)))
         return 0
     if args.cmd == "add":
         with _store(args, create=True) as s:

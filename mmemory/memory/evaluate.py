@@ -48,9 +48,12 @@ DEFAULT_METHODS: dict[str, dict[str, float]] = {
 KS = (1, 5, 10, 20)
 
 
-def load_sessions(turns_path: str | Path, queries_path: str | Path) -> tuple[list[dict], list[dict]]:
-    """Read and check the two JSONL files; a bad row names the file, the row and what is missing."""
-    turns, queries = read_jsonl(turns_path), read_jsonl(queries_path)
+def load_sessions(turns_path: str | Path, queries_path: str | Path,
+                  torn_tail: bool = False) -> tuple[list[dict], list[dict]]:
+    """Read and check the two JSONL files; a bad row names the file, the row and what is missing. A malformed last
+    line is an error like any other (33 of 34 queries scored is a wrong score), unless `torn_tail` says the file may
+    have been cut short by a kill: then it is skipped with a warning."""
+    turns, queries = read_jsonl(turns_path, torn_tail=torn_tail), read_jsonl(queries_path, torn_tail=torn_tail)
     seen: dict[tuple[str, str], dict] = {}
     for n, t in enumerate(turns, 1):
         missing = [k for k in ("session_id", "turn_id", "timestamp", "speaker", "text") if k not in t]

@@ -17,6 +17,8 @@ never loses memories committed before it; the index catches up from the database
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import sqlite3
@@ -476,7 +478,37 @@ class MemoryStore:
             ids += self._add_batch(items[start:start + batch_size], start)
         return ids
 
-    def _add_batch(self, items: Sequence[dict], offset: int) -> list[int]:
+    def add_once(self, items: Sequence[dict], batch_size: int = 256) -> tuple[list[int], int]:
+        """Like add_many, but idempotent by `source`: an item whose source some memory already has is skipped, so
+        re-importing a file after a kill adds only what is missing. Every item needs a source (`import_key`). The
+        check runs again inside each batch's write transaction, so two importers of one file never both add an
+        item. Returns (ids of the memories added, items skipped)."""
+        keys = [it.get("source") for it in items]
+        if any(not isinstance(k, str) or not k for k in keys):
+            raise MemoryInputError("add_once: every item needs a non-empty source (its import key)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS memories_source ON memories(source)")
+        ids: list[int] = []
+        skipped = 0
+        for start in range(0, len(items), batch_size):
+            batch = list(items[start:start + batch_size])
+            have = self._sources_present([it["source"] for it in batch])
+            todo = [it for it in batch if it["source"] not in have]
+            skipped += len(batch) - len(todo)
+            if todo:
+                added = self._add_batch(todo, start, skip_present_sources=True)
+                skipped += len(todo) - len(added)
+                ids += added
+        return ids, skipped
+
+    def _sources_present(self, sources: list[str]) -> set[str]:
+        out: set[str] = set()
+        for k in range(0, len(sources), 500):  # SQLite's bound-parameter limit
+            chunk = sources[k:k + 500]
+            out |= {r[0] for r in self.db.execute(
+                f"SELECT source FROM memories WHERE source IN ({','.join('?' * len(chunk))})", chunk)}
+        return out
+
+    def _add_batch(self, items: Sequence[dict], offset: int, skip_present_sources: bool = False) -> list[int]:
         prepared = []
         for i, it in enumerate(items, offset):
             unknown = set(it) - {"text", "session", "turn", "timestamp", "speaker", "image", "caption", "saliency",
@@ -536,7 +568,10 @@ class MemoryStore:
         ids = []
         next_turn: dict[str, int] = {}
         with self._write():
+            present = self._sources_present([p["source"] for p in prepared]) if skip_present_sources else set()
             for j, p in enumerate(prepared):
+                if p.get("source") in present:  # another importer committed it since add_once looked
+                    continue
                 turn = p.get("turn")
                 if turn is None:
                     if p["session"] not in next_turn:
@@ -587,7 +622,14 @@ class MemoryStore:
     def forget(self, now: Any = None, threshold: float = 0.05, strength_hours: float = 24.0,
                dry_run: bool = False) -> list[int]:
         """MemoryBank-style forgetting: retention exp(-dt / S) with S = strength_hours * (1 + access count) and
-        dt the hours since the last access (or creation); memories whose retention < threshold are deleted."""
+        dt the hours since the last access (or creation); memories whose retention < threshold are deleted.
+        threshold must be in (0, 1) (1 or more would forget every memory) and strength_hours above 0."""
+        if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+            raise MemoryInputError(f"forget: threshold {threshold!r} must be between 0 and 1 (a retention; at 1 or "
+                                   "more every memory is forgotten). Fix: give e.g. 0.05")
+        if not (isinstance(strength_hours, (int, float)) and math.isfinite(strength_hours) and strength_hours > 0):
+            raise MemoryInputError(f"forget: strength_hours {strength_hours!r} must be a number of hours above 0 "
+                                   "(how slowly an unused memory fades). Fix: give e.g. 24")
         now_ts = to_unix(now)
         rows = self.db.execute("SELECT id, timestamp, last_access, access_count FROM memories").fetchall()
         gone = [mid for mid, ts, la, ac in rows
@@ -854,3 +896,51 @@ class MemoryStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def import_key(row: dict) -> str:
+    """The idempotence key of a turn of the memory-sessions turns JSONL: its (session, turn) when it has a turn_id,
+    else a hash of its content. Stored as the memory's `source`."""
+    if row.get("turn_id") is not None:
+        return "turn " + json.dumps([str(row.get("session_id")), str(row["turn_id"])], ensure_ascii=False)
+    content = json.dumps({k: row.get(k) for k in ("session_id", "timestamp", "speaker", "text", "image", "caption")},
+                         sort_keys=True, ensure_ascii=False)
+    return "sha256 " + hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def import_turns(store: "MemoryStore", path: str | Path, torn_tail: bool = False, batch_size: int = 256) -> dict:
+    """Add the turns of a memory-sessions turns JSONL (README, "Data contracts") to `store`, idempotently: each
+    turn's `import_key` is its memory's source, and a turn already in the store is skipped, so re-importing after a
+    kill adds only what is missing. A row without session_id, timestamp, speaker or text, or a (session, turn)
+    repeated in the file, is a MemoryInputError naming the file and the row. torn_tail: skip a malformed last line
+    (a write cut short) instead of refusing it. Returns {read, added, already_in_store, repeated_in_file}."""
+    from mmemory.io import excerpt, read_jsonl
+
+    path = Path(path)
+    rows = read_jsonl(path, torn_tail=torn_tail)
+    items, seen = [], {}
+    repeated = 0
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise MemoryInputError(f"{path}: row {n} is {excerpt(row, 80)}, not an object; see the README, "
+                                   "'Data contracts' (memory sessions)")
+        missing = [k for k in ("session_id", "timestamp", "speaker", "text") if k not in row]
+        if missing:
+            raise MemoryInputError(f"{path}: row {n} lacks {missing}; see the README, 'Data contracts' (memory "
+                                   "sessions)")
+        key = import_key(row)
+        if key in seen:
+            if row.get("turn_id") is not None:
+                raise MemoryInputError(f"{path}: row {n} repeats turn_id {excerpt(row['turn_id'], 80)} of session "
+                                       f"{excerpt(row['session_id'], 80)} (row {seen[key]}); turn ids must be unique "
+                                       "within their session")
+            repeated += 1  # the same content twice, without a turn id: one memory
+            continue
+        seen[key] = n
+        items.append({"text": str(row.get("text") or ""), "session": str(row["session_id"]),
+                      "timestamp": row["timestamp"], "speaker": str(row["speaker"]), "image": row.get("image"),
+                      "caption": row.get("caption"), "source": key})
+    ids, present = store.add_once(items, batch_size=batch_size)
+    out = {"read": len(rows), "added": len(ids), "already_in_store": present, "repeated_in_file": repeated}
+    logger.info("%s: %s", path, out)
+    return out
