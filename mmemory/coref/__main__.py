@@ -8,8 +8,11 @@ Without torchrun (`python -m mmemory.coref train ...`) it runs as one process. `
 coref.train settings (`CorefTrainConfig`; an unknown key is refused by name). `--log-file` sends rank 0's log (and
 the Trainer's) to a file; the other ranks log warnings to stderr. Write `--log-file`, not `--log`, after torchrun:
 torchrun's own parser takes `--log` for an abbreviation of its `--log-dir` / `--logs-specs` and stops ("ambiguous
-option"); `--log` is accepted only as an alias for runs without torchrun. Bad input ends with one line on stderr and
-exit code 2.
+option"); `--log` is accepted only as an alias for runs without torchrun. Bad input (a `--config` that is not a JSON
+object of the right keys and types, a `--model` that is neither a model directory nor a hub id in the local cache
+while the hub is offline, a data file that is missing, not UTF-8 JSON or not in the schema) ends with one line on
+stderr, naming the file or setting and the fix, and exit code 2; a missing argument gets argparse's usage and exit
+code 2.
 """
 from __future__ import annotations
 
@@ -65,25 +68,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    a = parser.parse_args(argv)  # a missing or unknown argument: argparse's usage and exit code 2
     from mmemory.config import ConfigError
     from mmemory.coref.data import CorefError
-    from mmemory.coref.train import CorefTrainConfig, train_coref
+    from mmemory.hub import ModelNotFoundError, check_model
+
+    def refuse(msg: str) -> int:
+        print(f"{PROG} {a.command}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        return 2
 
     try:
         values = json.loads(a.config)
-    except json.JSONDecodeError as e:
-        parser.error(f"--config is not valid JSON ({e}); give an object such as '{{\"epochs\": 10}}'")
-    try:
+    except (json.JSONDecodeError, RecursionError) as e:
+        return refuse(f"--config is not valid JSON ({e}). Fix: give an object such as '{{\"epochs\": 10}}'")
+    if not isinstance(values, dict):
+        return refuse(f"--config is a JSON {type(values).__name__}, not an object. Fix: give an object such as "
+                      "'{\"epochs\": 10}'")
+    from mmemory.coref.train import CorefTrainConfig, train_coref
+
+    from mmemory.coref.data import load_coref
+
+    try:  # bad input is found before torch.distributed starts and before the logging set-up: one line, not N
         cfg = CorefTrainConfig.from_dict(values)
-    except (ConfigError, TypeError) as e:
-        parser.error(f"--config: {e}")
+        check_model(a.model, "--model")
+        for path in filter(None, (a.train, a.val)):
+            load_coref(path, strict=True)
+    except (ConfigError, ModelNotFoundError, CorefError) as e:
+        return refuse(e)
+    if a.threads is not None and a.threads < 1:
+        return refuse(f"--threads {a.threads}: give 1 or more")
     setup_logging(a.log)
     try:
         train_coref(a.model, a.train, a.val, a.out, a.checkpoints, cfg, a.metrics, threads=a.threads)
-    except (CorefError, FileNotFoundError) as e:
-        print(f"{PROG} train: {e}", file=sys.stderr)
-        return 2
+    except (CorefError, ConfigError, ModelNotFoundError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError) as e:
+        return refuse(e)
     return 0
 
 

@@ -13,8 +13,12 @@ names the source, the dialogue and the fix; otherwise the item is dropped and co
 reason (`REASONS`, checked in that order, one reason per dropped item), so a rule can write `data_report.json`.
 
 `parse_seed_text` reads one example block in seed 002's format (utterances `A: "..."`, photo lines
-`(사진 N: ...)` / `(photo N: ...)`, `선택지:` / `Choices:` then `A) ...`, `정답: D) ...` / `Answer: D) ...`, and an
-optional rationale) into a schema dict. Text is kept exactly as written (Korean included).
+`(사진 N: ...)` / `(photo N: ...)`, `선택지:` / `Choices:` then `A) ...` to `D) ...`, `정답: D) ...` /
+`Answer: D) ...`, and an optional rationale) into a schema dict. Text is kept exactly as written (Korean included).
+It refuses, naming the line: a control character (NUL, ...) anywhere, a label outside A-D, an answer line with no
+choices block before it, and a second answer line or choices header after the answer (two blocks without a `=====`
+line between them). A block it refuses is dropped in lenient mode and counted under `PARSE_REASON`. Messages quote at
+most 200 characters of a line (`mmemory.io.excerpt`).
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mmemory.io import excerpt, read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,13 @@ FIXES = {
     "choice names an object not in its photo": ("add the object to that photo's objects, or leave objects empty when "
                                                 "the photo's objects are not listed"),
 }
+
+
+# seed-format text: a block `parse_seed_text` refuses, dropped in lenient mode before validation and counted first
+PARSE_REASON = "block does not parse"
+PARSE_FIX = ("write the block in seed 002's format (utterances A: \"...\", photo lines (사진 N: ...), 선택지: / "
+             "Choices: with A) to D), then 정답: D) ... / Answer: D) ...), with a line of ===== between blocks")
+ALL_FIXES = {PARSE_REASON: PARSE_FIX, **FIXES}
 
 
 class CorefError(ValueError):
@@ -143,7 +156,9 @@ class Problem:
     problem: str
 
     def message(self) -> str:
-        return (f"{self.source}: dialogue {self.dialog_id!r} (item {self.index}): {self.problem}. "
+        if self.reason == PARSE_REASON:  # the parser's message names the dialogue, the line and its own fix
+            return f"{self.source}: block {self.index}: {self.problem}"
+        return (f"{self.source}: dialogue {excerpt(self.dialog_id, 80)} (item {self.index}): {self.problem}. "
                 f"Fix: {FIXES[self.reason]}")
 
 
@@ -159,7 +174,7 @@ class DataReport:
     @property
     def dropped_by_reason(self) -> dict[str, int]:
         counts = Counter(p.reason for p in self.problems)
-        return {r: counts[r] for r in REASONS if counts[r]}
+        return {r: counts[r] for r in (PARSE_REASON, *REASONS) if counts[r]}
 
     def to_json(self) -> dict:
         return {"source": self.source, "n_items": self.n_items, "n_kept": self.n_kept,
@@ -193,7 +208,7 @@ def _check_item(item: Any, seen_ids: set) -> tuple[str, str] | Dialogue:
     if "rationale" in item and not isinstance(item["rationale"], str):
         return "missing or mistyped field", "rationale is not a string"
     if item["dialog_id"] in seen_ids:
-        return "duplicate dialog_id", f"dialog_id {item['dialog_id']!r} appears earlier in the list"
+        return "duplicate dialog_id", f"dialog_id {excerpt(item['dialog_id'], 80)} appears earlier in the list"
 
     raw_turns = item["turns"]
     if not any(isinstance(t, dict) and _nonempty_str(t.get("text")) for t in raw_turns):
@@ -218,7 +233,7 @@ def _check_item(item: Any, seen_ids: set) -> tuple[str, str] | Dialogue:
     photo_ids = [t.photo.photo_id for t in turns if t.photo is not None]
     dup = [p for p, n in Counter(photo_ids).items() if n > 1]
     if dup:
-        return "duplicate photo_id", f"photo_id {dup[0]!r} is shared twice"
+        return "duplicate photo_id", f"photo_id {excerpt(dup[0], 80)} is shared twice"
 
     raw_choices = item["choices"]
     if not raw_choices:
@@ -235,23 +250,25 @@ def _check_item(item: Any, seen_ids: set) -> tuple[str, str] | Dialogue:
     if len(set(labels)) != len(labels):
         return "duplicate labels", f"labels {labels}"
     if item["answer"] not in labels:
-        return "answer not a label", f"answer {item['answer']!r} is not one of the labels {labels}"
+        return "answer not a label", f"answer {excerpt(item['answer'])} is not one of the labels {excerpt(labels)}"
     photos = {t.photo.photo_id: t.photo for t in turns if t.photo is not None}
     for c in choices:
         if c.photo_id not in photos:
             return ("choice names a photo that never appears",
-                    f"choice {c.label} names photo {c.photo_id!r}; the turns share {list(photos)}")
+                    f"choice {c.label} names photo {excerpt(c.photo_id, 80)}; the turns share {excerpt(list(photos))}")
     for c in choices:
         objs = photos[c.photo_id].objects
         if objs and c.object not in objs:
             return ("choice names an object not in its photo",
-                    f"choice {c.label} names {c.object!r}; photo {c.photo_id!r} lists {objs}")
+                    f"choice {c.label} names {excerpt(c.object, 80)}; photo {excerpt(c.photo_id, 80)} lists {excerpt(objs)}")
     return Dialogue(item["dialog_id"], turns, choices, item["answer"], item.get("rationale"))
 
 
-def validate_dialogues(items: Any, strict: bool = True, source: str = "<items>") -> tuple[list[Dialogue], DataReport]:
+def validate_dialogues(items: Any, strict: bool = True, source: str = "<items>",
+                       positions: list[int] | None = None) -> tuple[list[Dialogue], DataReport]:
     """Check a list of schema dicts. Strict: the first bad item raises `CorefError` (dialogue, problem, fix).
-    Lenient: bad items are dropped and counted by reason in the returned `DataReport`."""
+    Lenient: bad items are dropped and counted by reason in the returned `DataReport`. `positions[i]`: where item i
+    was in its file, for messages (default: i)."""
     if not isinstance(items, list):
         raise CorefError(f"{source}: the file holds a {type(items).__name__}, not a JSON list of dialogues. "
                          f"Fix: write a list [{{dialog_id, turns, choices, answer}}, ...]")
@@ -265,7 +282,7 @@ def validate_dialogues(items: Any, strict: bool = True, source: str = "<items>")
             kept.append(got)
             continue
         did = item.get("dialog_id") if isinstance(item, dict) else None
-        problem = Problem(source, i, did, *got)
+        problem = Problem(source, positions[i] if positions else i, did, *got)
         if strict:
             raise CorefError(problem.message())
         report.problems.append(problem)
@@ -279,10 +296,9 @@ def validate_dialogues(items: Any, strict: bool = True, source: str = "<items>")
 def load_coref(path: str | Path, strict: bool = True) -> tuple[list[Dialogue], DataReport]:
     """Read and validate a coref JSON file (see `validate_dialogues`)."""
     path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CorefError(f"{path}: not valid JSON ({e}). Fix: write a JSON list of dialogues") from None
+    if not path.is_file():
+        raise CorefError(f"{path}: no such file. Fix: check the path (the coref_data rule writes the splits)")
+    items = read_json_file(path, CorefError, "write a JSON list of dialogues (docs/coref.md)")
     return validate_dialogues(items, strict=strict, source=str(path))
 
 
@@ -298,9 +314,11 @@ _UTTERANCE = re.compile(r'^(?P<speaker>[^\s:()]+)\s*:\s*(?P<text>.*)$')
 _PHOTO = re.compile(r'^\(\s*(?:사진|photo)\s*(?P<n>\d+)\s*:\s*(?P<caption>.*)\)$', re.IGNORECASE)
 _CHOICES = re.compile(r'^(?:선택지|choices)\s*:\s*$', re.IGNORECASE)
 _CHOICE = re.compile(r'^(?P<label>[A-Z])\)\s*(?P<text>.+)$')
+LABELS = "ABCD"  # the format's choice labels
 _ANSWER = re.compile(r'^(?:정답|answer)\s*:\s*(?P<label>[A-Z])(?:\)\s*(?P<text>.*))?$', re.IGNORECASE)
 _QUOTES = ('""', '“”', "''", '‘’', '「」')
 _SEPARATOR = re.compile(r'^-{3,}$')
+_CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f\ufffd]')  # NUL and other control characters; U+FFFD: bytes lost
 
 
 def _unquote(s: str) -> str:
@@ -338,13 +356,14 @@ def _choice_target(text: str, speakers: list[str]) -> tuple[str | None, str | No
     return None, None, t
 
 
-def parse_seed_text(text: str, dialog_id: str | int = "seed-0") -> dict:
+def parse_seed_text(text: str, dialog_id: str | int = "seed-0", first_line: int = 1) -> dict:
     """One example block in seed 002's format -> a schema dict (check it with `validate_dialogues`).
 
     A photo line belongs to the speaker of the utterance before it; its photo_id is its number as a string. Each
     choice's photo is the one its text names (by number, or by the speaker who shared it), and a photo's objects are
     the objects its choices name, in choice order. Everything after the answer line (a `-----` line dropped) is the
-    rationale, verbatim. Raises `SeedFormatError` naming the line and the fix."""
+    rationale, verbatim. Raises `SeedFormatError` naming the line (counted from `first_line`, the block's first line
+    in its file) and the fix."""
     turns: list[dict] = []
     choices_raw: list[tuple[str, str]] = []
     answer: tuple[str, str | None] | None = None
@@ -352,11 +371,19 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0") -> dict:
     section = "turns"
 
     def fail(k: int, line: str, why: str, fix: str):
-        raise SeedFormatError(f"dialogue {dialog_id!r}, line {k + 1} {line!r}: {why}. Fix: {fix}")
+        raise SeedFormatError(f"dialogue {excerpt(dialog_id, 80)}, line {k + first_line} {excerpt(line)}: {why}. Fix: {fix}")
 
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the first speaker's name
+        text = text[1:]
     for k, raw in enumerate(text.splitlines()):
         line = raw.strip()
+        if (bad := _CONTROL.search(raw)) is not None:
+            fail(k, line, f"a control character U+{ord(bad.group()):04X} at column {bad.start() + 1} (binary junk, "
+                 "or bytes that were not text)", "delete it: the file must be plain UTF-8 text")
         if section == "rationale":
+            if _ANSWER.match(line) or _CHOICES.match(line):
+                fail(k, line, "a second answer line or choices header after the answer (two dialogues without a "
+                     "line of ===== between them?)", "put a line of ===== between dialogue blocks, or delete the line")
             rationale_lines.append(raw.rstrip())
             continue
         if not line or line.startswith("```"):
@@ -364,13 +391,25 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0") -> dict:
                 section = "after choices"
             continue
         if (m := _ANSWER.match(line)) and section in ("choices", "after choices"):
+            if not choices_raw:
+                fail(k, line, "the choices block lists no options", "list the options A) to D) after `선택지:` / "
+                     "`Choices:`, one a line, before the answer")
+            if m.group("label") not in LABELS:
+                fail(k, line, f"answer label {m.group('label')} is not one of A to D", "answer with the label of one "
+                     "of the four options, A) to D)")
             answer = (m.group("label"), m.group("text"))
             section = "rationale"
+        elif section == "turns" and _ANSWER.match(line):
+            fail(k, line, "an answer line with no choices block before it", "list the four options after a `선택지:` "
+                 "/ `Choices:` line (A) to D), one a line), before the answer")
         elif _CHOICES.match(line):
             if section != "turns":
                 fail(k, line, "a second choices header", "give one `선택지:` / `Choices:` block per dialogue")
             section = "choices"
         elif section == "choices" and (m := _CHOICE.match(line)):
+            if m.group("label") not in LABELS:
+                fail(k, line, f"option label {m.group('label')} is not one of A to D", "label the four options A) "
+                     "to D)")
             choices_raw.append((m.group("label"), m.group("text").strip()))
         elif section == "turns" and (m := _PHOTO.match(line)):
             if not turns:
@@ -406,7 +445,7 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0") -> dict:
             # no photo (or several) from that speaker: name it so validation reports the choice, not a guess
             photo_id = f"{speaker}'s photo"
         else:
-            raise SeedFormatError(f"dialogue {dialog_id!r}: choice {label}) {ctext!r} names no photo. Fix: write it "
+            raise SeedFormatError(f"dialogue {dialog_id!r}: choice {label}) {excerpt(ctext)} names no photo. Fix: write it "
                                   f"as `A가 올린 사진 속 X`, `사진 N 속 X`, `the X in A's photo` or `the X in photo N`")
         choices.append({"label": label, "photo_id": photo_id, "object": obj, "text": ctext})
     photos = {t["photo"]["photo_id"]: t["photo"] for t in turns if "photo" in t}
@@ -416,8 +455,9 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0") -> dict:
 
     label, atext = answer
     if atext and any(c["label"] == label and c["text"] != atext.strip() for c in choices):
-        raise SeedFormatError(f"dialogue {dialog_id!r}: the answer line says {label}) {atext!r}, but choice {label} "
-                              f"is {next(c['text'] for c in choices if c['label'] == label)!r}. Fix: make them agree")
+        raise SeedFormatError(f"dialogue {dialog_id!r}: the answer line says {label}) {excerpt(atext)}, but choice "
+                              f"{label} is {excerpt(next(c['text'] for c in choices if c['label'] == label))}. Fix: "
+                              "make them agree")
     out = {"dialog_id": dialog_id, "turns": turns, "choices": choices, "answer": label}
     while rationale_lines and (not rationale_lines[0].strip() or _SEPARATOR.match(rationale_lines[0].strip())):
         rationale_lines.pop(0)

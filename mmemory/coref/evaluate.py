@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from mmemory.config import ConfigError, StrictConfig
+from mmemory.config import ConfigError, StrictConfig, check_types
 from mmemory.coref.answers import parse_answer
 from mmemory.coref.data import Dialogue, load_coref, validate_dialogues
 from mmemory.coref.prompts import ANSWER_FORMATS, format_option, format_prompt, permute_choices
@@ -63,6 +63,7 @@ class CorefEvalConfig(StrictConfig):
     answer_format: str = "text"  # likelihood continuations: option " D) the mug ..." | text " the mug ..." (as trained)
 
     def __post_init__(self):
+        check_types(self)
         if self.answer_format not in ANSWER_FORMATS:
             raise ConfigError(f"config {self.SECTION}: answer_format {self.answer_format!r} is not one of "
                               f"{ANSWER_FORMATS}; use the format of coref.train.target (label: option)")
@@ -356,6 +357,9 @@ def load_model(model_path: str | Path, device: str = "auto"):
     """(model, tokenizer) by path with the Auto classes: a tiny local Llama or a real checkpoint alike."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mmemory.hub import check_model
+
+    check_model(model_path, "coref model")  # a missing path or an uncached hub id offline: one clear error
     dev = _device(device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:  # Llama-3 has none: padding positions are masked, any id will do

@@ -43,8 +43,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmemory.config import ConfigError, StrictConfig
-from mmemory.coref.data import Dialogue, load_coref
+from mmemory.config import ConfigError, StrictConfig, check_types
+from mmemory.coref.data import CorefError, Dialogue, load_coref
 from mmemory.coref.prompts import format_prompt, format_target
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_json
@@ -84,6 +84,7 @@ class CorefTrainConfig(StrictConfig):
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
 
     def __post_init__(self):
+        check_types(self)  # {"epochs": "abc"} is refused here, naming the key, not deep in the Trainer
         if self.target not in TARGETS:
             raise ConfigError(f"config {self.SECTION}: target {self.target!r} is not one of {TARGETS}")
         if self.deepspeed and self.fsdp:
@@ -269,13 +270,17 @@ def train_coref(model_path: str, train_json: str | Path, val_json: str | Path | 
     from accelerate.utils import gather_object
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
+    from mmemory.hub import check_model
+
     cfg = cfg or CorefTrainConfig()
+    check_model(model_path, "coref model")  # a missing path or an uncached hub id offline: one clear error
     if threads:
         torch.set_num_threads(threads)
     train, _ = load_coref(train_json, strict=True)
     val = load_coref(val_json, strict=True)[0] if val_json else []
     if not train:
-        raise ValueError(f"{train_json}: no training dialogues (see the data step's data_report.json)")
+        raise CorefError(f"{train_json}: no training dialogues. Fix: rerun the coref_data rule (its data_report.json "
+                         "says what was dropped)")
     evaluate = cfg.select_on_val and bool(val)
     checkpoint_dir = str(checkpoint_dir)
     args = training_args(cfg, checkpoint_dir, evaluate)  # starts the process group under torchrun / accelerate

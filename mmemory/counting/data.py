@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmemory.config import ConfigError, StrictConfig
+from mmemory.config import ConfigError, StrictConfig, check_types
 from mmemory.io import atomic_write_json, excerpt, read_json_file, read_text_file
 from mmemory.splits import empty_split_message
 
@@ -112,6 +112,7 @@ class CountingDataConfig(StrictConfig):
     toy_max_count: int = 15  # source toy: counts drawn uniformly from 0..toy_max_count
 
     def __post_init__(self):
+        check_types(self)
         if self.source not in ("toy", "mall", "coco"):
             raise ConfigError(f"config {self.SECTION}: source must be toy, mall or coco, got {self.source!r}")
         if self.split not in ("random", "mall"):

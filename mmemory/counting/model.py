@@ -196,6 +196,9 @@ def load_counting_model(path: str, load_in_4bit: bool = False, dtype: str = "aut
             llm_int8_skip_modules=[r".*multi_modal_projector", "lm_head"],
         )
         kwargs["device_map"] = {"": device}
+    from mmemory.hub import check_model
+
+    check_model(path, "counting.model")  # a missing path or an uncached hub id offline: one clear error
     try:
         processor = AutoProcessor.from_pretrained(path)
         model = LlavaForConditionalGeneration.from_pretrained(path, **kwargs)

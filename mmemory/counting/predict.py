@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mmemory.config import StrictConfig
+from mmemory.config import StrictConfig, check_types
 from mmemory.counting.answers import parse_count
 from mmemory.counting.model import LLAVA_CHAT_TEMPLATE, QUESTION, load_counting_model, user_message
 from mmemory.counting.train import item_fields, load_image
@@ -37,6 +37,9 @@ class CountingGenerationConfig(StrictConfig):
     max_new_tokens: int = 8  # "There are 12 people.</s>" is 6 tokens with the toy tokenizer (~9 with Llama's)
     batch_size: int = 32  # frames per generate() call
     load_in_4bit: bool = False  # bitsandbytes NF4 base weights (the paper preset: true)
+
+    def __post_init__(self):
+        check_types(self)  # a value of the wrong type is refused here, naming its key
 
 
 def load_for_prediction(model_path: str, adapter_dir: str | Path | None, load_in_4bit: bool = False):

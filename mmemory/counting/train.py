@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mmemory.config import StrictConfig
+from mmemory.config import StrictConfig, check_types
 from mmemory.counting.model import LLAVA_CHAT_TEMPLATE, QUESTION, answer_text, load_counting_model, user_message
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_json
@@ -76,6 +76,9 @@ class CountingTrainConfig(StrictConfig):
     push_to_hub: bool = False  # upload the adapter to the Hugging Face Hub after training (needs a network)
     hub_model_id: str | None = None  # the Hub repository for push_to_hub, e.g. "user/llava-1.5-7b-mall-counting"
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
+
+    def __post_init__(self):
+        check_types(self)  # a value of the wrong type is refused here, naming its key
 
 
 # config/paper.yaml counting (train and generation): the seed's hyperparameters (lr 1.4e-5, batch 8, 1 epoch, grad accum 1, gradient
