@@ -3,6 +3,7 @@ Run: pytest tests/test_workflow.py   (the e2e test takes a few minutes on 2 core
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,12 +15,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "rules", "workflow_scripts", "resources", "envs", "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+NETGUARD = REPO / "tests" / "netguard"  # a sitecustomize that records and refuses connections to other hosts
+
+
+def _guarded_env(workdir: Path) -> dict:
+    """The environment of every Snakemake run here: the network guard on PYTHONPATH (Snakemake passes it on to each
+    job), its log in `workdir`, and no HF_HUB_* / TRANSFORMERS_* settings, so that the package's own offline defaults
+    (mmemory.hub) are what keeps the jobs off the network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_", "TRANSFORMERS_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD), env.get("PYTHONPATH")) if p)
+    env["MMEMORY_NETGUARD_LOG"] = str(workdir / "netguard.log")
+    return env
 
 
 def _snakemake(workdir: Path, *args: str, timeout: int = 1200, configs: tuple[str, ...] = ()
                ) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, *args, "--cores", "2", "--configfile", "config.yaml", "e2e_tiny.yaml", *configs]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=_guarded_env(workdir))
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in (workdir / "results" / "logs").glob("*.log"))
         pytest.fail(f"{' '.join(cmd)} failed:\n{proc.stderr[-6000:]}\n{logs}")
@@ -52,6 +64,11 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.mark.e2e
 def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     _snakemake(workdir)
+    # no job of the default DAG looked up or connected to another host (hub telemetry, a model download, ...), and
+    # the guard was loaded by Snakemake and its jobs
+    guard = workdir / "netguard.log"
+    assert not guard.exists(), guard.read_text()[-3000:]
+    assert len((workdir / "netguard.log.loaded").read_text().split()) > 10
     report = (workdir / "results" / "report.md").read_text()
     assert report.startswith("# ") and "## Data" in report and "## Tiny models" in report
     assert (workdir / "results" / "report" / "overview.png").stat().st_size > 1000
