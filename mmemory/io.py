@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -125,13 +126,54 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
         os.fsync(f.fileno())
 
 
+class _Tee:
+    """A text stream that writes to several streams (the job's log and its attempt copy)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.streams[0].fileno()
+
+
+def attempt_log_path(log_path: str | Path) -> Path:
+    """Where this attempt's copy of a job's log goes: `<log dir>/attempts/<log name>.<UTC time>-<pid>.log`.
+    Snakemake deletes a job's log before it runs the job again, so a killed or failed attempt's log survives only
+    in this copy."""
+    log_path = Path(log_path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base = log_path.parent / "attempts" / f"{log_path.stem}.{stamp}-{os.getpid()}"
+    path, n = Path(f"{base}{log_path.suffix or '.log'}"), 1
+    while path.exists():  # two attempts in one second of one process (tests): never overwrite one
+        path, n = Path(f"{base}-{n}{log_path.suffix or '.log'}"), n + 1
+    return path
+
+
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:
-    """Send logging (and stderr) to a Snakemake log file, or to stderr when run by hand."""
+    """Send logging (and stderr) to a Snakemake log file, or to stderr when run by hand. With a log file, each
+    attempt's log is also kept under `<log dir>/attempts/` (`attempt_log_path`): a rerun after a kill starts a new
+    log, and the killed attempt's log is still there."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         stream = open(log_path, "w", buffering=1, encoding="utf-8")
-        sys.stderr = stream
-        handlers = [logging.StreamHandler(stream)]
+        copy_path = attempt_log_path(log_path)
+        copy_path.parent.mkdir(parents=True, exist_ok=True)
+        copy = open(copy_path, "w", buffering=1, encoding="utf-8")
+        tee = _Tee(stream, copy)
+        sys.stderr = tee
+        handlers = [logging.StreamHandler(tee)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers,
                         force=True)

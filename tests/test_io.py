@@ -23,3 +23,27 @@ def test_torn_last_line_is_skipped_even_mid_character(tmp_path):
     path.write_bytes(path.read_bytes() + b'\n{"d": 4}\n')  # the torn line is no longer the last one: an error
     with pytest.raises(ValueError, match=r":3: "):
         read_jsonl(path)
+
+
+def test_each_attempt_keeps_its_own_log(tmp_path):
+    """Snakemake deletes a job's log before a rerun: the killed attempt's copy under attempts/ survives it."""
+    import logging
+    import sys
+
+    from mmemory.io import setup_logging
+
+    log = tmp_path / "logs" / "job.log"
+    saved = sys.stderr
+    try:
+        setup_logging(log)
+        logging.getLogger("attempt").info("first attempt, then killed")
+        log.unlink()  # what Snakemake does before it runs the job again
+        setup_logging(log)
+        logging.getLogger("attempt").info("second attempt")
+    finally:
+        sys.stderr = saved
+        logging.basicConfig(force=True, handlers=[logging.StreamHandler(saved)])
+    copies = sorted((tmp_path / "logs" / "attempts").glob("job.*.log"))
+    texts = [c.read_text() for c in copies]
+    assert len(copies) == 2 and any("killed" in t for t in texts) and any("second" in t for t in texts)
+    assert "second attempt" in log.read_text() and "killed" not in log.read_text()

@@ -30,7 +30,8 @@ def _rank() -> int:
 
 
 def setup_logging(log_path: str | None) -> None:
-    """Rank 0: INFO to `log_path` when given, else to stderr. Other ranks: warnings to stderr, tagged with the rank."""
+    """Rank 0: INFO to `log_path` when given (and to this attempt's copy, `mmemory.io.attempt_log_path`), else to
+    stderr. Other ranks: warnings to stderr, tagged with the rank."""
     import transformers
 
     rank = _rank()
@@ -38,8 +39,14 @@ def setup_logging(log_path: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path and rank == 0:
         # appended, not truncated, and not also on stderr: a rule may send stderr to the same file (2>> log)
+        # the attempt's own copy too: Snakemake deletes the log before it reruns the job (mmemory.io)
+        from mmemory.io import attempt_log_path
+
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        handlers = [logging.FileHandler(log_path, mode="a", encoding="utf-8")]
+        copy = attempt_log_path(log_path)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_path, mode="a", encoding="utf-8"),
+                    logging.FileHandler(copy, mode="a", encoding="utf-8")]
     for h in handlers:
         h.setFormatter(fmt)
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True)
