@@ -11,10 +11,10 @@ import types
 import typing
 from pathlib import Path
 
-from mmemory.io import atomic_write_json
+from mmemory.io import InputError, atomic_write_json
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config section that does not match its dataclass."""
 
 

@@ -19,11 +19,13 @@ import os
 import re
 from pathlib import Path
 
+from mmemory.io import InputError
+
 HUB_DEFAULTS = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(InputError):
     """A model reference that is neither a local checkpoint nor a usable hub id; the message names it and the fix."""
 
 

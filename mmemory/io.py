@@ -37,6 +37,29 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> 
 
 
 EXCERPT_CHARS = 200  # the most characters of a user's input an error message quotes
+BAD_INPUT_EXIT = 2  # the exit code of a run stopped by bad input (as argparse's)
+
+
+class InputError(ValueError):
+    """Bad input that the user fixes (a data file, a setting, a model path): its message names the file, the item and
+    the fix. A Snakemake job (`setup_logging`) reports an uncaught one as one line in its log and exit code 2, not
+    as a traceback. The stages' own errors (CountingDataError, CorefError, ConfigError, ...) derive from it."""
+
+
+def _report_bad_input(kind, value, tb, previous=sys.excepthook) -> None:
+    """sys.excepthook of a job: an InputError is one log line and exit code 2; anything else, the usual traceback."""
+    if not isinstance(value, InputError):
+        previous(kind, value, tb)
+        return
+    logging.getLogger("mmemory").error("%s", " ".join(str(value).split()))
+    for h in logging.getLogger().handlers:
+        h.flush()
+    for stream in (sys.stderr, sys.stdout):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(BAD_INPUT_EXIT)  # the interpreter would exit with 1 after a hook; the data step has nothing to clean up
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
@@ -164,7 +187,8 @@ def attempt_log_path(log_path: str | Path) -> Path:
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:
     """Send logging (and stderr) to a Snakemake log file, or to stderr when run by hand. With a log file, each
     attempt's log is also kept under `<log dir>/attempts/` (`attempt_log_path`): a rerun after a kill starts a new
-    log, and the killed attempt's log is still there."""
+    log, and the killed attempt's log is still there. An uncaught `InputError` then ends the process with one log
+    line and exit code 2."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -177,3 +201,4 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
         handlers = [logging.StreamHandler(tee)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers,
                         force=True)
+    sys.excepthook = _report_bad_input  # bad input: one line and exit code 2, never a traceback

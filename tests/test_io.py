@@ -33,7 +33,7 @@ def test_each_attempt_keeps_its_own_log(tmp_path):
     from mmemory.io import setup_logging
 
     log = tmp_path / "logs" / "job.log"
-    saved = sys.stderr
+    saved, hook = sys.stderr, sys.excepthook
     try:
         setup_logging(log)
         logging.getLogger("attempt").info("first attempt, then killed")
@@ -41,7 +41,7 @@ def test_each_attempt_keeps_its_own_log(tmp_path):
         setup_logging(log)
         logging.getLogger("attempt").info("second attempt")
     finally:
-        sys.stderr = saved
+        sys.stderr, sys.excepthook = saved, hook
         logging.basicConfig(force=True, handlers=[logging.StreamHandler(saved)])
     copies = sorted((tmp_path / "logs" / "attempts").glob("job.*.log"))
     texts = [c.read_text() for c in copies]

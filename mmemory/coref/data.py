@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmemory.io import excerpt, read_json_file
+from mmemory.io import InputError, excerpt, read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ PARSE_FIX = ("write the block in seed 002's format (utterances A: \"...\", photo
 ALL_FIXES = {PARSE_REASON: PARSE_FIX, **FIXES}
 
 
-class CorefError(ValueError):
+class CorefError(InputError):
     """A coref data file or item that cannot be used as it is."""
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmemory.config import ConfigError, StrictConfig, check_types
-from mmemory.io import atomic_write_json, excerpt, read_json_file, read_text_file
+from mmemory.io import InputError, atomic_write_json, excerpt, read_json_file, read_text_file
 from mmemory.splits import empty_split_message
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ FIXES = {
 }
 
 
-class CountingDataError(ValueError):
+class CountingDataError(InputError):
     """Counting data that cannot be used as it is; the message names the file, the row or frame, and the fix."""
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from mmemory.io import InputError
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
 from mmemory.memory import lexical
 from mmemory.memory.scoring import DEFAULT_WEIGHTS, check_weights, combine, frequency, recency, saliency
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class MemoryInputError(ValueError):
+class MemoryInputError(InputError):
     """Bad input to the memory store: the message names the item and the fix."""
 
 
