@@ -91,15 +91,19 @@ def test_a_byte_order_mark_is_not_part_of_the_first_speaker(tmp_path):
     assert parse_seed_text("\ufeff" + SEED_EXAMPLE)["turns"][0]["speaker"] == "A"
 
 
+CHOICES = ("A) A가 올린 사진 속 노트북\nB) A가 올린 사진 속 헤드폰\nC) B가 올린 사진 속 책\n"
+           "D) B가 올린 사진 속 커피잔\n")
+ANSWER = "정답: D) B가 올린 사진 속 커피잔"
+
+
 @pytest.mark.parametrize("edit,needle", [
     (lambda t: t.replace("D) B가 올린 사진 속 커피잔\n\n정답", "E) B가 올린 사진 속 커피잔\n\n정답"),
      "option label E is not one of A to D"),
-    (lambda t: t.replace("정답: D) B가 올린 사진 속 커피잔", "정답: F"), "answer label F is not one of A to D"),
+    (lambda t: t.replace(ANSWER, "정답: F"), "answer label F is not one of A to D"),
     (lambda t: t.replace("문제 풀이 과정:", "문제 풀이\x00 과정:"), "control character U+0000"),
     (lambda t: t + "\n선택지:\nA) A가 올린 사진 속 노트북\n정답: A\n", "a second answer line or choices header"),
-    (lambda t: t.split("선택지:")[0] + "정답: D) B가 올린 사진 속 커피잔\n", "no choices block before it"),
-    (lambda t: t.replace("A) A가 올린 사진 속 노트북\nB) A가 올린 사진 속 헤드폰\nC) B가 올린 사진 속 책\n"
-                         "D) B가 올린 사진 속 커피잔\n", ""), "the choices block lists no options"),
+    (lambda t: t.split("선택지:")[0] + ANSWER + "\n", "no choices block before it"),
+    (lambda t: t.replace(CHOICES, ""), "the choices block lists no options"),
 ])
 def test_the_seed_parser_refuses_what_it_used_to_keep(edit, needle):
     text = edit(SEED_EXAMPLE)

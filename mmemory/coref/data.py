@@ -260,7 +260,8 @@ def _check_item(item: Any, seen_ids: set) -> tuple[str, str] | Dialogue:
         objs = photos[c.photo_id].objects
         if objs and c.object not in objs:
             return ("choice names an object not in its photo",
-                    f"choice {c.label} names {excerpt(c.object, 80)}; photo {excerpt(c.photo_id, 80)} lists {excerpt(objs)}")
+                    f"choice {c.label} names {excerpt(c.object, 80)}; photo {excerpt(c.photo_id, 80)} lists "
+                    f"{excerpt(objs)}")
     return Dialogue(item["dialog_id"], turns, choices, item["answer"], item.get("rationale"))
 
 
@@ -371,7 +372,8 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0", first_line: int 
     section = "turns"
 
     def fail(k: int, line: str, why: str, fix: str):
-        raise SeedFormatError(f"dialogue {excerpt(dialog_id, 80)}, line {k + first_line} {excerpt(line)}: {why}. Fix: {fix}")
+        raise SeedFormatError(f"dialogue {excerpt(dialog_id, 80)}, line {k + first_line} {excerpt(line)}: {why}. "
+                              f"Fix: {fix}")
 
     if text.startswith("\ufeff"):  # a byte-order mark is not part of the first speaker's name
         text = text[1:]
@@ -445,8 +447,8 @@ def parse_seed_text(text: str, dialog_id: str | int = "seed-0", first_line: int 
             # no photo (or several) from that speaker: name it so validation reports the choice, not a guess
             photo_id = f"{speaker}'s photo"
         else:
-            raise SeedFormatError(f"dialogue {dialog_id!r}: choice {label}) {excerpt(ctext)} names no photo. Fix: write it "
-                                  f"as `A가 올린 사진 속 X`, `사진 N 속 X`, `the X in A's photo` or `the X in photo N`")
+            raise SeedFormatError(f"dialogue {dialog_id!r}: choice {label}) {excerpt(ctext)} names no photo. Fix: "
+                                  f"write it as `A가 올린 사진 속 X`, `사진 N 속 X`, `the X in A's photo` or `the X in photo N`")
         choices.append({"label": label, "photo_id": photo_id, "object": obj, "text": ctext})
     photos = {t["photo"]["photo_id"]: t["photo"] for t in turns if "photo" in t}
     for c in choices:
