@@ -114,7 +114,10 @@ def test_two_process_cpu_run_trains_on_disjoint_shards(world, tmp_path):
     assert [r["rank"] for r in shards["per_rank"]] == [0, 1] and shards["n_seen"] == [8, 8]
     a, b = (set(r["indices"]) for r in shards["per_rank"])
     assert not a & b and a | b == set(range(16)) and shards["disjoint"] and shards["covers"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "m.json", "model", "train.log"]  # one model dir
+    # one model dir; the log's copy for this attempt (mmemory.io.attempt_log_path) under attempts/
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "ckpt", "m.json", "model", "train.log"]
+    (copy,) = (tmp_path / "attempts").glob("train.*.log")
+    assert "train_coref: 2 steps" in copy.read_text()
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert "train_coref: 2 steps" in (tmp_path / "train.log").read_text()
 
