@@ -70,3 +70,19 @@ def test_tiny_clip_embeds_images_and_text(built, toy_root):
     txt = getattr(txt, "pooler_output", txt)
     assert img.shape == txt.shape == (1, 32)
     assert built[1]["clip_params"] > 0
+
+
+def test_tiny_gemma3_answer_sees_the_start_of_a_long_prompt(built):
+    """A memory block sits at the start of a ~300-token prompt and the answer at its end: the stand-in's last layer
+    attends globally, as Gemma-3's global layers do (a 256-token sliding window everywhere hid the block)."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(built[0]["vlm"]).eval()
+    assert model.config.text_config.layer_types[-1] == "full_attention"
+    ids = torch.randint(20, model.config.text_config.vocab_size, (1, 400), generator=torch.Generator().manual_seed(0))
+    changed = ids.clone()
+    changed[0, 3] = (ids[0, 3] + 1 - 20) % (model.config.text_config.vocab_size - 20) + 20
+    with torch.no_grad():
+        a = model(input_ids=ids).logits[0, -1]
+        b = model(input_ids=changed).logits[0, -1]
+    assert not torch.allclose(a, b)

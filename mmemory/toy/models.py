@@ -118,7 +118,11 @@ def build_tiny_gemma3(tokenizer, sizes: ToySizes, out_dir: str | Path, seed: int
         vocab_size=len(tokenizer), hidden_size=sizes.hidden_size, intermediate_size=4 * sizes.hidden_size,
         num_hidden_layers=sizes.num_layers, num_attention_heads=sizes.num_heads,
         num_key_value_heads=max(1, sizes.num_heads // 2), head_dim=head_dim, max_position_embeddings=1024,
-        sliding_window=256, query_pre_attn_scalar=head_dim, initializer_range=sizes.vlm_initializer_range,
+        # Gemma-3 closes each run of sliding-window layers with a global one; with two layers the default pattern
+        # (one global in six) left both local, and a 256-token window cannot reach a memory block at the start of a
+        # ~300-token prompt from the answer at its end (the memory variants scored as if they had no memory)
+        sliding_window=256, layer_types=["sliding_attention"] * (sizes.num_layers - 1) + ["full_attention"],
+        query_pre_attn_scalar=head_dim, initializer_range=sizes.vlm_initializer_range,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     vision = SiglipVisionConfig(
