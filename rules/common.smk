@@ -17,6 +17,20 @@ os.environ.update(
 
 BUILT_MODELS = "results/models/"
 
+
+def hub_model_refs(cfg):
+    """The configured models that are neither built here nor on disk: hub ids such as meta-llama/Llama-3.2-1B."""
+    refs = [cfg["models"][k] for k in ("llm", "vlm", "clip")] + [cfg["counting"]["model"]]
+    refs += [m["path"] for m in cfg["coref"]["models"]]
+    return [r for r in refs if not r.startswith(BUILT_MODELS) and not Path(r).expanduser().exists()]
+
+
+# Importing mmemory sets HF_HUB_OFFLINE=1 unless the environment sets it (mmemory/hub.py): the embedded default's
+# models are all local, so no job may reach the network. A config that names hub ids (config/paper.yaml) lets the
+# jobs download them; set HF_HUB_OFFLINE=1 yourself to use only the local cache.
+if hub_model_refs(config):
+    os.environ.setdefault("HF_HUB_OFFLINE", "0")
+
 # The python a shell command runs: the conda env's under --use-conda, else the one running Snakemake.
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 
