@@ -30,7 +30,12 @@ def cuda_capability(device=None) -> tuple[int, int] | None:
     dev = torch.device(device) if device is not None else torch.device("cuda")
     if dev.type != "cuda" or not torch.cuda.is_available():
         return None
-    major, minor = torch.cuda.get_device_capability(dev)
+    try:
+        major, minor = torch.cuda.get_device_capability(dev)
+    except (AssertionError, RuntimeError) as e:  # a torch without CUDA, or a driver that does not answer
+        logger.warning("CUDA reports a device but its compute capability cannot be read (%s); computing as on "
+                       "the CPU", e)
+        return None
     return int(major), int(minor)
 
 

@@ -171,13 +171,18 @@ def load_counting_model(path: str, load_in_4bit: bool = False, dtype: str = "aut
                         for_training: bool = False, gradient_checkpointing: bool = False):
     """(model, processor) by path: the tiny LLaVA or llava-hf/llava-1.5-7b-hf (a local copy). `load_in_4bit`: NF4
     weights with double quantisation and `dtype` compute (bitsandbytes; QLoRA), prepared for k-bit training when
-    `for_training`. `dtype` "auto": bfloat16 with 4-bit (CPU too: bitsandbytes runs it there), float32 otherwise."""
+    `for_training`. `dtype` "auto" (`mmemory.precision.resolve_dtype`): with 4-bit, the compute dtype is bfloat16 on
+    a GPU of compute capability >= 8.0, float16 on an older one (a 2080 Ti emulates bfloat16) and bfloat16 on the
+    CPU (bitsandbytes runs it there); without 4-bit the weights stay float32 (the Trainer's mixed precision casts)."""
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    from mmemory.precision import resolve_dtype
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":  # TRL casts the trainable parameters of a quantized model to bfloat16 (the QLoRA recipe)
-        dtype = "bfloat16" if load_in_4bit else "float32"
+    if dtype == "auto" and not load_in_4bit:
+        dtype = "float32"
+    dtype = resolve_dtype(dtype, device, cpu="bfloat16", what="counting dtype")
     torch_dtype = getattr(torch, dtype)
     kwargs: dict = {"dtype": torch_dtype}
     if load_in_4bit:

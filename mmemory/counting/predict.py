@@ -37,14 +37,16 @@ class CountingGenerationConfig(StrictConfig):
     max_new_tokens: int = 8  # "There are 12 people.</s>" is 6 tokens with the toy tokenizer (~9 with Llama's)
     batch_size: int = 32  # frames per generate() call
     load_in_4bit: bool = False  # bitsandbytes NF4 base weights (the paper preset: true)
+    dtype: str = "auto"  # 4-bit compute dtype: auto (bfloat16 from compute capability 8.0, else float16) or a name
 
     def __post_init__(self):
         check_types(self)  # a value of the wrong type is refused here, naming its key
 
 
-def load_for_prediction(model_path: str, adapter_dir: str | Path | None, load_in_4bit: bool = False):
+def load_for_prediction(model_path: str, adapter_dir: str | Path | None, load_in_4bit: bool = False,
+                        dtype: str = "auto"):
     """(model, processor): the base model, with the LoRA adapter applied (merged unless 4-bit) when given."""
-    model, processor = load_counting_model(model_path, load_in_4bit)
+    model, processor = load_counting_model(model_path, load_in_4bit, dtype=dtype)
     if adapter_dir:
         from peft import PeftModel
 
@@ -63,7 +65,7 @@ def predict_counts(model_path: str, adapter_dir: str | Path | None, items, cfg: 
     """Greedy answers to `question` for every frame in `items`; written to `out_json` (when given) and returned."""
     import torch
 
-    model, processor = load_for_prediction(model_path, adapter_dir, cfg.load_in_4bit)
+    model, processor = load_for_prediction(model_path, adapter_dir, cfg.load_in_4bit, cfg.dtype)
     device = next(model.parameters()).device
     prompt = processor.apply_chat_template([user_message(question)], add_generation_prompt=True, tokenize=False)
     fields = [item_fields(it) for it in items]

@@ -68,6 +68,7 @@ class CountingTrainConfig(StrictConfig):
     # are too flat for LoRA alone to sharpen them)
     modules_to_save: list[str] = field(default_factory=lambda: ["multi_modal_projector", "lm_head"])
     load_in_4bit: bool = False  # bitsandbytes NF4 base weights (QLoRA); the seed: true
+    dtype: str = "auto"  # compute dtype on CUDA: auto (bfloat16 from compute capability 8.0, else float16) or a name
     gradient_checkpointing: bool = True  # recompute activations in the backward pass (the seed: true)
     max_length: int | None = None  # None: never truncate (a truncation would cut image tokens)
     select_on_val: bool = True  # evaluate the val loss every epoch and keep the best epoch's adapter
@@ -101,6 +102,7 @@ counting:
     target_modules: all-linear
     modules_to_save: []
     load_in_4bit: true
+    dtype: auto                  # bfloat16 on A100-class GPUs (compute capability >= 8.0), float16 on older ones
     gradient_checkpointing: true
     max_length: null
     select_on_val: true
@@ -112,6 +114,7 @@ counting:
     max_new_tokens: 16
     batch_size: 8
     load_in_4bit: true
+    dtype: auto
 """
 
 
@@ -192,6 +195,8 @@ def sft_config(cfg: CountingTrainConfig, checkpoint_dir: str, evaluate: bool):
     import torch
     from trl import SFTConfig
 
+    from mmemory.precision import amp_flags
+
     cuda = torch.cuda.is_available()
     return SFTConfig(
         output_dir=checkpoint_dir, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
@@ -207,7 +212,7 @@ def sft_config(cfg: CountingTrainConfig, checkpoint_dir: str, evaluate: bool):
         metric_for_best_model="eval_loss" if evaluate else None, greater_is_better=False if evaluate else None,
         report_to=[] if cfg.report_to in ("none", "", None) else [cfg.report_to],
         push_to_hub=False,  # pushed once, after the best adapter is written (check_hub_reachable ran first)
-        remove_unused_columns=False, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        remove_unused_columns=False, use_cpu=not cuda, **amp_flags(cfg.dtype, what="counting.train.dtype"),
         dataloader_num_workers=0, disable_tqdm=False,
     )
 
@@ -247,7 +252,7 @@ def make_trainer(model_path: str, train_items, val_items, checkpoint_dir: str | 
     from trl import SFTTrainer
 
     evaluate = cfg.select_on_val and bool(val_items)
-    model, processor = load_counting_model(model_path, cfg.load_in_4bit, for_training=True,
+    model, processor = load_counting_model(model_path, cfg.load_in_4bit, dtype=cfg.dtype, for_training=True,
                                            gradient_checkpointing=cfg.gradient_checkpointing)
     processor.chat_template = LLAVA_CHAT_TEMPLATE  # the {% generation %} span marks the answer for the loss
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
@@ -260,9 +265,13 @@ def make_trainer(model_path: str, train_items, val_items, checkpoint_dir: str | 
     if cfg.load_in_4bit:
         # TRL casts every trainable parameter of a quantized model to bfloat16 (meant for the LoRA matrices), while
         # peft's k-bit preparation keeps the unquantized layers in float32: a fully trained module (modules_to_save)
-        # must stay in float32 like its inputs
+        # must stay in float32 like its inputs. Where the compute dtype is float16 (a GPU older than Ampere), every
+        # trainable tensor goes back to float32: the float16 GradScaler then updates float32 master weights
+        from mmemory.precision import resolve_dtype
+
+        fp16 = resolve_dtype(cfg.dtype, next(trainer.model.parameters()).device, cpu="bfloat16") == "float16"
         for name, param in trainer.model.named_parameters():
-            if param.requires_grad and ".modules_to_save." in name:
+            if param.requires_grad and (fp16 or ".modules_to_save." in name):
                 param.data = param.data.float()
     return trainer, processor
 

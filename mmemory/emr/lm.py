@@ -18,9 +18,13 @@ DEFAULT_PROMPT = "question: {question} answer:"
 
 
 def load_llm(path: str, load_in_4bit: bool = False, device: str = "cpu", dtype: str = "float32"):
-    """A frozen causal LM and its tokenizer, loaded by path. 4-bit NF4 through `BitsAndBytesConfig` when asked."""
+    """A frozen causal LM and its tokenizer, loaded by path. 4-bit NF4 through `BitsAndBytesConfig` when asked.
+    `dtype` "auto": bfloat16 on a GPU of compute capability >= 8.0, float16 on an older one, float32 on the CPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mmemory.precision import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device, what="emr.llm_dtype")
     torch_dtype = getattr(torch, dtype)
     kwargs = {"dtype": torch_dtype}
     if load_in_4bit:

@@ -68,7 +68,28 @@ class TrainConfig(StrictConfig):
     eval_every: int = 25  # steps between val-loss evaluations
     ckpt_every: int = 25  # steps between checkpoints
     val_dialogs: int = 32  # val dialogues used for the val loss (a fixed subset)
+    gradient_checkpointing: bool = False  # recompute the LM's activations in the backward pass (paper: true)
+    loss_scale: str = "auto"  # auto (dynamic when the frozen LM computes in float16 on CUDA) | dynamic | none
     seed: int = 0  # bridge init and batch order
+
+    def __post_init__(self):
+        if self.loss_scale not in LOSS_SCALES:
+            from mmemory.config import ConfigError
+
+            raise ConfigError(f"config {self.SECTION}: loss_scale {self.loss_scale!r} is not one of "
+                              f"{', '.join(LOSS_SCALES)}")
+
+
+LOSS_SCALES = ("auto", "dynamic", "none")
+
+
+def use_loss_scaling(loss_scale: str, llm_dtype: str, device: str, llm_trainable: bool = False) -> bool:
+    """Whether the bridge's loss is scaled (torch.amp.GradScaler): "dynamic" always on CUDA, "none" never, "auto"
+    when a frozen LM computes in float16 on CUDA, where the small gradients that reach the bridge through it would
+    underflow. bfloat16 has float32's range and needs no scaling."""
+    if torch.device(device).type != "cuda" or loss_scale == "none":
+        return False
+    return loss_scale == "dynamic" or (llm_dtype == "float16" and not llm_trainable)
 
 
 def check_disjoint(train_ids, val_ids, train_path="train", val_path="val") -> None:
@@ -189,10 +210,13 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     """Train one variant's bridge; writes bridge.safetensors, bridge_config.json, loss.csv, loss.png in out_dir."""
     if variant not in VARIANT_OVERRIDES:
         raise ValueError(f"unknown EMR variant {variant!r}; trainable variants: {', '.join(VARIANT_OVERRIDES)}")
+    from mmemory.precision import resolve_dtype
+
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "ckpt" / "last.pt"
     bcfg = BridgeConfig.from_dict({**bridge, **VARIANT_OVERRIDES[variant]})
     tcfg = TrainConfig.from_dict(train)
+    llm_dtype = resolve_dtype(llm_dtype, device, what="emr.llm_dtype")  # auto: bfloat16 from compute capability 8.0
 
     train_split, val_split = load_visdial(train_json), load_visdial(val_json)
     check_disjoint([d["image_id"] for d in train_split.dialogs], [d["image_id"] for d in val_split.dialogs],
@@ -218,6 +242,8 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     val_recs = val_recs[:tcfg.val_dialogs]
 
     llm, tok = load_llm(llm_path, llm_4bit, device, llm_dtype)
+    if tcfg.gradient_checkpointing:  # transformers recomputes a layer only in train mode (the LM has no dropout)
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     codec = TextCodec(tok, prompt_template)
     model = make_bridge(bcfg, llm.get_input_embeddings().embedding_dim, tcfg.seed).to(device)
     names = model.set_trainable()
@@ -237,6 +263,11 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     if llm_trainable:
         groups.append({"params": list(llm.parameters()), "lr": tcfg.llm_lr or tcfg.lr})
     opt = torch.optim.AdamW(groups, weight_decay=tcfg.weight_decay)
+    scaling = use_loss_scaling(tcfg.loss_scale, llm_dtype, device, llm_trainable)
+    scaler = torch.amp.GradScaler("cuda", enabled=scaling)
+    logger.info("LM computes in %s%s; gradient checkpointing %s; loss scaling %s", llm_dtype,
+                " (4-bit NF4 weights)" if llm_4bit else "", "on" if tcfg.gradient_checkpointing else "off",
+                "dynamic" if scaling else "off")
 
     train_toks, val_toks = round_batches(train_recs, codec), round_batches(val_recs, codec)
     steps_per_epoch = len(length_buckets(train_recs, tcfg.batch_size))
@@ -264,6 +295,8 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
                 llm.load_state_dict(ck["llm"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
+            if ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
             step, rows, seconds_before = ck["step"], ck["rows"], ck.get("seconds", 0.0)
             set_rng_state(ck["rng"])
             logger.info("resuming %s from %s at step %d/%d", variant, ckpt_path, step, total_steps)
@@ -275,13 +308,13 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
         buf = io.BytesIO()
         torch.save({"fingerprint": fp.digest, "config": run_config, "step": step, "bridge": model.state_dict(),
                     "optimizer": opt.state_dict(), "llm": llm.state_dict() if llm_trainable else None,
-                    "scheduler": sched.state_dict(), "rows": rows, "rng": rng_state(),
+                    "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "rows": rows, "rng": rng_state(),
                     "seconds": seconds_before + time.perf_counter() - t0}, buf)
         atomic_write_bytes(ckpt_path, buf.getvalue())
         _write_csv(out_dir / "loss.csv", rows)
 
     model.train()
-    llm.train(llm_trainable)
+    llm.train(llm_trainable or tcfg.gradient_checkpointing)
     pad, lead = tok.pad_token_id, codec.lead_ids()
     t0, seen = time.perf_counter(), 0
     bar = tqdm(total=total_steps, initial=step, desc=f"train_emr {variant}", unit="step")
@@ -308,10 +341,12 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
             else:
                 loss = _loss(model, llm, recs, [train_toks[i] for i in b], temb, pad, device, lead)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()  # scaled only when loss scaling is on (float16 LM on CUDA)
             if tcfg.grad_clip:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], tcfg.grad_clip)
-            opt.step()
+            scaler.step(opt)  # skipped when a scaled gradient overflowed
+            scaler.update()
             sched.step()
             step += 1
             seen += len(b)

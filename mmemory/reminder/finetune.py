@@ -47,6 +47,7 @@ class FinetuneConfig(StrictConfig):
     with_instruction: bool = False  # train (and so prompt) the adapter with the instruction as system text
     memory_share: float = 0.5  # share of training examples given a memory block (0: never, as the seeds)
     load_in_4bit: bool = False  # hf: bitsandbytes 4-bit base weights (QLoRA); unsloth: its 4-bit loading
+    dtype: str = "auto"  # CUDA compute dtype: auto (bfloat16 from compute capability 8.0, else float16) or a name
     r: int = 16  # LoRA rank (seeds: 16)
     lora_alpha: float = 16  # LoRA scaling numerator (seeds: 16)
     lora_dropout: float = 0.0  # LoRA dropout (seeds: 0)
@@ -152,6 +153,8 @@ def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
     import torch
     from trl import SFTConfig
 
+    from mmemory.precision import amp_flags
+
     cuda = torch.cuda.is_available()
     args = dict(
         output_dir=checkpoint_dir, per_device_train_batch_size=cfg.batch_size,
@@ -159,8 +162,9 @@ def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
         num_train_epochs=cfg.epochs, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_scheduler, optim=cfg.optim, logging_steps=cfg.logging_steps, seed=cfg.seed,
         max_length=cfg.max_length, save_strategy="epoch", save_total_limit=1, report_to=[],
-        remove_unused_columns=False, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0, disable_tqdm=False,
+        remove_unused_columns=False, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=False,
+        # bf16 only where the GPU runs it natively (compute capability >= 8.0); fp16 on older GPUs (a 2080 Ti)
+        **amp_flags(cfg.dtype, what="reminder.finetune.dtype"),
     )
     args.update(kw)
     return SFTConfig(**args)
@@ -168,11 +172,12 @@ def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
 
 def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_dir: str, cfg: FinetuneConfig) -> dict:
     """transformers + peft + TRL SFTTrainer (prompt-completion, loss on the completion only)."""
-    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTTrainer
+
+    from mmemory.precision import resolve_dtype, torch_dtype
 
     processor = AutoProcessor.from_pretrained(model_path)
     kwargs = {}
@@ -181,7 +186,7 @@ def finetune_hf(examples: list[dict], model_path: str, out_dir: str, checkpoint_
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+            bnb_4bit_compute_dtype=torch_dtype(resolve_dtype(cfg.dtype, what="reminder.finetune.dtype")))
     model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
                       target_modules=lora_target_regex(cfg), task_type="CAUSAL_LM")
@@ -350,7 +355,9 @@ def run_finetune(data_jsonl: str, train_json: str, model: str, cfg: FinetuneConf
         models={"vlm": model_digest(model)})
     stats = finetune_vlm(examples, model, adapter_dir, checkpoint_dir, cfg, fp)
     stats["examples_with_memory_block"] = with_memories
+    # the backend and the 4-bit switch name the base the adapter was trained on: predict_reminder loads the same one
     atomic_write_json(Path(adapter_dir) / TRAINING_META,
-                      {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model})
+                      {"with_instruction": with_instruction, "instruction": book.instruction, "base_model": model,
+                       "backend": stats["backend"], "load_in_4bit": cfg.load_in_4bit})
     atomic_write_json(metrics_path, stats, indent=2)
     return stats

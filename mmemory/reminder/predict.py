@@ -41,6 +41,14 @@ class GenerationConfig(StrictConfig):
     num_beams: int = 1  # beam search width (seeds: 5)
     batch_size: int = 40  # prompts per generate() call
     load_in_4bit: bool = False  # load the base VLM in 4-bit (bitsandbytes)
+    dtype: str = "auto"  # CUDA compute dtype: auto (bfloat16 from compute capability 8.0, else float16) or a name
+    backend: str = "auto"  # auto (an adapter's training backend; else unsloth on CUDA when installed) | hf | unsloth
+
+    def __post_init__(self):
+        if self.backend not in ("auto", "hf", "unsloth"):
+            from mmemory.config import ConfigError
+
+            raise ConfigError(f"config {self.SECTION}: backend {self.backend!r} is not one of auto, hf, unsloth")
 
 
 PAIR_WINDOW = 3  # words allowed between a question and its answer for the two to count as paired ("A:", "answer is")
@@ -169,19 +177,56 @@ def check_no_leak(samples: Sequence[Sample], prompts: Sequence[str],
                                     f"{s.question!r} with its answer {s.target!r}: {text.strip()[:120]!r}{hint}")
 
 
-def load_vlm(model_path: str, adapter: str | None = None, load_in_4bit: bool = False, device: str | None = None):
-    """(model, processor) loaded by path; with `adapter`, the PEFT adapter is applied on top (and merged)."""
+def adapter_training(adapter: str | None) -> dict:
+    """How an adapter was trained (`finetune.TRAINING_META`: backend, load_in_4bit, base_model), {} if unknown."""
+    from mmemory.reminder.finetune import TRAINING_META
+
+    meta = Path(adapter) / TRAINING_META if adapter else None
+    return json.loads(meta.read_text()) if meta is not None and meta.is_file() else {}
+
+
+def choose_predict_backend(requested: str, adapter: str | None) -> str:
+    """The loader of the base VLM: `requested` unless "auto"; "auto" is the backend the adapter was trained with
+    (its base is then the one it learned on: Unsloth's 4-bit Gemma-3 is not a plain NF4 load of the same id), and
+    without an adapter (or with an adapter that does not say) finetune's own choice (`choose_backend`)."""
+    from mmemory.reminder.finetune import choose_backend
+
+    if requested != "auto":
+        return requested
+    return adapter_training(adapter).get("backend") or choose_backend("auto")
+
+
+def load_vlm(model_path: str, adapter: str | None = None, load_in_4bit: bool = False, device: str | None = None,
+             dtype: str = "auto", backend: str = "hf"):
+    """(model, processor) loaded by path; with `adapter`, the PEFT adapter is applied on top (and merged unless the
+    base is 4-bit). `backend` "unsloth" loads the base as finetune_vlm's unsloth backend did (FastVisionModel,
+    CUDA only); "hf" with transformers (4-bit NF4 through bitsandbytes when `load_in_4bit`)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from mmemory.precision import resolve_dtype, torch_dtype
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if adapter and not (Path(adapter) / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter}: no adapter_config.json; run the finetune_vlm rule first")
+    trained = adapter_training(adapter)
+    if adapter and trained.get("load_in_4bit") is not None and bool(trained["load_in_4bit"]) != load_in_4bit:
+        logger.warning("adapter %s was trained on a %s base but reminder.generation.load_in_4bit is %s: the adapter "
+                       "is applied to a base it was not trained on", adapter,
+                       "4-bit" if trained["load_in_4bit"] else "16/32-bit", load_in_4bit)
+    if backend == "unsloth":
+        return _load_vlm_unsloth(model_path, adapter, load_in_4bit)
+    if backend != "hf":
+        raise ValueError(f"reminder.generation.backend {backend!r}: use auto, hf or unsloth")
     kwargs = {}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
-    if adapter and not (Path(adapter) / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{adapter}: no adapter_config.json; run the finetune_vlm rule first")
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype(resolve_dtype(dtype, device, what="reminder.generation.dtype")))
+    elif torch.device(device).type == "cuda":  # half precision on the GPU; the CPU keeps the checkpoint's dtype
+        kwargs["dtype"] = torch_dtype(resolve_dtype(dtype, device, what="reminder.generation.dtype"))
     processor = AutoProcessor.from_pretrained(adapter or model_path)
     model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
     if adapter:
@@ -192,6 +237,33 @@ def load_vlm(model_path: str, adapter: str | None = None, load_in_4bit: bool = F
             model = model.merge_and_unload()
     if not load_in_4bit:
         model = model.to(device)
+    return model.eval(), processor
+
+
+def _load_vlm_unsloth(model_path: str, adapter: str | None, load_in_4bit: bool):
+    """The base as finetune_unsloth loads it (`FastVisionModel.from_pretrained` with the same 4-bit switch), the
+    adapter on top, in Unsloth's inference mode."""
+    import torch
+
+    if not torch.cuda.is_available():
+        from mmemory.io import InputError
+
+        raise InputError("reminder.generation.backend unsloth (or an adapter trained with unsloth) needs a CUDA GPU "
+                         "and the unsloth env (envs/unsloth.yaml). Fix: predict on a GPU node, or set "
+                         "reminder.generation.backend: hf to apply the adapter to a plain transformers base")
+    from unsloth import FastVisionModel
+
+    from mmemory.hub import check_model
+
+    check_model(model_path, "models.vlm")
+    model, processor = FastVisionModel.from_pretrained(model_path, load_in_4bit=load_in_4bit)
+    if adapter:
+        from peft import PeftModel
+        from transformers import AutoProcessor
+
+        model = PeftModel.from_pretrained(model, adapter)
+        processor = AutoProcessor.from_pretrained(adapter)  # the processor saved with the adapter
+    FastVisionModel.for_inference(model)
     return model.eval(), processor
 
 
@@ -223,7 +295,10 @@ def predict_reminder(samples: Sequence[Sample], variant: str, model_path: str, o
     import torch
     from PIL import Image
 
-    model, processor = load_vlm(model_path, adapter, gen.load_in_4bit)
+    backend = choose_predict_backend(gen.backend, adapter)
+    logger.info("variant %s: base %s loaded with the %s backend%s", variant, model_path, backend,
+                f" and adapter {adapter}" if adapter else "")
+    model, processor = load_vlm(model_path, adapter, gen.load_in_4bit, dtype=gen.dtype, backend=backend)
     prompts = render_prompts(processor, samples, variant, book, memories, memory_top_k, finetuned_instruction)
     check_no_leak(samples, prompts, memories)
     progress = Progress(Path(progress_dir) / "generations.jsonl", fp, f"predict_reminder {variant}")
