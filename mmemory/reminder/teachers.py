@@ -3,8 +3,13 @@
 - `template`: deterministic and offline (the embedded default). It recalls the latest earlier turn that shares a
   content word with the question (else the latest turn), quoting its question and answer (`quote="turn"`) or its
   answer only (`quote="answer"`), and concludes with the held-out answer.
-- `ollama`: the official `ollama` Python client against an Ollama server (paper: gemma3:27b on 127.0.0.1:11434);
-  the image is sent base64-encoded, as in the seeds' generate_from_api.py.
+- `ollama`: the official `ollama` Python client against an Ollama server (paper: gemma3:27b); the image is sent
+  base64-encoded, as in the seeds' generate_from_api.py. The server is config reminder.teacher.host (null: the
+  OLLAMA_HOST environment variable, else http://127.0.0.1:11434). On a cluster the job runs on a compute node, where
+  127.0.0.1 is that node: run `ollama serve` where the job can reach it (a login-node or service host, named in
+  `host`) or start it inside the job. `make_teacher` asks the server for its models before any sample
+  (`check_ollama`): no answer, or no such model, ends the job with one line (exit code 2) instead of three failed
+  tries per sample.
 - `transformers`: any local image-text-to-text checkpoint (a path), run with `generate`.
 
 A teacher's `respond(sample)` returns the raw response text. It raises `TransientTeacherError` for faults worth
@@ -14,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
 from pathlib import Path
 
+from mmemory.io import InputError
 from mmemory.reminder.prompts import PromptBook, Sample, build_prompt, teacher_messages
 
 logger = logging.getLogger(__name__)
@@ -33,6 +40,54 @@ class TeacherError(RuntimeError):
 
 class TransientTeacherError(TeacherError):
     """A fault worth retrying with backoff (timeout, connection error, HTTP 5xx, malformed body)."""
+
+
+class TeacherUnavailableError(InputError, TeacherError):
+    """The configured teacher cannot serve at all (no server answers, or it lacks the model): one line, exit 2."""
+
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+def ollama_host(host: str | None) -> str:
+    """The Ollama server to ask: config reminder.teacher.host, else $OLLAMA_HOST, else 127.0.0.1:11434."""
+    return host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+
+
+def _same_model(wanted: str, listed: str) -> bool:
+    """Ollama names: "gemma3" is "gemma3:latest"; a registry prefix ("registry.ollama.ai/library/") is ignored."""
+    def norm(name: str) -> str:
+        name = name.split("/")[-1]
+        return name if ":" in name else f"{name}:latest"
+
+    return norm(wanted) == norm(listed)
+
+
+def check_ollama(client, host: str, model: str) -> None:
+    """Before any sample: the server at `host` answers and has `model`; else TeacherUnavailableError naming the host,
+    the model and the fix (one line, exit code 2 through the workflow's log setup)."""
+    import httpx
+
+    try:
+        listed = client.list()
+    except (httpx.HTTPError, ConnectionError, OSError) as e:
+        raise TeacherUnavailableError(
+            f"reminder.teacher.host {host}: no Ollama server answers ({type(e).__name__}: {e}). Fix: start `ollama "
+            f"serve` where this job can reach it (on a cluster 127.0.0.1 is the compute node itself): a login-node or "
+            "service host named in reminder.teacher.host (or OLLAMA_HOST), or a server started inside the job "
+            "(docs/reminder.md, 'The Ollama teacher on a cluster')") from e
+    except Exception as e:  # ollama.ResponseError and malformed replies
+        raise TeacherUnavailableError(f"reminder.teacher.host {host}: the server did not list its models "
+                                      f"({type(e).__name__}: {str(e)[:200]}); is it an Ollama server?") from e
+    names = [getattr(m, "model", None) or (m.get("name") if isinstance(m, dict) else None)
+             for m in (getattr(listed, "models", None) or [])]
+    names = [n for n in names if n]
+    if not any(_same_model(model, n) for n in names):
+        raise TeacherUnavailableError(
+            f"reminder.teacher.host {host}: the Ollama server has no model {model!r} (it has: "
+            f"{', '.join(sorted(names)) or 'none'}). Fix: `ollama pull {model}` on that server, or set "
+            "reminder.teacher.model to one it has")
+    logger.info("ollama at %s answers and has %s", host, model)
 
 
 class TemplateTeacher:
@@ -73,13 +128,14 @@ class OllamaTeacher:
 
     name = "ollama"
 
-    def __init__(self, book: PromptBook, model: str = "gemma3:27b", host: str = "http://127.0.0.1:11434",
+    def __init__(self, book: PromptBook, model: str = "gemma3:27b", host: str | None = DEFAULT_OLLAMA_HOST,
                  timeout_s: float = 120.0, options: dict | None = None, client=None):
         try:
             import ollama
         except ImportError as e:
             raise TeacherError("the ollama backend needs `pip install ollama==0.6.3` (requirements.txt)") from e
         self._ollama = ollama
+        host = ollama_host(host)
         self.book, self.model, self.host = book, model, host
         self.options = dict(options or {})
         self.client = client or ollama.Client(host=host, timeout=timeout_s)
@@ -147,14 +203,16 @@ class TransformersTeacher:
         return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def make_teacher(cfg: dict, book: PromptBook):
-    """The teacher named by config reminder.teacher."""
+def make_teacher(cfg: dict, book: PromptBook, check: bool = True):
+    """The teacher named by config reminder.teacher; an ollama teacher's server is checked first (`check_ollama`)."""
     backend = cfg.get("backend", "template")
     if backend == "template":
         return TemplateTeacher(cfg.get("template_turns", 1), cfg.get("template_quote", "turn"))
     if backend == "ollama":
-        return OllamaTeacher(book, cfg["model"], cfg.get("host", "http://127.0.0.1:11434"),
-                             cfg.get("timeout_s", 120.0), cfg.get("options"))
+        teacher = OllamaTeacher(book, cfg["model"], cfg.get("host"), cfg.get("timeout_s", 120.0), cfg.get("options"))
+        if check:
+            check_ollama(teacher.client, teacher.host, teacher.model)
+        return teacher
     if backend == "transformers":
         if not cfg.get("model_path"):
             raise TeacherError("reminder.teacher.backend is transformers: set reminder.teacher.model_path")
