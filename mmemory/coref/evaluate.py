@@ -59,6 +59,8 @@ class CorefEvalConfig(StrictConfig):
     ci: str = "wilson"  # interval of every accuracy: the Wilson score interval (the only method)
     ci_level: float = 0.95  # coverage of the intervals
     device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # on CUDA: auto (bfloat16 from compute capability 8.0, else float16) or a name; CPU: float32
+    load_in_4bit: bool = False  # NF4 weights through bitsandbytes: an 8B then needs ~6 GB instead of ~16 GB (CUDA)
     limit: int | None = None  # evaluate the first N test dialogues only (None: all)
     answer_format: str = "text"  # likelihood continuations: option " D) the mug ..." | text " the mug ..." (as trained)
 
@@ -353,19 +355,32 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(model_path: str | Path, device: str = "auto"):
-    """(model, tokenizer) by path with the Auto classes: a tiny local Llama or a real checkpoint alike."""
+def load_model(model_path: str | Path, device: str = "auto", dtype: str = "auto", load_in_4bit: bool = False):
+    """(model, tokenizer) by path with the Auto classes: a tiny local Llama or a real checkpoint alike. On CUDA the
+    weights are in `dtype` (auto: bfloat16 from compute capability 8.0, float16 below; an 8B needs ~16 GB either way)
+    or 4-bit NF4 (`load_in_4bit`); on the CPU float32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mmemory.hub import check_model
+    from mmemory.precision import resolve_dtype
 
     check_model(model_path, "coref model")  # a missing path or an uncached hub id offline: one clear error
     dev = _device(device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:  # Llama-3 has none: padding positions are masked, any id will do
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = "auto" if dev.type == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(dev)
+    name = resolve_dtype(dtype, dev, cpu="float32", what="coref.eval.dtype")
+    kwargs = {"dtype": getattr(torch, name)}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, name))
+        kwargs["device_map"] = {"": str(dev)}
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if not load_in_4bit:
+        model = model.to(dev)
     model.eval()
     return model, tokenizer
 
@@ -452,7 +467,7 @@ def evaluate_coref(model_path: str | Path, test_json: str | Path, out_json: str 
         dialogues = dialogues[:cfg.limit]
     if not dialogues:
         raise ValueError(f"{test_json}: no test dialogues to evaluate; check the split (coref test share)")
-    model, tokenizer = load_model(model_path, cfg.device)
+    model, tokenizer = load_model(model_path, cfg.device, cfg.dtype, cfg.load_in_4bit)
     loaded = time.perf_counter() - t0
     result = evaluate_dialogues(model, tokenizer, dialogues, cfg)
     result["seconds"]["load"] = round(loaded, 2)
