@@ -263,3 +263,17 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_emr_lists_its_ablations_as_not_shown_whether_or_not_they_ran():
+    from mmemory.emr.report import emr_controls
+
+    per_seed = {"after": [{"exact_match": 0.55, "n_generated_rounds": 800}],
+                "question_prior": [{"exact_match": 0.49}]}
+    rows = emr_controls(per_seed)
+    assert rows[0]["holds"] and rows[0]["difference"] > 0  # 0.06 over 800 rounds is beyond the interval
+    ablations = {r["claim"]: r for r in rows[1:]}
+    assert set(ablations) == {"EMR: turn_pe helps", "EMR: the memory bank helps"}
+    assert all(not r["holds"] and "not run" in r["note"] for r in ablations.values())
+    ran = emr_controls({**per_seed, "no_turn_pe": [{"exact_match": 0.55, "n_generated_rounds": 800}]})
+    assert "not run" not in next(r for r in ran if "turn_pe" in r["claim"])["note"]
