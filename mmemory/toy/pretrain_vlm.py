@@ -153,13 +153,15 @@ def _batch(processor, examples: list[dict], images: list, with_answer: bool):
     kwargs = {"images": imgs} if any(has_image) else {}
     batch = processor(text=texts, padding=True, return_tensors="pt", add_special_tokens=False, **kwargs)
     if with_answer:
+        # the prompts alone, tokenised the same way in one call: each one's length (image tokens included) says
+        # where its answer starts
+        n_prompt = processor(text=prompts, padding=True, return_tensors="pt", add_special_tokens=False,
+                             **kwargs)["attention_mask"].sum(1)
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = -100
-        for i, p in enumerate(prompts):
-            n_prompt = len(processor(text=[p], images=[imgs[i]] if has_image[i] else None,
-                                     add_special_tokens=False)["input_ids"][0])
+        for i in range(len(examples)):
             pad = int((batch["attention_mask"][i] == 0).sum()) if tok.padding_side == "left" else 0
-            labels[i, : pad + n_prompt] = -100
+            labels[i, : pad + int(n_prompt[i])] = -100
         batch["labels"] = labels
     return batch
 
