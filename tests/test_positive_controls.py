@@ -182,11 +182,13 @@ def test_group_rows_and_claims_on_hand_made_results():
     assert controls["finetuned_memory vs finetuned"]["difference"] == pytest.approx(0.75 - 0.1167, abs=1e-3)
     assert controls["oracle_memory vs finetuned_memory"]["holds"]  # at_least
     assert controls["wrong_memory vs finetuned"]["holds"]  # within
+    assert controls["finetuned_memory vs wrong_memory"]["holds"]
     # a broken memory (no better than no memory) does not hold
     per_seed["finetuned_memory"] = per_seed["finetuned"]
     _, exact = group_rows(per_seed, prior)
     broken = {c["treatment"] + " vs " + c["control"]: c for c in reminder_controls(exact, per_seed)}
     assert not broken["finetuned_memory vs finetuned"]["holds"]
+    assert not broken["finetuned_memory vs wrong_memory"]["holds"]
     json.dumps(broken)  # metrics.json-ready
 
 

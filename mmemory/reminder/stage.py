@@ -262,6 +262,8 @@ def reminder_controls(exact: dict, per_seed: dict[str, list[dict]]) -> list[dict
         "finetuned_memory", "finetuned", "earlier")
     add("<reminder>: the memory's own contribution: finetuned_memory beats finetuned_caption (own caption only)",
         "finetuned_memory", "finetuned_caption", "earlier")
+    add("<reminder>: what the memory says, not any block: finetuned_memory beats wrong_memory (another user's "
+        "block of the same size and format)", "finetuned_memory", "wrong_memory", "earlier")
     add("<reminder>: the oracle memory is the ceiling: oracle_memory ≥ finetuned_memory", "oracle_memory",
         "finetuned_memory", "earlier", relation="at_least")
     add("<reminder>: another user's memories do not help: wrong_memory stays at finetuned", "wrong_memory",
