@@ -31,3 +31,40 @@ def test_bench_memory_tiny(tmp_path, index, capsys):
         assert res["recall@10"] == 1.0  # exact index + exact rescoring
     assert "search_p50_ms" in capsys.readouterr().out
     assert not (tmp_path / "store").exists()  # scratch store removed
+
+
+def test_anisotropic_vectors_have_the_asked_spectrum():
+    """The hard distribution: power-law eigenvalues around a shared direction, as `spectrum_summary` measures them;
+    the clustered one is not power-law shaped the same way (most variance in many equal directions)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal(128).astype(np.float32)
+    d /= np.linalg.norm(d)
+    x = bench.anisotropic(rng, 6000, 128, alpha=1.0, mean_share=0.3, mean_dir=d)
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    s = bench.spectrum_summary(x, top=50)
+    assert abs(s["alpha_top50"] - 1.0) < 0.2 and abs(s["mean_norm2"] - 0.3) < 0.03
+    steeper = bench.spectrum_summary(bench.anisotropic(rng, 6000, 128, alpha=2.0, mean_share=0.3, mean_dir=d), top=50)
+    assert steeper["alpha_top50"] > s["alpha_top50"] + 0.5 and steeper["effective_dim"] < s["effective_dim"]
+
+
+def test_bench_sweep_reports_a_curve_and_a_choice(tmp_path):
+    """--sweep times FAISS and the store at each nprobe; recall never falls as nprobe grows on one index, and the
+    chosen nprobe is the cheapest swept point with recall@10 >= 0.95 (none: null). No timing is asserted."""
+    out, png = tmp_path / "bench.json", tmp_path / "sweep.png"
+    assert bench.main(["--n", "3000", "--dim", "32", "--queries", "20", "--brute-queries", "5", "--warmup", "5",
+                       "--index", "ivfflat", "--nlist", "16", "--train-per-list", "40", "--batch", "1000",
+                       "--sweep", "1,4,16", "--sweep-queries", "20", "--plot", str(png),
+                       "--store", str(tmp_path / "store"), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["distribution"] == "anisotropic" and "alpha_top32" in res["spectrum"]["synthetic"]
+    sweep = res["sweep"]
+    assert [p["nprobe"] for p in sweep] == [1, 4, 16]
+    recalls = [p["recall@10"] for p in sweep]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0      # nprobe = nlist visits every list: exact
+    for p in sweep:
+        assert p["faiss_p50_ms"] > 0 and p["relevance_p50_ms"] > 0 and "store_overhead_p50_ms" in p
+    good = [p["nprobe"] for p in sweep if p["recall@10"] >= 0.95]
+    assert res["sweep_chosen_nprobe"] == min(good)
+    assert png.is_file() and png.stat().st_size > 0

@@ -70,24 +70,51 @@ def test_turn_ids_are_unique_only_within_their_session(tmp_path):
 
 
 def test_loo_never_tunes_on_the_scored_session(tmp_path, monkeypatch):
+    """Nested LOO: while a session is scored, every weight search (the inner LOO that picks the procedure, and the
+    final ascent) sees only the other sessions; the inner LOO holds out each of those in turn."""
     turns, queries = data()
     t, q = ev.load_sessions(*write(tmp_path, turns, queries))
     recorded = ev.record(t, q, FakeEncoder(), tmp_path / "w")
-    seen = []
-    real = ev.ascend
+    seen: dict[str, list[set]] = {}
+    current = ["all"]
+    real_ascend, real_nested = ev.ascend, ev.tune_nested
 
-    def spy(train, *a, **kw):
-        seen.append({r["session_id"] for r in train})
-        return real(train, *a, **kw)
+    def spy_ascend(train, *a, **kw):
+        seen.setdefault(current[0], []).append({r["session_id"] for r in train})
+        return real_ascend(train, *a, **kw)
 
-    monkeypatch.setattr(ev, "ascend", spy)
+    def spy_nested(train, *a, **kw):
+        sessions = {r["session_id"] for r in train}
+        current[0] = ({"c1", "c2", "c3"} - sessions).pop() if len(sessions) < 3 else "all"
+        return real_nested(train, *a, **kw)
+
+    monkeypatch.setattr(ev, "ascend", spy_ascend)
+    monkeypatch.setattr(ev, "tune_nested", spy_nested)
     per_query, folds = ev.tune_loo(recorded)
-    assert set(folds) == {"c1", "c2", "c3"} and len(seen) == 3
-    for sid, train_sessions in zip(folds, seen):
-        assert sid not in train_sessions and train_sessions == {"c1", "c2", "c3"} - {sid}
+    assert set(folds) == {"c1", "c2", "c3", "all"}
+    for sid in ("c1", "c2", "c3"):
+        others = {"c1", "c2", "c3"} - {sid}
+        assert all(s <= others for s in seen[sid]), (sid, seen[sid])
+        # inner LOO: each procedure tunes on one of the two others; then the chosen one on both
+        assert sorted(map(sorted, seen[sid])) == sorted([[x] for x in others] * len(ev.PROCEDURES) + [sorted(others)])
+        assert folds[sid]["procedure"] in ev.PROCEDURES and sid not in folds[sid]["sessions"]
     assert [r["query_id"] for r in per_query] == [r["query_id"] for r in recorded if r["session_id"] == "c1"] + \
         [r["query_id"] for r in recorded if r["session_id"] == "c2"] + \
         [r["query_id"] for r in recorded if r["session_id"] == "c3"]
+
+
+def test_nested_loo_never_starts_from_the_shipped_default(tmp_path, monkeypatch):
+    """The shipped default was chosen on data: the nested procedure's figures must not depend on it."""
+    t, q = ev.load_sessions(*write(tmp_path, *data()))
+    recorded = ev.record(t, q, FakeEncoder(), tmp_path / "w")
+    before = ev.tune_loo(recorded)
+    odd = {"relevance": 1.0, "lexical": 2.0, "speaker": 1.0, "episode": 1.0}
+    monkeypatch.setattr(ev, "DEFAULT_WEIGHTS", odd)
+    monkeypatch.setattr("mmemory.memory.scoring.DEFAULT_WEIGHTS", odd)
+    after = ev.tune_loo(recorded)
+    assert [r["ranks"] for r in before[0]] == [r["ranks"] for r in after[0]]
+    assert {k: f["weights"] for k, f in before[1].items()} == {k: f["weights"] for k, f in after[1].items()}
+    assert all(start != odd for start, _ in ev.PROCEDURES.values())
 
 
 def test_frequency_cannot_feed_on_its_own_retrievals(tmp_path):

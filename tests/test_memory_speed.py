@@ -27,7 +27,7 @@ def _slow_metric(recorded, weights, metric):
         if not q.get("raw"):
             out.append(0.0)
             continue
-        score, _ = combine(q["raw"], weights, q["neighbours"])
+        score, _ = combine(q["raw"], weights, q["neighbours"], q.get("groups"))
         hit = q["is_evidence"][np.lexsort((q["ids"], -q["raw"]["relevance"], -score))]
         if "@" in metric:
             out.append(hit[:int(metric.split("@")[1])].sum() / len(q["ranks"]))
@@ -43,7 +43,7 @@ def test_packed_reranking_equals_combine_per_query(tmp_path):
     packed = ev.Packed(recorded)
     rng = np.random.default_rng(0)
     for _ in range(25):
-        w = {"relevance": 1.0, **{c: float(rng.choice([0, 0.1, 0.5, 1, 2])) for c in ev.TUNE_GRID}}
+        w = {"relevance": 1.0, **{c: float(rng.choice([0, 0.1, 0.5, 1, 2])) for c in (*ev.TUNE_GRID, "diversity")}}
         for metric in ("recall@1", "recall@5", "mrr"):
             assert np.array_equal(packed.metric(w, metric), _slow_metric(recorded, w, metric)), (w, metric)
 

@@ -34,7 +34,8 @@ import numpy as np
 from mmemory.io import InputError
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
 from mmemory.memory import lexical
-from mmemory.memory.scoring import DEFAULT_WEIGHTS, check_weights, combine, frequency, recency, saliency
+from mmemory.memory.scoring import (CONTEXT, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, check_weights, combine, episodes,
+                                    frequency, recency, saliency)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ class Retrieved:
 @dataclass
 class Scored:
     """Every candidate of one search, in candidate order: memory ids, their rows, raw and normalised components,
-    (previous, next) neighbour positions (-1: none) and the final score."""
+    (previous, next) neighbour positions (-1: none), the final score and the episode number of each candidate
+    (`scoring.episodes`; None when neither the weights nor the caller asked for it)."""
 
     ids: np.ndarray
     rows: list[tuple]
@@ -127,6 +129,7 @@ class Scored:
     norm: dict[str, np.ndarray]
     neighbours: tuple[np.ndarray, np.ndarray] | None   # None when the weights have no neighbours component
     score: np.ndarray
+    groups: np.ndarray | None = None
 
     def order(self) -> np.ndarray:
         """Candidate positions best first; ties: more relevant, then older (smaller id) first."""
@@ -138,7 +141,7 @@ class Scored:
         pos = {(r[1], r[2]): j for j, r in enumerate(rows)}
         neighbours = tuple(np.array([pos.get((r[1], r[2] + d), -1) for r in rows]) for d in (-1, 1))
         return Scored(self.ids[positions], rows, {c: v[positions] for c, v in self.raw.items()}, {}, neighbours,
-                      self.score[positions])
+                      self.score[positions], None if self.groups is None else self.groups[positions])
 
     def hit(self, i: int) -> Retrieved:
         return Retrieved(MemoryStore._memory(self.rows[i]), float(self.score[i]),
@@ -197,6 +200,8 @@ class MemoryStore:
     synchronous: SQLite `synchronous` pragma (FULL: a committed memory survives power loss; NORMAL: an app crash).
     create: create the store when `path` holds none (default); False (and readonly) refuse a missing store with
         MemoryInputError instead, so that a mistyped path never becomes a new empty store.
+    episode_gap_hours: a longer gap between consecutive memories of a session starts a new episode (read by the
+        `episode` and `diversity` weights; `scoring.episodes`).
 
     `rebuilds` counts the full index rebuilds this object has done (missing, damaged or out-of-step index files,
     deletions, IVF training); appends, including those of a concurrent writer, are caught up without one.
@@ -219,6 +224,7 @@ class MemoryStore:
         readonly: bool = False,
         synchronous: str = "FULL",
         create: bool = True,
+        episode_gap_hours: float = EPISODE_GAP_HOURS,
     ):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
@@ -233,6 +239,9 @@ class MemoryStore:
         self.encoder, self.recency_unit = encoder, recency_unit
         self.half_life = float(DEFAULT_HALF_LIFE[recency_unit] if half_life is None else half_life)
         self.update_access, self.n_candidates, self.exhaustive_below = update_access, n_candidates, exhaustive_below
+        if not (isinstance(episode_gap_hours, (int, float)) and episode_gap_hours > 0):
+            raise ValueError(f"episode_gap_hours must be a number above 0, got {episode_gap_hours!r}")
+        self.episode_gap_hours = float(episode_gap_hours)
         self.weights = check_weights(weights or DEFAULT_WEIGHTS)
         self.saliency_fn, self.save_every, self.readonly = saliency_fn, save_every, readonly
         self.index_cfg = index if isinstance(index, IndexConfig) else (
@@ -691,10 +700,10 @@ class MemoryStore:
         explicit = weights is not None
         weights = check_weights(weights) if explicit else self.weights
         q = self._check_vector(self._encode_texts([query_text], "search query")[0], "search query")
-        return self._score(q, query_text, to_unix(now), weights, explicit, session, before)
+        return self._score(q, query_text, to_unix(now), weights, explicit, session, before, with_groups=True)
 
     def _score(self, q: np.ndarray, query_text: str | None, now_ts: float, weights: dict[str, float],
-               explicit: bool, session: str | None, before: Any) -> "Scored | None":
+               explicit: bool, session: str | None, before: Any, with_groups: bool = False) -> "Scored | None":
         with self._snapshot():  # candidates, rows and turn counts of one committed state
             cand = self._candidates(q, session, None if before is None else to_unix(before))
             if not cand:
@@ -715,8 +724,11 @@ class MemoryStore:
             position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
             neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
                                for d in (-1, 1))
-        score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c == "neighbours"}, neighbours)
-        return Scored(np.array(mids, dtype=np.int64), [rows[m] for m in mids], raw, norm, neighbours, score)
+        groups = None   # episode numbers: only the episode and diversity weights read them
+        if with_groups or weights.get("episode") or weights.get("diversity"):
+            groups = episodes([rows[m][1] for m in mids], np.array([rows[m][3] for m in mids]), self.episode_gap_hours)
+        score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c in CONTEXT}, neighbours, groups)
+        return Scored(np.array(mids, dtype=np.int64), [rows[m] for m in mids], raw, norm, neighbours, score, groups)
 
     def accessed_ids(self, scored: "Scored", k: int, weights: dict[str, float] | None = None) -> list[int]:
         """The ids that rank in the top k by the score WITHOUT the frequency component: what a search counts as
@@ -725,12 +737,15 @@ class MemoryStore:
         if not weights.get("frequency"):
             return [int(scored.ids[i]) for i in scored.order()[:k]]
         raw = scored.raw
-        rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
+        rest = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c in CONTEXT)}
         if rest.get("neighbours") and scored.neighbours is None:
             raise ValueError("accessed_ids: these weights have a neighbours component but the candidates were scored "
                              "without one; score them with these weights (or take() them, which adds neighbours)")
-        counted = combine(raw, rest, scored.neighbours)[0] if any(
-            v for c, v in rest.items() if c != "neighbours") else np.zeros(len(scored.ids))
+        if (rest.get("episode") or rest.get("diversity")) and scored.groups is None:
+            raise ValueError("accessed_ids: these weights have an episode or diversity component but the candidates "
+                             "were scored without episodes; score them with these weights")
+        counted = combine(raw, rest, scored.neighbours, scored.groups)[0] if any(
+            v for c, v in rest.items() if c not in CONTEXT) else np.zeros(len(scored.ids))
         return [int(scored.ids[i]) for i in np.lexsort((scored.ids, -raw["relevance"], -counted))[:k]]
 
     def accessed(self, hits: list[Retrieved], k: int, weights: dict[str, float] | None = None) -> list[int]:
@@ -743,8 +758,10 @@ class MemoryStore:
         position = {(h.memory.session, h.memory.turn): i for i, h in enumerate(hits)}
         neighbours = tuple(np.array([position.get((h.memory.session, h.memory.turn + d), -1) for h in hits])
                            for d in (-1, 1))
-        use = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c == "neighbours")}
-        counted = combine(raw, use, neighbours)[0] if any(v for c, v in use.items() if c != "neighbours") \
+        use = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c in CONTEXT)}
+        groups = episodes([h.memory.session for h in hits], np.array([to_unix(h.memory.timestamp) for h in hits]),
+                          self.episode_gap_hours) if use.get("episode") or use.get("diversity") else None
+        counted = combine(raw, use, neighbours, groups)[0] if any(v for c, v in use.items() if c not in CONTEXT) \
             else np.zeros(len(hits))
         ids = np.array([h.memory.id for h in hits], dtype=np.int64)
         return [hits[i].memory.id for i in np.lexsort((ids, -raw["relevance"], -counted))[:k]]
