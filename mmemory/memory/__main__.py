@@ -202,7 +202,8 @@ def main(argv=None) -> int:
                         "refusing it")
     p.add_argument("--workdir", default="/tmp/mmemory-memory-eval", help="scratch stores (deleted afterwards)")
     p.add_argument("--tune", default=None, choices=["loo"],
-                   help="loo: add `tuned (loo)`, weights chosen per session on the other sessions' queries")
+                   help="loo: add `tuned (nested loo)`: each session scored by weights chosen on the other sessions' "
+                        "queries only, the tuning procedure (neutral start, grid) included")
     p.add_argument("--observations", default=None, metavar="CONFIG_YAML",
                    help="extract observations with a local Ollama model as memory.observations in this config says "
                         "(off unless its enabled: true; see docs/memory.md); default: none")
@@ -247,7 +248,7 @@ def _run(args) -> int:
         name = args.name or Path(args.turns).resolve().parent.name
         info = {"encoder": args.encoder, "turns": len(turns), "queries": len(queries),
                 "sessions": len({t["session_id"] for t in turns}), "recency": f"{args.half_life or 'default'} "
-                f"{unit}", "weights_chosen_by": "leave-one-session-out (tuned (loo))" if args.tune else
+                f"{unit}", "weights_chosen_by": "nested leave-one-session-out (tuned (nested loo))" if args.tune else
                 "fixed (no method was tuned on these queries)", **({"loo_weights": res["loo_weights"]}
                                                                      if "loo_weights" in res else {})}
         out = metrics_json(res, methods, info, data=name)

@@ -389,6 +389,8 @@ def simulate(recorded: list[dict], weights: dict[str, float], retrieve_k: int = 
     return out
 
 
+NEUTRAL_WEIGHTS = {"relevance": 1.0}   # what `evaluate` records accesses with (no choice made on data)
+
 # Nested leave-one-session-out chooses among these tuning procedures: a neutral start (never the shipped default,
 # which was itself chosen on data) and the coordinate ascent's grid, which holds the cue switches (speaker and
 # temporal at 0 are off), the neighbour weight and the episode terms.
@@ -530,8 +532,10 @@ def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict
         save_text_cache(cached, embedding_cache)
     result = {"methods": {}, "by_type": {}, "per_query": {}}
     t0 = time.perf_counter()
+    # the recording's accesses (the frequency that tuning re-ranks with) come from relevance alone, so that no figure
+    # of the nested LOO depends on the shipped default; every method's own accesses are re-run by `simulate`
     recorded = record(turns, queries, cached, Path(workdir) / "record", retrieve_k, store_kwargs,
-                      observations=extra)
+                      weights=NEUTRAL_WEIGHTS, observations=extra)
     if observations is not None:
         result["observations"] = dict(observations.counts, memories=len(extra))
     logger.info("recorded %d queries through the store in %.1fs", len(recorded), time.perf_counter() - t0)

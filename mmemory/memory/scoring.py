@@ -38,7 +38,7 @@ EPISODE_GAP_HOURS = 1.0   # a longer gap between consecutive turns of a session 
 # the procedure itself chosen by an inner leave-one-out) picks on all three LoCoMo dev conversations; its held-out
 # figure, where each conversation is scored by the weights chosen on the other two, is in docs/memory.md.
 DEFAULT_WEIGHTS: dict[str, float] = {"relevance": 1.0, "lexical": 1.5, "neighbours": 0.75, "speaker": 1.0,
-                                     "temporal": 1.0, "saliency": 0.5, "episode": 0.25}
+                                     "temporal": 1.0, "frequency": 0.1, "episode": 0.5}
 
 
 def check_weights(weights: dict[str, float]) -> dict[str, float]:
