@@ -246,6 +246,8 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     codec = TextCodec(tok, prompt_template)
     model = make_bridge(bcfg, llm.get_input_embeddings().embedding_dim, tcfg.seed).to(device)
+    if tcfg.gradient_checkpointing:  # the Q-Former runs over batch x rounds x queries tokens: recompute it too
+        model.qformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     names = model.set_trainable()
     model.log_weights()
     params = [p for p in model.parameters() if p.requires_grad]
