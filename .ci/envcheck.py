@@ -401,8 +401,10 @@ MUST_AGREE = {"torch", "transformers", "tokenizers", "safetensors", "peft", "trl
 PIN_EXCEPTIONS = {
     ("imagebind", "*"): "ImageBind's own stack (Python 3.10, torch 2.1, numpy 1.26): it writes safetensors shards "
                         "and its own FAISS stores, read back by the same env; the shards' format is version-stable",
-    ("unsloth", "transformers"): "unsloth / unsloth_zoo cap transformers; the adapter is a PEFT adapter read by the "
-                                 "same env (predict_reminder)",
+    ("unsloth", "transformers"): "unsloth / unsloth_zoo 2026.10.9 require transformers<=5.17.0. The adapter is written "
+                                 "and read in this env; the base it reads comes from the hub (paper) or from "
+                                 "build_toy_models in envs/malmm.yaml (transformers 5.23: a newer writer, an older "
+                                 "reader; the toy DAG's unsloth-env rules are what test that pairing)",
     ("unsloth", "trl"): "capped by unsloth",
     ("unsloth", "datasets"): "capped by unsloth (datasets<5)",
 }
