@@ -404,7 +404,7 @@ PIN_EXCEPTIONS = {
     ("unsloth", "transformers"): "unsloth / unsloth_zoo 2026.10.9 require transformers<=5.17.0. The adapter is written "
                                  "and read in this env; the base it reads comes from the hub (paper) or from "
                                  "build_toy_models in envs/malmm.yaml (transformers 5.23: a newer writer, an older "
-                                 "reader; the toy DAG's unsloth-env rules are what test that pairing)",
+                                 "reader, untested: CI runs every rule in one venv without conda)",
     ("unsloth", "trl"): "capped by unsloth",
     ("unsloth", "datasets"): "capped by unsloth (datasets<5)",
 }
