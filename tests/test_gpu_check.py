@@ -70,3 +70,14 @@ def test_a_missing_library_skips_with_the_env_to_use(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_check, "missing_modules", lambda check: ["deepspeed"])
     res = gpu_check.run_one("zero3", tmp_path, "cuda", 10)
     assert res == {"status": "skip", "detail": "deepspeed not importable here: run it in envs/coref.yaml"}
+
+
+def test_the_whole_dag_gpu_overlay_dry_runs_on_a_cpu():
+    """config/gpu_check.yaml (the toy DAG through the CUDA paths) validates against the schema and plans every
+    stage's model rules."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", "config.yaml",
+                           "config/gpu_check.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    for rule in ("train_emr", "finetune_vlm", "finetune_counting", "train_coref", "eval_coref"):
+        assert rule in out
