@@ -26,8 +26,9 @@ include: "rules/memory.smk"
 include: "rules/coref.smk"
 include: "rules/counting.smk"
 include: "rules/report.smk"
+include: "rules/gpu_check.smk"
 
 
 rule all:
     input:
-        "results/report.md",
+        "results/gpu_check/passed.txt" if config.get("gpu_check") else "results/report.md",

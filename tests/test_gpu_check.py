@@ -4,6 +4,7 @@ gradient checkpointing). The checks themselves need a GPU: they have not run her
 
 Run: pytest tests/test_gpu_check.py
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,9 +76,25 @@ def test_a_missing_library_skips_with_the_env_to_use(monkeypatch, tmp_path):
 def test_the_whole_dag_gpu_overlay_dry_runs_on_a_cpu():
     """config/gpu_check.yaml (the toy DAG through the CUDA paths) validates against the schema and plans every
     stage's model rules."""
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", "config.yaml",
-                           "config/gpu_check.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "results/report.md",
+                           "--configfile", "config.yaml", "config/gpu_check.yaml"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     for rule in ("train_emr", "finetune_vlm", "finetune_counting", "train_coref", "eval_coref"):
         assert rule in out
+
+
+def test_the_gpu_check_command_is_the_10_minute_check_and_stops_at_once_without_cuda(tmp_path):
+    """`snakemake --cores 4 --configfile config.yaml config/gpu_check.yaml` plans the one gpu_check job; on a machine
+    without CUDA the job fails at once and its log says so in one line."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config.yaml", "config/gpu_check.yaml",
+           "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")]
+    dry = subprocess.run(cmd + ["-n"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+    assert "gpu_check" in dry.stdout and "train_emr" not in dry.stdout
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert run.returncode != 0 and not (tmp_path / "results/gpu_check/passed.txt").exists()
+    log = (tmp_path / "results/logs/gpu_check.log").read_text().strip().splitlines()
+    assert len(log) == 1 and "no CUDA device" in log[0]

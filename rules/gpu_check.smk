@@ -1,0 +1,17 @@
+# The 10-minute GPU check (mmemory/gpu_check.py): every CUDA code path of the paper preset once, at tiny width with
+# random weights built offline. config/gpu_check.yaml sets `gpu_check: true`, which makes it the default target:
+#   snakemake --cores 4 --configfile config.yaml config/gpu_check.yaml
+# Without CUDA the job stops at once; its log says so in one line. Name results/report.md as the target to run the
+# whole toy DAG through the same CUDA paths instead.
+
+
+rule gpu_check:
+    output:
+        "results/gpu_check/passed.txt",
+    log:
+        "results/logs/gpu_check.log",
+    resources:
+        gpu=1,
+        runtime=15,
+    shell:
+        "{PYTHON} -m mmemory.gpu_check --timeout 600 --workdir results/gpu_check/work > {log} 2>&1 && cp {log} {output}"
