@@ -10,10 +10,11 @@ import types
 import pytest
 from _reminder_fixtures import PROMPTS, shared_world
 
-from mmemory.reminder.finetune import (FinetuneConfig, chat_example, choose_backend, finetune_vlm,
-                                       latest_checkpoint, lora_target_regex, to_prompt_completion)
+from mmemory.reminder.finetune import (FinetuneConfig, chat_example, choose_backend, finetune_vlm, lora_target_regex,
+                                       to_prompt_completion)
 from mmemory.reminder.prompts import PromptBook, training_samples
 from mmemory.reminder.teachers import TemplateTeacher
+from mmemory.training import latest_checkpoint
 from mmemory.visdial import load_visdial
 
 

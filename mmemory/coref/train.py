@@ -48,7 +48,7 @@ from mmemory.coref.data import CorefError, Dialogue, load_coref
 from mmemory.coref.prompts import format_prompt, format_target
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_json
-from mmemory.reminder.finetune import _log_at_saves_callback, latest_checkpoint, whole_run_loss
+from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run_loss
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def train_coref(model_path: str, train_json: str | Path, val_json: str | Path | 
                       processing_class=tokenizer)
     shards = _shard_callback(collator)
     trainer.add_callback(shards)
-    trainer.add_callback(_log_at_saves_callback())  # each checkpoint's log history covers every step before it
+    trainer.add_callback(log_at_saves_callback())  # each checkpoint's log history covers every step before it
     if rank == 0:
         logger.info("train_coref: %d train / %d val dialogues, %d processes, %d parameters, sequences %d-%d tokens, "
                     "%s", len(train), len(val), world, model.num_parameters(), min(lengths), max(lengths), asdict(cfg))

@@ -33,7 +33,7 @@ from mmemory.config import StrictConfig, check_types
 from mmemory.counting.model import LLAVA_CHAT_TEMPLATE, QUESTION, answer_text, load_counting_model, user_message
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_json
-from mmemory.reminder.finetune import _log_at_saves_callback, whole_run_loss
+from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run_loss
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +183,6 @@ def prepare_checkpoint_dir(checkpoint_dir: str | Path, fp: Fingerprint) -> Run:
     return run
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
-    """The newest complete `checkpoint-N` directory (one with trainer_state.json), or None."""
-    d = Path(checkpoint_dir)
-    done = [p for p in d.glob("checkpoint-*") if (p / "trainer_state.json").exists()] if d.is_dir() else []
-    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
-
-
 def sft_config(cfg: CountingTrainConfig, checkpoint_dir: str, evaluate: bool):
     """The TRL SFTConfig of a run: one checkpoint per epoch, the val loss each epoch when `evaluate`."""
     import torch
@@ -295,7 +288,7 @@ def finetune_counting(model_path: str, train_items, val_items, out_dir: str | Pa
     resume = latest_checkpoint(checkpoint_dir)  # only an interrupted run's checkpoints survive prepare_checkpoint_dir
     if resume:
         logger.info("resuming from %s", resume)
-    trainer.add_callback(_log_at_saves_callback())  # each checkpoint's log history covers every step before it
+    trainer.add_callback(log_at_saves_callback())  # each checkpoint's log history covers every step before it
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     elapsed = time.time() - t0

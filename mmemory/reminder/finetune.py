@@ -27,6 +27,7 @@ from pathlib import Path
 from mmemory.config import StrictConfig
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.reminder.prompts import PromptBook, Sample, training_messages
+from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run_loss
 
 logger = logging.getLogger(__name__)
 
@@ -140,15 +141,6 @@ def examples_digest(examples: list[dict]) -> str:
                          else m["content"]] for e in examples for m in e["messages"])
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
-    """The newest complete `checkpoint-N` directory (one with trainer_state.json), or None."""
-    d = Path(checkpoint_dir)
-    if not d.is_dir():
-        return None
-    done = [p for p in d.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
-
-
 def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
     import torch
     from trl import SFTConfig
@@ -233,43 +225,12 @@ def finetune_unsloth(examples: list[dict], model_path: str, out_dir: str, checkp
     return _train_and_save(trainer, processor, out_dir, checkpoint_dir, n_trainable)
 
 
-def _log_at_saves_callback():
-    """A TrainerCallback that logs the loss at every checkpoint and at the last step, so that the log history a
-    checkpoint carries covers every step before it (`whole_run_loss`)."""
-    from transformers import TrainerCallback
-
-    class LogAtSaves(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if control.should_save or state.global_step >= state.max_steps:
-                control.should_log = True
-            return control
-
-        def on_epoch_end(self, args, state, control, **kw):
-            if control.should_save:
-                control.should_log = True
-            return control
-
-    return LogAtSaves()
-
-
-def whole_run_loss(log_history: list[dict]) -> float | None:
-    """The mean training loss over every optimizer step of the run, from the Trainer's log history (each "loss"
-    entry is the mean over the steps since the previous one). After a resume the Trainer's `training_loss` averages
-    only the steps of its own call (0.0 when it resumed at the last step); this figure does not."""
-    total, last = 0.0, 0
-    for h in log_history:
-        if "loss" in h and "step" in h and h["step"] > last:
-            total += h["loss"] * (h["step"] - last)
-            last = h["step"]
-    return total / last if last else None
-
-
 def _train_and_save(trainer, processor, out_dir: str, checkpoint_dir: str, n_trainable: int) -> dict:
     resume = latest_checkpoint(checkpoint_dir)  # only an interrupted run's checkpoints survive prepare_checkpoint_dir
     if resume:
         logger.info("resuming from %s", resume)
     if hasattr(trainer, "add_callback"):
-        trainer.add_callback(_log_at_saves_callback())
+        trainer.add_callback(log_at_saves_callback())
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     elapsed = time.time() - t0
