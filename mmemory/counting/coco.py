@@ -14,7 +14,7 @@ Its true count is unknown (a crowd region may hold 3 or 300 people), so
   "person crowd region": the remaining counts are exact;
 - `"count"` keeps them and counts each crowd region as 1 person: a lower bound, never the true count.
 
-A missing image file follows the reader's rules (`mmemory.counting.data`): strict raises naming the file, the image
+A missing image file follows the readers' rules (`mmemory.counting.bad_input`): strict raises naming the file, the image
 id and the fix; lenient skips it, counted under "missing image" (as are 0-byte files, "empty image"). Decoding
 every image (`verify_images=True`, config counting.data.verify_images) also catches corrupt files ("corrupt image");
 it is off by default because COCO's 80k+ images take minutes to decode.
@@ -32,7 +32,7 @@ import io
 import logging
 from pathlib import Path
 
-from mmemory.counting.data import CountingDataError, DataReport, _problem, check_image
+from mmemory.counting.bad_input import CountingDataError, DataReport, check_image, problem
 from mmemory.io import excerpt, read_json_file
 
 logger = logging.getLogger(__name__)
@@ -93,12 +93,12 @@ def coco_person_counts(instances_json: str | Path, image_dir: str | Path, iscrow
         path = image_dir / info["file_name"]
         where = f"{path} (image id {img_id} in {instances_json.name})"
         if not path.is_file():
-            _problem(report, strict, "missing image", where, "the annotated image is not in the image folder",
+            problem(report, strict, "missing image", where, "the annotated image is not in the image folder",
                      info["file_name"])
             continue
         bad = "empty image" if path.stat().st_size == 0 else check_image(path) if verify_images else None
         if bad is not None:
-            _problem(report, strict, bad, where, "0 bytes" if bad == "empty image" else "not a readable image",
+            problem(report, strict, bad, where, "0 bytes" if bad == "empty image" else "not a readable image",
                      info["file_name"])
             continue
         items.append({"id": int(img_id), "count": int(count), "image": str(path)})
@@ -144,7 +144,7 @@ def _checked_instances(data, path: Path, image_dir: Path, strict: bool, report: 
     for img_id, records in sorted(by_id.items()):
         if len(records) > 1:
             names = " and ".join(repr(r["file_name"]) for r in records[:3])
-            _problem(report, strict, "duplicate image id", f"{path} (image id {img_id})",
+            problem(report, strict, "duplicate image id", f"{path} (image id {img_id})",
                      f"{len(records)} image records have id {img_id}: {names}", f"id {img_id}: {names}")
             for r in records[1:]:  # lenient: every record is one item read and dropped (the first is counted below)
                 report.read += 1
@@ -155,7 +155,7 @@ def _checked_instances(data, path: Path, image_dir: Path, strict: bool, report: 
         name = records[0]["file_name"]
         # checked by the name, not by resolving it: an image folder of symlinks into a dataset store is fine
         if "\x00" in name or Path(name).is_absolute() or ".." in Path(name).parts:
-            _problem(report, strict, "file name outside the image folder", f"{path} (image id {img_id})",
+            problem(report, strict, "file name outside the image folder", f"{path} (image id {img_id})",
                      f"file_name {excerpt(name)} points outside {image_dir}", excerpt(name, 80))
             report.read += 1
             dropped.add(img_id)

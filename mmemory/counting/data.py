@@ -10,14 +10,14 @@ Layout (the public Mall dataset as commonly repacked, and the toy frames of `mme
     splits = split_items(items, CountingDataConfig(split="mall"))   # Mall's first 800 frames train, the rest test
     report = prepare_counting_data(cfg, out_dir, toy_root)   # {train,val,test}.json + data_report.json
 
-An item is `{"id": int, "count": int, "image": str}`. Bad input (`REASONS`): a label row whose id or count is not a
-non-negative integer of at most 9 ASCII digits, a row without two fields, a duplicate id, two frame files for one id
-(`seq_000001.jpg` and `seq_1.jpg`, or `.jpg` and `.png`: which one the label describes is unknown), a label with no
-frame, a 0-byte or corrupt image (PIL `verify()` and `load()`), a frame with no label, an image file in the frames
-folder not named seq_<id>. Strict mode raises `CountingDataError` naming the file, the line or frame(s), and the fix.
-Lenient mode skips the item and counts it under its reason in the report. Fatal in both (no row can be read): a
-header other than `id,count`, a labels.csv that is not UTF-8 or not CSV. Messages quote at most 200 characters of
-a bad row (`mmemory.io.excerpt`).
+An item is `{"id": int, "count": int, "image": str}`. Bad input (`mmemory.counting.bad_input.REASONS`): a label row
+whose id or count is not a non-negative integer of at most 9 ASCII digits, a row without two fields, a duplicate id,
+two frame files for one id (`seq_000001.jpg` and `seq_1.jpg`, or `.jpg` and `.png`: which one the label describes is
+unknown), a label with no frame, a 0-byte or corrupt image (PIL `verify()` and `load()`), a frame with no label, an
+image file in the frames folder not named seq_<id>. Strict mode raises `CountingDataError` naming the file, the line
+or frame(s), and the fix. Lenient mode skips the item and counts it under its reason in the report. Fatal in both
+(no row can be read): a header other than `id,count`, a labels.csv that is not UTF-8 or not CSV. Messages quote at
+most 200 characters of a bad row (`mmemory.io.excerpt`).
 
 The report (`results/counting/data_report.json`): `{source, path, read, kept, skipped: {reason: n},
 examples: {reason: [first few rows or files]}}`, where `read` counts every label row plus every frame no row
@@ -28,16 +28,17 @@ the split settings need.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmemory.config import ConfigError, StrictConfig, check_types
-from mmemory.io import InputError, atomic_write_json, excerpt, read_json_file, read_text_file
+from mmemory.counting.bad_input import FIXES, CountingDataError, DataReport, check_image, problem
+from mmemory.counting.coco import coco_person_counts
+from mmemory.io import atomic_write_json, excerpt, read_json_file, read_text_file
 from mmemory.splits import empty_split_message
 
 logger = logging.getLogger(__name__)
@@ -47,48 +48,6 @@ HEADER = ["id", "count"]
 FRAME_NAME = re.compile(r"^seq_([0-9]+)\.(?:jpe?g|png)$", re.IGNORECASE)  # ASCII digits: never ٣ (Arabic 3)
 MAX_DIGITS = 9  # an id or count longer than this is a typo or junk, not a frame id or a person count
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-N_EXAMPLES = 5  # examples kept per skip reason in the report
-
-# The short, stable labels the report groups skipped items by (in the order they are checked).
-REASONS = (
-    "malformed row",
-    "bad id",
-    "bad count",
-    "duplicate id",
-    "two frames for one id",
-    "label with no frame",
-    "empty image",
-    "corrupt image",
-    "frame with no label",
-    "frame name not seq_<id>",
-    "missing image",  # COCO: an annotated image whose file is absent
-    "duplicate image id",  # COCO: two image records with one id (pycocotools would keep one silently)
-    "file name outside the image folder",  # COCO: an absolute file_name or one with `..` (e.g. ../../etc/hostname)
-    "person crowd region",  # COCO, iscrowd exclude: an image whose person count is unknown (not bad input)
-)
-
-FIXES = {
-    "malformed row": "write each row as two comma-separated fields, id,count",
-    "bad id": "give the frame id as a non-negative integer (frame seq_{id:06d}.jpg)",
-    "bad count": "give the person count as a non-negative integer (0, 1, 2, ...)",
-    "duplicate id": "keep one row per frame id in labels.csv",
-    "two frames for one id": ("keep one image file per frame id (seq_000001.jpg and seq_1.jpg, or seq_000001.jpg "
-                              "and seq_000001.png, name the same id): delete or move the wrong one"),
-    "label with no frame": "add the frame seq_{id:06d}.jpg to the frames folder, or delete its row",
-    "empty image": "replace the 0-byte file with the real frame (re-extract or re-download it), or delete its row",
-    "corrupt image": "replace the file with a readable JPEG/PNG frame, or delete its row",
-    "frame with no label": "add a row `id,count` for the frame to labels.csv, or move the frame out of the folder",
-    "frame name not seq_<id>": "rename the frame to seq_{id:06d}.jpg, or move it out of the frames folder",
-    "missing image": "point counting.data.images at the folder holding the annotation file's images",
-    "duplicate image id": "give every image record of the annotation file its own id (or restore the original file)",
-    "file name outside the image folder": ("give file_name relative to counting.data.images, without `..` or a "
-                                           "leading /"),
-    "person crowd region": "nothing to fix: set counting.data.iscrowd: count to count each crowd region as 1",
-}
-
-
-class CountingDataError(InputError):
-    """Counting data that cannot be used as it is; the message names the file, the row or frame, and the fix."""
 
 
 @dataclass
@@ -132,41 +91,6 @@ class CountingDataConfig(StrictConfig):
             raise ConfigError(f"config {self.SECTION}: source coco needs images (the folder of the COCO images)")
 
 
-@dataclass
-class DataReport:
-    """What a reader kept and skipped; `to_json()` is the content of data_report.json."""
-
-    source: str
-    path: str
-    read: int = 0
-    kept: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-
-    def skip(self, reason: str, example: str) -> None:
-        assert reason in FIXES, reason
-        self.skipped[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < N_EXAMPLES:
-            ex.append(example)
-
-    def to_json(self) -> dict:
-        order = {r: k for k, r in enumerate(REASONS)}
-        reasons = sorted(self.skipped, key=lambda r: order.get(r, len(order)))
-        return {"source": self.source, "path": self.path, "read": self.read, "kept": self.kept,
-                "skipped": {r: self.skipped[r] for r in reasons},
-                "examples": {r: self.examples[r] for r in reasons}, **self.extra}
-
-
-def _problem(report: DataReport, strict: bool, reason: str, where: str, detail: str, example: str) -> None:
-    """Raise (strict) or count (lenient) one bad row or frame."""
-    if strict:
-        raise CountingDataError(f"{where}: {detail}. Fix: {FIXES[reason]} (or set counting.data.strict: false to "
-                                f"skip such items and count them in data_report.json)")
-    report.skip(reason, example)
-
-
 def _nonneg_int(s: str) -> int | None:
     """A non-negative integer of 1..MAX_DIGITS ASCII digits, else None (never `٣`, never 40 digits)."""
     s = s.strip()
@@ -181,22 +105,6 @@ def _what_int(s: str, of: str = "") -> str:
     if s and all(c.isdigit() for c in s):
         return f"{excerpt(s, 40)} {of}is not written in ASCII digits 0-9"
     return f"{excerpt(s, 40)} {of}is not a non-negative integer"
-
-
-def check_image(path: Path) -> str | None:
-    """None when `path` is a readable image; else the reason ("empty image" or "corrupt image")."""
-    from PIL import Image
-
-    try:
-        if path.stat().st_size == 0:
-            return "empty image"
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:  # verify() misses truncated pixel data; load() reads it all
-            im.load()
-    except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
-        return "corrupt image"
-    return None
 
 
 def find_frames_dir(root: str | Path) -> Path:
@@ -251,25 +159,25 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
             raw = text.split("\n")[line - 1]
             if (frame_id := _nonneg_int(raw.split(",", 1)[0])) is not None:
                 named.add(frame_id)  # its frame is this row's item, not also "with no label"
-            _problem(report, strict, "malformed row", where, f"not a CSV row: {excerpt(raw)}", f"line {line}")
+            problem(report, strict, "malformed row", where, f"not a CSV row: {excerpt(raw)}", f"line {line}")
             continue
         frame_id = _nonneg_int(row[0])
         if frame_id is not None:  # one bad row is one skipped item: its frame is not also "with no label"
             named.add(frame_id)
         if len(row) != 2:
-            _problem(report, strict, "malformed row", where, f"{len(row)} fields {excerpt(row)}, not id,count",
+            problem(report, strict, "malformed row", where, f"{len(row)} fields {excerpt(row)}, not id,count",
                      f"line {line}")
             continue
         count = _nonneg_int(row[1])
         if frame_id is None:
-            _problem(report, strict, "bad id", where, f"id {_what_int(row[0])}", f"line {line}")
+            problem(report, strict, "bad id", where, f"id {_what_int(row[0])}", f"line {line}")
             continue
         if count is None:
-            _problem(report, strict, "bad count", where, f"count {_what_int(row[1], f'for id {frame_id} ')}",
+            problem(report, strict, "bad count", where, f"count {_what_int(row[1], f'for id {frame_id} ')}",
                      f"line {line} (id {frame_id})")
             continue
         if frame_id in by_id:
-            _problem(report, strict, "duplicate id", where, f"id {frame_id} already has a row at line "
+            problem(report, strict, "duplicate id", where, f"id {frame_id} already has a row at line "
                      f"{by_id[frame_id][1]}", f"line {line} (id {frame_id})")
             continue
         by_id[frame_id] = (count, line)
@@ -283,7 +191,7 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
         if m is None or len(m.group(1).lstrip("0")) > MAX_DIGITS:
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 report.read += 1
-                _problem(report, strict, "frame name not seq_<id>", str(p), "an image not named seq_<id>.jpg",
+                problem(report, strict, "frame name not seq_<id>", str(p), "an image not named seq_<id>.jpg",
                          p.name)
             continue
         frame_id = int(m.group(1))
@@ -292,7 +200,7 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
             files.append(p)
             if strict:  # never pick one: the label would silently describe another frame's image
                 line = f" (labels.csv line {by_id[frame_id][1]})" if frame_id in by_id else ""
-                _problem(report, strict, "two frames for one id", str(frames_dir), f"{files[0].name} and {p.name} "
+                problem(report, strict, "two frames for one id", str(frames_dir), f"{files[0].name} and {p.name} "
                          f"both name frame id {frame_id}{line}", "")
             continue
         frames[frame_id] = p
@@ -309,18 +217,18 @@ def read_mall(root: str | Path, strict: bool = True) -> tuple[list[dict], DataRe
         count, line = by_id[frame_id]
         path = frames.get(frame_id)
         if path is None:
-            _problem(report, strict, "label with no frame", f"{labels}:{line}",
+            problem(report, strict, "label with no frame", f"{labels}:{line}",
                      f"id {frame_id} has no frame {frames_dir / f'seq_{frame_id:06d}.jpg'}", f"id {frame_id}")
             continue
         bad = check_image(path)
         if bad is not None:
-            _problem(report, strict, bad, str(path), f"the frame of id {frame_id} (labels.csv line {line}) is "
+            problem(report, strict, bad, str(path), f"the frame of id {frame_id} (labels.csv line {line}) is "
                      + ("0 bytes" if bad == "empty image" else "not a readable image"), path.name)
             continue
         items.append({"id": frame_id, "count": count, "image": str(path)})
     for frame_id in sorted(set(frames) - named):
         report.read += 1
-        _problem(report, strict, "frame with no label", str(frames[frame_id]), f"no row for id {frame_id} in "
+        problem(report, strict, "frame with no label", str(frames[frame_id]), f"no row for id {frame_id} in "
                  f"{labels}", frames[frame_id].name)
     report.kept = len(items)
     if report.skipped:
@@ -422,8 +330,6 @@ def read_source(cfg: CountingDataConfig, toy_root: str | Path | None = None) -> 
         return items, report
     if cfg.source == "mall":
         return read_mall(cfg.path, strict=cfg.strict)
-    from mmemory.counting.coco import coco_person_counts
-
     return coco_person_counts(cfg.path, cfg.images, iscrowd=cfg.iscrowd, strict=cfg.strict,
                               verify_images=cfg.verify_images)
 
