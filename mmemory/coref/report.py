@@ -23,17 +23,13 @@ from pathlib import Path
 
 from mmemory.coref.data import load_coref
 from mmemory.coref.evaluate import _dialogues, baseline_rows, rate
-from mmemory.io import atomic_write_json
+from mmemory.io import atomic_write_json, read_json_file
 from mmemory.seeds import difference_spread, verdict
 
 logger = logging.getLogger(__name__)
 
 VARIANT_NAMES = {"before": "before", "finetuned": "fine-tuned"}
 FORCERUN = "snakemake --forcerun eval_coref"
-
-
-def _read_json(path: str | Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- cells
@@ -408,14 +404,14 @@ def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_jso
     train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
     val = load_coref(val_json, strict=True)[0] if val_json else None
     test_ids = [str(d.dialog_id) for d in test]
-    results = {m: {v: [_check_items(p, _read_json(p), test_ids, test_json) for p in paths]
+    results = {m: {v: [_check_items(p, read_json_file(p), test_ids, test_json) for p in paths]
                    for v, paths in variants.items()} for m, variants in runs.items()}
     # each train_metrics.json records its settings, the training seed among them
-    trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(_read_json, paths)]
+    trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(read_json_file, paths)]
               for m, paths in train_metrics_paths.items()}
     baselines = baseline_rows(train, test, val=val, oracle=oracle)
     tables = coref_tables(results, train, test, trains, val_dialogues=val, oracle=oracle, baselines=baselines)
-    report = _read_json(data_report_path)
+    report = read_json_file(data_report_path)
     n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
     headline = {}
     for m, variants in results.items():

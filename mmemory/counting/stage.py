@@ -22,7 +22,7 @@ from pathlib import Path
 from mmemory.counting.data import load_split
 from mmemory.counting.metrics import (FAILURE_VALUE, bucket_errors, constant_baseline, counting_metrics,
                                       counting_table, plot_buckets, plot_scatter)
-from mmemory.io import atomic_write_json
+from mmemory.io import atomic_write_json, read_json_file
 from mmemory.seeds import difference_spread, verdict
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,9 @@ VARIANT_NAMES = {"finetuned": "fine-tuned VLM", "before": "untuned VLM"}
 BUCKET_EDGES = (0, 4, 8, 12)  # error-by-count buckets: 0-3, 4-7, 8-11, >= 12 (Mall's 13-53 all fall in the last)
 
 
-def _read_json(path: str | Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def _predictions(path: str | Path, test: list[dict]) -> list[dict]:
     """One predictions file, checked against the test split (same frames, same order, same true counts)."""
-    rows = _read_json(path)
+    rows = read_json_file(path)
     if [str(r["id"]) for r in rows] != [str(t["id"]) for t in test] or any(
             r["count_true"] != t["count"] for r, t in zip(rows, test)):
         raise ValueError(f"{path}: its frames are not the test split's; rerun predict_counting "
@@ -145,8 +141,8 @@ def build_table(runs: dict[str, list[str]], train_json: str, test_json: str, tra
         methods[ORACLE] = counting_metrics(truth, heads)
         buckets[ORACLE] = bucket_errors(truth, heads, BUCKET_EDGES)
     n_seeds = len(scored.get("finetuned", []))
-    report = _read_json(data_report)
-    trains = [_read_json(p) for p in train_metrics]
+    report = read_json_file(data_report)
+    trains = [read_json_file(p) for p in train_metrics]
     caption = (f"People counting on {len(test)} test frames ({report.get('source')}; train {len(train)}): "
                f"exact / ±1 / ±2 accuracy, MAE and RMSE, the seed's precision / recall / F1 over count classes "
                f"(scikit-learn, macro and weighted); a parse failure is wrong and scores as 0 people in MAE; "
