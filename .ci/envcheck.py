@@ -310,6 +310,13 @@ def workflow_rules(*configfiles: str) -> list[dict]:
 
 CONFIGS = (("config.yaml",), ("config.yaml", "config/paper.yaml"))
 
+# Rules whose code is a driver that runs each piece in a child process only when the env has its libraries: their
+# imports are checked piece by piece at run time, not here.
+DRIVERS = {
+    "gpu_check": "mmemory.gpu_check runs each CUDA path in its own process and skips (naming the env to use) a path "
+                 "whose libraries this env lacks (gpu_check.missing_modules)",
+}
+
 
 def env_rules(configs=CONFIGS) -> dict[str, dict[str, dict]]:
     """{env name: {rule name: rule}} over the embedded default and the paper preset (a rule's env can depend on the
@@ -317,7 +324,7 @@ def env_rules(configs=CONFIGS) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for cfgs in configs:
         for r in workflow_rules(*cfgs):
-            if r["conda"]:
+            if r["conda"] and r["name"] not in DRIVERS:
                 out.setdefault(Path(r["conda"]).stem, {})[r["name"]] = r
     return out
 
