@@ -11,6 +11,14 @@ SIZES = ToySizes(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, visi
                  vision_patch_size=8, mm_tokens_per_image=4, image_size=32)
 
 
+# a tiny bridge and a one-epoch run, shared by the EMR training tests
+BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_size=16, qformer_layers=1,
+              qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
+              qformer_initializer_range=0.1,
+              trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
+TRAIN = dict(caption_epochs=0, epochs=1, batch_size=4, lr=1e-3, llm_lr=None, warmup_steps=0, eval_every=1, ckpt_every=1,
+             val_dialogs=2, seed=0)
+
 def make_toy_world(root: Path, n_train: int = 12, n_val: int = 4) -> dict:
     """Toy VisDial (train/val JSON with image_path), a tokenizer, a tiny CLIP and a tiny Llama under `root`."""
     root = Path(root)

@@ -11,16 +11,9 @@ import json
 import pytest
 import torch
 
-from _emr_fixtures import embedded_toy_world
+from _emr_fixtures import BRIDGE, TRAIN, embedded_toy_world
 from mmemory.config import ConfigError
 from mmemory.emr.train import TrainConfig, train_emr, use_loss_scaling
-
-BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_size=16, qformer_layers=1,
-              qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
-              qformer_initializer_range=0.1,
-              trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
-TRAIN = dict(caption_epochs=0, epochs=1, batch_size=4, lr=1e-3, llm_lr=None, warmup_steps=0, eval_every=1, ckpt_every=1,
-             val_dialogs=2, seed=0)
 
 
 @pytest.fixture(scope="module")

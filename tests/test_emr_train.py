@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from _emr_fixtures import embedded_toy_world
+from _emr_fixtures import BRIDGE, TRAIN, embedded_toy_world
 from _kill import kill_on_call
 from mmemory.emr import train as train_mod
 from mmemory.emr.data import dialog_records
@@ -18,13 +18,6 @@ from mmemory.emr.lm import TextCodec, assemble
 from mmemory.emr.train import check_disjoint, round_batches, train_emr
 from mmemory.shards import ShardedEmbeddings
 from mmemory.visdial import load_visdial
-
-BRIDGE = dict(embed_dim=32, hidden_size=16, num_query_tokens=2, qformer_hidden_size=16, qformer_layers=1,
-              qformer_heads=2, qformer_intermediate_size=32, cross_attention_frequency=1, memory_bank_length=3,
-              qformer_initializer_range=0.1,
-              trainable=["imagebind_fc", "ln_vision", "turn_pe", "query_tokens", "qformer", "llm_proj"])
-TRAIN = dict(caption_epochs=0, epochs=1, batch_size=4, lr=1e-3, llm_lr=None, warmup_steps=0, eval_every=1, ckpt_every=1,
-             val_dialogs=2, seed=0)
 
 
 @pytest.fixture(scope="module")
