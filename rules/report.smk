@@ -1,5 +1,5 @@
-# report: gathers every registered stage's metrics.json and figures into results/report.md
-# (and, through report() captions, into `snakemake --report report.html`).
+# report: gathers every registered stage's metrics.json and figures into results/report.md and every number into
+# results/summary.csv (and, through report() captions, into `snakemake --report report.html`).
 
 
 rule report:
@@ -9,6 +9,7 @@ rule report:
         data_report="results/data/data_report.json",
     output:
         report="results/report.md",
+        summary="results/summary.csv",
         overview=report(
             "results/report/overview.png",
             caption="../resources/report/overview.rst",
@@ -18,7 +19,8 @@ rule report:
         title=config["report"]["title"],
         sections=REPORT_METRICS,
         figures=REPORT_FIGURES,
-        config=config,
+        data_source=config["data"]["source"],
+        train_seeds=config["train_seeds"],
         benchmarks="results/benchmarks",
     log:
         "results/logs/report.log",

@@ -7,8 +7,9 @@ import pytest
 
 from mmemory.coref.data import dump_coref, validate_dialogues
 from mmemory.coref.evaluate import rate
-from mmemory.coref.report import (beats_by_ci, build_table, comparison_table, coref_tables, format_rate,
-                                  main_table, seed_rate)
+from mmemory.coref.report import (beats_by_ci, build_table, comparison_table, coref_tables, main_table,
+                                  rate_cell, seed_rate)
+from mmemory.report import format_estimate
 from mmemory.coref.toy import make_toy_dialogues
 
 
@@ -39,14 +40,17 @@ def splits():
     return items[:40], items[40:]
 
 
-def test_cells_show_the_value_and_its_wilson_interval_and_the_seed_spread():
-    assert format_rate(rate(8, 10)) == "0.800 [0.490, 0.943]"
-    assert format_rate(None) is None
+def test_cells_hold_the_value_its_wilson_interval_and_the_seed_spread_as_numbers():
+    one = rate_cell(rate(8, 10))
+    assert one == {"value": 0.8, "lo": pytest.approx(0.490, abs=5e-4), "hi": pytest.approx(0.943, abs=5e-4), "n": 10}
+    assert format_estimate(one) == "0.800 [0.490, 0.943]"
+    assert rate_cell(None) is None
     two = seed_rate([rate(30, 40), rate(32, 40)])
     assert two["seeds"] == 2 and two["value"] == pytest.approx(0.775)
     assert two["sd"] == pytest.approx(0.0353553, abs=1e-6)
     lo, hi = rate(31, 40)["lo"], rate(31, 40)["hi"]
-    assert format_rate(two) == f"0.775 ± 0.035 [{lo:.3f}, {hi:.3f}]"
+    assert rate_cell(two) == {"value": two["value"], "lo": lo, "hi": hi, "n": 40, "sd": two["sd"], "seeds": 2}
+    assert format_estimate(rate_cell(two)) == f"0.775 ± 0.035 [{lo:.3f}, {hi:.3f}]"
 
 
 def test_main_table_has_every_model_variant_then_the_baselines_with_object_and_photo_only(splits):
@@ -58,16 +62,16 @@ def test_main_table_has_every_model_variant_then_the_baselines_with_object_and_p
         ("tiny-s", "before"), ("tiny-s", "fine-tuned"), ("random label", "baseline"),
         ("best single letter on test", "baseline"), ("most recently mentioned object", "baseline"),
         ("first-mentioned object", "baseline"), ("most-mentioned object", "baseline")]
-    assert main[0]["object acc"] == format_rate(rate(10, 40)) and main[0]["seeds"] == 1
-    assert main[1]["seeds"] == 2 and " ± " in main[1]["object acc"]
-    assert main[1]["acc_norm (likelihood)"].startswith("0.750 ± 0.035 [")
+    assert main[0]["object acc"] == rate_cell(rate(10, 40)) and main[0]["seeds"] == 1
+    assert main[1]["seeds"] == 2 and main[1]["object acc"]["seeds"] == 2 and main[1]["object acc"]["sd"] > 0
+    assert format_estimate(main[1]["acc_norm (likelihood)"]).startswith("0.750 ± 0.035 [")
     for b in main[2:]:
         assert b["object acc"] and b["photo acc"]
         assert all(b[c] is None for c in ("exact match", "parse failures", "acc (likelihood)",
                                            "acc_norm (likelihood)"))
     bias = list(tables.values())[1]
-    assert bias[0]["object acc rotated"] == format_rate(rate(8, 40)) and bias[0]["shift"] == 1
-    assert bias[0]["changed (generation)"] == format_rate(rate(3, 40))
+    assert bias[0]["object acc rotated"] == rate_cell(rate(8, 40)) and bias[0]["shift"] == 1
+    assert bias[0]["changed (generation)"] == rate_cell(rate(3, 40))
 
 
 def test_beats_by_more_than_its_ci_only_when_the_intervals_are_apart(splits):
@@ -143,8 +147,8 @@ def test_positive_controls_compare_with_the_strongest_baseline_per_kind_and_the_
                       val_json=str(tmp_path / "val.json"), oracle=True)
     strongest = out["strongest_baseline"]
     assert out["baselines"][strongest]["kind"] != "oracle"
-    assert out["baselines"][strongest]["object_acc"] == max(
-        b["object_acc"] for b in out["baselines"].values() if b["kind"] != "oracle")
+    assert out["baselines"][strongest]["object_acc"]["value"] == max(
+        b["object_acc"]["value"] for b in out["baselines"].values() if b["kind"] != "oracle")
     assert "C" in out["baselines"]["shortcut logistic regression"]["chosen_on_val"]
     controls = {c["claim"]: c for c in out["positive_controls"]}
     main = controls[f"tiny-s fine-tuned beats the strongest baseline ({strongest})"]
@@ -155,9 +159,14 @@ def test_positive_controls_compare_with_the_strongest_baseline_per_kind_and_the_
     assert controls["the rule reader resolves every test dialogue (the toy's rule is exact)"]["holds"]
     kinds = next(rows for caption, rows in out["tables"].items() if caption.startswith("Object accuracy (generation) per"))
     assert {(r["model"], r["kind"]) for r in kinds} >= {("tiny-s", "praise"), ("tiny-s", "attribute")}
-    assert all(isinstance(r["object acc"], float) for r in kinds)
+    assert all(isinstance(r["object acc"]["value"], float) and r["object acc"]["lo"] <= r["object acc"]["value"]
+               <= r["object acc"]["hi"] for r in kinds)
     splits_table = next(rows for caption, rows in out["tables"].items() if caption.startswith("Shortcut baselines"))
-    assert all(isinstance(r[s], float) for r in splits_table for s in ("train", "val", "test"))
+    assert all(isinstance(r[s], float) for r in splits_table for s in ("train", "val"))
+    assert all(r["test"]["n"] == len(test) and r["test"]["lo"] <= r["test"]["value"] <= r["test"]["hi"]
+               for r in splits_table)
+    chance = [c for c in out["headline_controls"]["tiny-s fine-tuned object acc"] if c["control"] == "random label"]
+    assert chance[0]["value"] == pytest.approx(out["baselines"]["random label"]["object_acc"]["value"])
 
 
 def test_an_eval_json_of_other_test_dialogues_is_an_error_naming_the_file_and_the_fix(tmp_path, splits):

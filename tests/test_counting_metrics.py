@@ -91,7 +91,8 @@ def test_counting_table_rows():
                            "train mean": constant_baseline([1, 2], TRUE, "mean")})
     assert [r["method"] for r in rows] == ["fine-tuned", "untuned model", "train mean"]
     assert list(rows[0])[1:-2] == [label for _, label in TABLE_COLUMNS]
-    assert rows[0]["seeds"] == 2 and rows[0]["n"] == 5 and rows[0]["exact acc"] == "0.700 ± 0.424"
+    assert rows[0]["seeds"] == 2 and rows[0]["n"] == 5 and rows[0]["exact acc"] == {
+        "value": pytest.approx(0.7), "sd": pytest.approx(0.4243, abs=1e-4), "seeds": 2}
     assert rows[1]["seeds"] == 1 and rows[1]["MAE"] == 1.2
     with pytest.raises(ValueError, match="different numbers"):
         counting_table({"x": [a, counting_metrics([1], [1])]})

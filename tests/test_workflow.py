@@ -102,6 +102,16 @@ def test_full_dag_then_noop_then_targeted_rebuild(workdir):
     main = next(iter(coref["tables"].values()))
     assert {"random label", "most recently mentioned object"} <= {r["model"] for r in main}
     assert {("tiny-s", "before"), ("tiny-s", "fine-tuned")} <= {(r["model"], r["variant"]) for r in main}
+    # every number of the report loads with pandas, and the coref cells are the numbers of its metrics.json
+    import pandas as pd
+
+    summary = pd.read_csv(workdir / "results" / "summary.csv")
+    cell = next(r for r in main if (r["model"], r["variant"]) == ("tiny-s", "fine-tuned"))["object acc"]
+    line = summary[(summary.stage == "coref") & (summary.row == "tiny-s / fine-tuned")
+                   & (summary.metric == "object acc")].iloc[0]
+    assert (line.value, line.lo, line.hi) == pytest.approx((cell["value"], cell["lo"], cell["hi"]))
+    assert line.split == "test"
+    assert {"coref", "counting", "emr", "reminder", "data", "models"} <= set(summary.stage)
 
     # a second run has nothing to do
     assert _planned_rules(_snakemake(workdir, "-n")) == set()

@@ -1,4 +1,4 @@
-"""Gather metrics and figures into results/report.md (rule report)."""
+"""Gather metrics and figures into results/report.md and every number into results/summary.csv (rule report)."""
 from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -7,4 +7,5 @@ from mmemory.report import build_report  # noqa: E402
 
 p = snakemake.params
 build_report(p.title, dict(p.sections), dict(p.figures), snakemake.input.data_report, snakemake.output.report,
-             snakemake.output.overview, config=dict(p.config), benchmarks_dir=p.benchmarks)
+             snakemake.output.overview, out_csv=snakemake.output.summary, data_source=p.data_source,
+             train_seeds=list(p.train_seeds), benchmarks_dir=p.benchmarks)

@@ -8,11 +8,13 @@ than its interval), the shortcut baselines on every split, accuracy per dialogue
                 "train.json", "test.json", {"tiny-m": ["finetuned/s0/train_metrics.json"]},
                 "data_report.json", "metrics.json", "accuracy.png", val_json="val.json", oracle=True)
 
-Cells are "0.812 [0.770, 0.849]": the accuracy and its 95% Wilson interval over the test items (`evaluate.rate`).
-A row over several training seeds reads "0.812 ± 0.010 [0.770, 0.849]": the mean over the seeds, the sample standard
-deviation over the seeds, and the Wilson interval of the mean accuracy at one seed's item count. That interval is the
-test-set sampling error of a model of that accuracy; pooling the seeds' items would narrow it falsely (the seeds
-score the same items), and the seed-to-seed spread is the ± beside it, judged separately (`mmemory.seeds.verdict`).
+Cells are numbers, {"value", "lo", "hi", "n"}: the accuracy and its 95% Wilson interval over the n test items
+(`evaluate.rate`); the report renders one as "0.812 [0.770, 0.849]" (`mmemory.report.format_estimate`). A row over
+several training seeds adds "sd" and "seeds" ("0.812 ± 0.010 [0.770, 0.849]"): value is the mean over the seeds, sd
+the sample standard deviation over the seeds, and the interval the Wilson interval of the mean accuracy at one seed's
+item count. That interval is the test-set sampling error of a model of that accuracy; pooling the seeds' items would
+narrow it falsely (the seeds score the same items), and the seed-to-seed spread is the sd beside it, judged
+separately (`mmemory.seeds.verdict`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from mmemory.seeds import difference_spread, verdict
 logger = logging.getLogger(__name__)
 
 VARIANT_NAMES = {"before": "before", "finetuned": "fine-tuned"}
+TRAINING_CAPTION = "Fine-tuning per model and training seed: the epoch kept is the one with the lowest val loss"
 FORCERUN = "snakemake --forcerun eval_coref"
 
 
@@ -55,16 +58,19 @@ def seed_rate(rates: list[dict]) -> dict:
             "hi": level_rate["hi"], "seeds": len(rates), "n": n}
 
 
-def format_rate(r: dict | None) -> str | None:
-    """"0.812 [0.770, 0.849]", or "0.812 ± 0.010 [0.770, 0.849]" with a seed spread; None (rendered "–") for none."""
+def rate_cell(r: dict | None) -> dict | None:
+    """A table cell from a rate or a seed rate: {value, lo, hi, n}, plus sd and seeds over several training seeds;
+    None (rendered "–") for none."""
     if r is None or r.get("value") is None:
         return None
-    sd = f" ± {r['sd']:.3f}" if r.get("sd") is not None else ""
-    return f"{r['value']:.3f}{sd} [{r['lo']:.3f}, {r['hi']:.3f}]"
+    cell = {k: r[k] for k in ("value", "lo", "hi", "n")}
+    if r.get("sd") is not None:
+        cell.update(sd=r["sd"], seeds=r["seeds"])
+    return cell
 
 
-def _cell(results: list[dict], path: tuple[str, ...]) -> str | None:
-    return format_rate(seed_rate([_get(r, path) for r in results]))
+def _cell(results: list[dict], path: tuple[str, ...]) -> dict | None:
+    return rate_cell(seed_rate([_get(r, path) for r in results]))
 
 
 # ---------------------------------------------------------------- tables
@@ -96,7 +102,7 @@ def main_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict]) ->
         rows.append(row)
     for b in baselines:
         row = {"model": b["baseline"], "variant": "baseline", "seeds": None,
-               "object acc": format_rate(b["object_acc"]), "photo acc": format_rate(b["photo_acc"])}
+               "object acc": rate_cell(b["object_acc"]), "photo acc": rate_cell(b["photo_acc"])}
         row.update({col: None for col in MAIN_COLUMNS if col not in row})
         rows.append(row)
     return rows
@@ -194,8 +200,8 @@ def strongest_baseline(baselines: list[dict]) -> dict:
 
 def kind_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], test, level: float = 0.95) -> list[dict]:
     """Object accuracy (generation) per dialogue kind (`mmemory.coref.toy.dialogue_kind`: praise, attribute) for
-    every model variant and baseline: numbers, the mean over training seeds with its sd and the Wilson interval of
-    the mean at the kind's item count."""
+    every model variant and baseline: a cell {value, lo, hi, n}, the mean over training seeds (with its sd over
+    several) and the Wilson interval of the mean at the kind's item count."""
     from mmemory.coref.toy import dialogue_kind
 
     kinds = [dialogue_kind(d) for d in test]
@@ -206,9 +212,11 @@ def kind_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], te
             idx = [i for i, k in enumerate(kinds) if k == kind]
             vals = [statistics.fmean(s[i] for i in idx) for s in per_seed]
             r = seed_rate([rate(sum(s[i] for i in idx), len(idx), level) for s in per_seed])
-            rows.append({"model": name, "variant": variant, "kind": kind, "object acc": _num(statistics.fmean(vals)),
-                         "sd": _num(statistics.stdev(vals)) if len(vals) > 1 else None, "lo": _num(r["lo"]),
-                         "hi": _num(r["hi"]), "n": len(idx), "seeds": len(per_seed)})
+            cell = {"value": _num(statistics.fmean(vals)), "lo": _num(r["lo"]), "hi": _num(r["hi"]), "n": len(idx)}
+            if len(vals) > 1:
+                cell.update(sd=_num(statistics.stdev(vals)), seeds=len(per_seed))
+            rows.append({"model": name, "variant": variant, "kind": kind, "object acc": cell,
+                         "seeds": len(per_seed)})
 
     for model, variant, results in _model_rows(runs):
         items = [_item_correct(r) for r in results]
@@ -220,7 +228,7 @@ def kind_table(runs: dict[str, dict[str, list[dict]]], baselines: list[dict], te
 
 
 def shortcut_split_table(train, val, test, level: float = 0.95) -> list[dict]:
-    """The surface-cue baselines on train, val and test (object accuracy, numbers; test with its Wilson interval):
+    """The surface-cue baselines on train, val and test (object accuracy; test a cell with its Wilson interval):
     on the toy data each should sit at chance on every split. The logistic regression is fitted on train (its
     train figure is in-sample) with C chosen on val."""
     from mmemory.coref.baselines import best_letter, first_mentioned, fit_shortcut_lr, most_mentioned
@@ -240,7 +248,7 @@ def shortcut_split_table(train, val, test, level: float = 0.95) -> list[dict]:
             row[split] = _num(k / len(ds))
             if split == "test":
                 r = rate(k, len(ds), level)
-                row.update({"test lo": _num(r["lo"]), "test hi": _num(r["hi"])})
+                row[split] = {"value": row[split], "lo": _num(r["lo"]), "hi": _num(r["hi"]), "n": len(ds)}
         rows.append(row)
     return rows
 
@@ -314,8 +322,7 @@ def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_d
         main: main_table(runs, baselines),
         "Position bias: accuracy with every dialogue's options rotated, and the share of answers (the chosen "
         "option) that change": position_bias_table(runs),
-        "Fine-tuning per model and training seed: the epoch kept is the one with the lowest val loss":
-            training_table(train_metrics),
+        TRAINING_CAPTION: training_table(train_metrics),
         "Fine-tuned against every baseline on object-level accuracy (generation): beats by more than its CI when "
         "the fine-tuned interval's lower bound lies above the baseline's upper bound; a gain over the seed spread "
         "needs two or more training seeds": comparison_table(runs, baselines),
@@ -413,25 +420,34 @@ def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_jso
     tables = coref_tables(results, train, test, trains, val_dialogues=val, oracle=oracle, baselines=baselines)
     report = read_json_file(data_report_path)
     n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
-    headline = {}
+    headline, headline_controls = {}, {}
+    chance = next(b for b in baselines if b.get("kind") == "chance")
+    best = strongest_baseline(baselines)
     for m, variants in results.items():
         if variants.get("finetuned"):
             headline[f"{m} fine-tuned object acc"] = seed_rate(
                 [r["generation"]["object_acc"] for r in variants["finetuned"]])["value"]
             headline[f"{m} fine-tuned acc (likelihood)"] = seed_rate(
                 [r["likelihood"]["acc"] for r in variants["finetuned"]])["value"]
+            headline_controls[f"{m} fine-tuned object acc"] = [
+                {"control": b["baseline"], "value": b["object_acc"]["value"]}
+                for b in ([chance] if best is chance else [chance, best])]
+            headline_controls[f"{m} fine-tuned acc (likelihood)"] = [
+                {"control": chance["baseline"], "value": chance["object_acc"]["value"]}]
     comparisons = next(rows for caption, rows in tables.items() if caption.startswith("Fine-tuned against"))
     out = {
         "tables": tables,
         "headline": headline,
+        "headline_controls": headline_controls,
+        "splits": {TRAINING_CAPTION: "train"},
         "beats_every_baseline_by_ci": {m: all(r["beats by more than its CI"] == "yes" for r in comparisons
                                               if r["model"] == m)
                                        for m in dict.fromkeys(r["model"] for r in comparisons)},
         "data": {"source": report.get("source"), "kept": report.get("n_kept"), "dropped": report.get("n_dropped"),
                  **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
         "train_seeds": n_seeds,
-        "baselines": {b["baseline"]: {"kind": b.get("kind"), "object_acc": b["object_acc"]["value"],
-                                      "lo": b["object_acc"]["lo"], "hi": b["object_acc"]["hi"], "note": b.get("note"),
+        "baselines": {b["baseline"]: {"kind": b.get("kind"), "object_acc": rate_cell(b["object_acc"]),
+                                      "note": b.get("note"),
                                       **({"chosen_on_val": b["chosen_on_val"], "coefficients": b["coefficients"]}
                                          if "chosen_on_val" in b else {})} for b in baselines},
         "strongest_baseline": strongest_baseline(baselines)["baseline"],

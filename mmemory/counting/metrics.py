@@ -206,18 +206,19 @@ def plot_buckets(buckets: dict[str, list[dict]], path, title: str = "Absolute er
 # ------------------------------------------------------------------------------------------------- the table
 
 def _cell(values: list[float], digits: int = 4):
-    """One value (rounded), or "mean ± sd" (sample sd) over several seeds."""
+    """One value (rounded), or {"value": mean, "sd": sample sd, "seeds": k} over k seeds (the report renders it
+    "mean ± sd")."""
     values = [float(v) for v in values]
     if len(values) == 1:
         return round(values[0], digits)
-    return f"{statistics.fmean(values):.{digits - 1}f} ± {statistics.stdev(values):.{digits - 1}f}"
+    return {"value": statistics.fmean(values), "sd": statistics.stdev(values), "seeds": len(values)}
 
 
 def counting_table(methods: dict[str, dict | list[dict]]) -> list[dict]:
     """The report's rows, one per method, in the order given, e.g. {"fine-tuned": [metrics per seed],
     "untuned model": metrics, "train mean": constant_baseline(...), "train median": ...,
-    "oracle head counter": ...}. A method with metrics from several seeds shows "mean ± sd" (sample sd) in each
-    cell and its number of seeds; one run shows the number. Columns: `TABLE_COLUMNS`, then n and seeds."""
+    "oracle head counter": ...}. A method with metrics from several seeds has {value: mean, sd: sample sd,
+    seeds} in each cell (rendered "mean ± sd") and its number of seeds; one run has the number. Columns: `TABLE_COLUMNS`, then n and seeds."""
     rows = []
     for method, ms in methods.items():
         ms = [ms] if isinstance(ms, dict) else list(ms)

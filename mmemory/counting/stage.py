@@ -67,6 +67,7 @@ def comparisons(finetuned: list[dict], untuned: dict, mean_baseline: dict) -> li
 
 ORACLE = "oracle head counter (knows the toy's head colours)"
 BLOBS = "classical blob counter (palette-free, settings chosen on val)"
+TRAINING_CAPTION = "Fine-tuning (per training seed): the epoch kept is the one with the lowest val loss"
 
 
 def _abs_errors(truth: list[int], preds: list[int | None]) -> list[float]:
@@ -151,7 +152,7 @@ def build_table(runs: dict[str, list[str]], train_json: str, test_json: str, tra
     if "finetuned" in scored and "before" in scored:
         tables["Fine-tuned against the baselines on test (a gain only when larger than the seed spread)"] = \
             comparisons(scored["finetuned"], scored["before"][0], mean_b)
-    tables["Fine-tuning (per training seed): the epoch kept is the one with the lowest val loss"] = [
+    tables[TRAINING_CAPTION] = [
         {"seed": i, "train frames": t.get("train_frames"), "val frames": t.get("val_frames"), "steps": t.get("steps"),
          "train loss": round(t["train_loss"], 4) if t.get("train_loss") is not None else None,
          "chosen epoch": t.get("chosen_epoch"),
@@ -163,6 +164,9 @@ def build_table(runs: dict[str, list[str]], train_json: str, test_json: str, tra
         "tables": tables,
         "headline": {"fine-tuned exact acc": statistics.fmean(m["exact_accuracy"] for m in finetuned),
                      "fine-tuned acc ±2": statistics.fmean(m["within_2"] for m in finetuned)},
+        "splits": {TRAINING_CAPTION: "train"},
+        "headline_controls": {"fine-tuned exact acc": [{"control": "train mean", "value": mean_b["exact_accuracy"]}],
+                              "fine-tuned acc ±2": [{"control": "train mean", "value": mean_b["within_2"]}]},
         "tensorboard": f"tensorboard --logdir {Path(tensorboard[0]).parent.parent}" if tensorboard else None,
         "tensorboard_dirs": list(tensorboard),
         "data": {k: report.get(k) for k in ("source", "read", "kept", "skipped")},

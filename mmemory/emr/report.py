@@ -59,7 +59,7 @@ def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[
     trainable = " + ".join(list(bridge.get("trainable", [])) + (["LM"] if llm_trainable else []))
     trained = {"before": "none", "question_prior": "nothing: the most frequent train answer to the question",
                "no_turn_pe": trainable.replace("turn_pe", "(no turn_pe)")}
-    rows, headline = [], {}
+    rows, headline, headline_controls, splits = [], {}, {}, {}  # splits: tables and headlines not on test
     per_seed = {v: [json.loads(Path(p).read_text()) for p in paths] for v, paths in evals.items()}
     if prior:
         per_seed = {"question_prior": [prior], **per_seed}
@@ -85,6 +85,12 @@ def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[
             headline[f"EMR BLEU-4 (nltk) {v}"] = round(m["bleu4_nltk"], 2)
             headline[f"EMR sacreBLEU {v}"] = _round(m.get("sacrebleu"), 2)
             headline[f"EMR MRR {v}"] = _round(m.get("mrr"), 4)
+    if "question_prior" in means and "after" in means:
+        qp = [{"control": LABELS["question_prior"], "value": round(means["question_prior"]["bleu4_nltk"], 2)}]
+        headline_controls["EMR BLEU-4 (nltk) after"] = qp
+        if means["question_prior"].get("sacrebleu") is not None:
+            headline_controls["EMR sacreBLEU after"] = [
+                {"control": LABELS["question_prior"], "value": _round(means["question_prior"]["sacrebleu"], 2)}]
     tables = {f"EMR on VisDial {split}: generation (beam search) and option ranking (LM log-likelihood); "
               f"{seed_note(n_seeds)}": rows}
     if n_seeds > 1:
@@ -110,11 +116,15 @@ def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[
                              "untrained R@1": round(m["val_r@1_untrained"], 4), "chance": round(m["val_chance"], 4),
                              "val images": m["val_images"], "steps": m["steps"], "seconds": m["seconds"]})
             headline["toy CLIP R@1"] = round(m["val_r@1"], 4)
+            splits["toy CLIP R@1"] = "val"
+            headline_controls["toy CLIP R@1"] = [{"control": "chance", "value": round(m["val_chance"], 4)},
+                                                 {"control": "untrained", "value": round(m["val_r@1_untrained"], 4)}]
         else:
             toy_rows.append({"model": "toy LM (pre-trained on train text)", "val loss": round(m["val_loss"], 4),
                              "steps": m["steps"], "seconds": m["seconds"]})
     if toy_rows:
         tables["Toy stand-ins trained by the workflow"] = toy_rows
+        splits["Toy stand-ins trained by the workflow"] = "val"
     ext_rows = []
     for p in extraction:
         m = json.loads(Path(p).read_text())
@@ -130,7 +140,9 @@ def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[
                                                  "final_val_loss", "final_train_loss", "dialogues_per_s")}})
     if train_rows:
         tables["EMR training"] = train_rows
-    metrics = {"tables": tables, "headline": headline, "train_seeds": n_seeds,
+        splits["EMR training"] = "train"
+    metrics = {"tables": tables, "headline": headline, "headline_controls": headline_controls, "splits": splits,
+               "train_seeds": n_seeds,
                "positive_controls": emr_controls(per_seed),
                "ranking_subset": ranked[0] if ranked else None,
                "bleu": BLEU_NOTES}
