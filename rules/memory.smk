@@ -15,7 +15,7 @@ if stage_active("memory"):
     # The encoder checkpoint is a DAG input when the workflow builds it (e.g. the toy CLIP of the emr stage).
     MEMORY_ENCODER_PATH = MCFG["encoder"]["path"]
     MEMORY_ENCODER_INPUT = [MEMORY_ENCODER_PATH] if str(MEMORY_ENCODER_PATH).startswith("results/") else []
-    # ImageBind only runs in its own env (the store needs faiss-cpu and rank-bm25 there too); the rest in core.
+    # ImageBind only runs in its own env (the store needs faiss-cpu there too); the rest in core.
     MEMORY_ENV = "../envs/imagebind.yaml" if MCFG["encoder"]["kind"] == "imagebind" else "../envs/core.yaml"
     MEMORY_STORE = {"index": MCFG["index"], "half_life": MCFG["half_life"], "recency_unit": MCFG["recency_unit"]}
     MEMORY_TUNE = MCFG["tune"]["sessions"] > 0
