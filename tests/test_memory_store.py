@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _memory_fixtures import FakeEncoder  # noqa: E402
 
 from mmemory.memory import IndexConfig, MemoryInputError, MemoryStore  # noqa: E402
-from mmemory.memory.scoring import check_weights, combine, minmax, recency  # noqa: E402
+from mmemory.memory.scoring import check_weights, combine, recency  # noqa: E402
 from mmemory.memory.store import INDEX_NAME, heuristic_saliency  # noqa: E402
 
 T0 = "2024-01-01T00:00:00Z"
@@ -34,8 +34,6 @@ def store(tmp_path):
 
 
 def test_scoring_primitives():
-    assert np.allclose(minmax(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
-    assert np.allclose(minmax(np.array([5.0, 5.0])), [0.0, 0.0])  # a constant component carries no information
     assert np.allclose(recency(np.array([0.0, 24.0, 48.0]), 24.0), [1.0, 0.5, 0.25])
     score, norm = combine({"relevance": np.array([0.2, 0.9]), "recency": np.array([1.0, 0.0])},
                           {"relevance": 1.0, "recency": 0.5})

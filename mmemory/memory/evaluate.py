@@ -567,10 +567,6 @@ def _add(result: dict, name: str, per_query: list[dict], ks=KS) -> None:
     result["per_query"][name] = per_query
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
-
-
 def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict, chosen: str | None = None,
                  val: dict[str, dict] | None = None, data: str = "memory sessions") -> dict:
     """The report's metrics.json: the ablation table, a per-type recall@5 table and headline numbers.

@@ -124,12 +124,6 @@ def named_dates(question: str) -> list[tuple[int, int | None]]:
     return out
 
 
-def date_matches(ts: float, dates: list[tuple[int, int | None]]) -> bool:
-    """The unix time falls in one of the named (year, month) periods."""
-    d = datetime.fromtimestamp(ts, timezone.utc)
-    return any(d.year == y and (m is None or d.month == m) for y, m in dates)
-
-
 def names_speaker(question: str, speaker: str) -> bool:
     """The question names this speaker (a whole-word, case-insensitive match; generic roles never count)."""
     s = (speaker or "").strip().lower()

@@ -54,15 +54,6 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in weights.items()}
 
 
-def minmax(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] over the candidates; a constant component carries no information and becomes 0."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return x
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-
-
 def zscore(x: np.ndarray) -> np.ndarray:
     """(x - mean) / std over the candidates; a constant component carries no information and becomes 0."""
     x = np.asarray(x, dtype=np.float64)

@@ -660,7 +660,8 @@ class MemoryStore:
     def search(self, query_text: str | None = None, query_image: str | None = None, query_vector: Any = None,
                now: Any = None, k: int = 10, weights: dict[str, float] | None = None, session: str | None = None,
                before: Any = None, update_access: bool | None = None) -> list[Retrieved]:
-        """Top-k memories by the weighted sum of min-max normalised components.
+        """Top-k memories by the weighted sum of their components (`mmemory.memory.scoring.combine`: similarities
+        z-scored over the candidates, priors on their own scale).
 
         Give exactly one of query_text, query_image, query_vector (the lexical, speaker and temporal components
         need query_text: the store's default weights drop them for the others, explicit weights may not ask for them). `session` and `before` (strictly older than this
