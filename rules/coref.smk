@@ -1,4 +1,4 @@
-# Stage 'coref' (issue 13, seed 002): which object in which shared photo a dialogue's last pronoun means (4 choices).
+# Stage 'coref': which object in which shared photo a dialogue's last pronoun means (4 choices).
 #   coref_data              toy dialogues or coref.data.path -> results/coref/data/{train,val,test}.json + data_report.json
 #   build_coref_toy_models  the tiny Llamas of coref.toy_models (embedded default) -> results/models/coref/<name>/
 #   train_coref             one model x training seed, Trainer (DDP under torchrun with resources.nproc processes)

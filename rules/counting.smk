@@ -1,4 +1,4 @@
-# Stage 'counting' (issue 14, seed 003): "how many people are in this image?" with a LLaVA VLM, QLoRA through TRL.
+# Stage 'counting': "how many people are in this image?" with a LLaVA VLM, QLoRA through TRL.
 #   counting_data             toy CCTV frames (embedded default; written to results/counting/toy/ in the Mall layout),
 #                             the Mall layout or COCO person counts -> results/counting/data/{train,val,test}.json
 #   build_counting_toy_model  the tiny LLaVA (CLIP vision tower + Llama) with its processor -> results/models/tiny_llava/

@@ -1,4 +1,4 @@
-# Stage 'emr' (issue 3): Extraction-Memorization.
+# Stage 'emr': Extraction-Memorization.
 #   train_toy_clip      contrastive training of the tiny CLIP (toy only)      -> results/emr/toy_clip/
 #   pretrain_toy_llm    LM pre-training of the tiny Llama on train text (toy) -> results/emr/toy_llm/
 #   extract_embeddings  image + per-round question embeddings, sharded      -> results/emr/embeddings/{split}/

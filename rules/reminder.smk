@@ -1,4 +1,4 @@
-# Stage 'reminder' (issue 4): <reminder> self-reflection.
+# Stage 'reminder': <reminder> self-reflection.
 #   pretrain_toy_vlm        the tiny Gemma-3 stand-in learns to see and read (toy only) -> results/reminder/toy_vlm/
 #   generate_reminder_data  teacher responses for training dialogues  -> results/reminder/teacher/
 #   finetune_vlm            LoRA adapter on the Gemma-3 VLM, per training seed -> results/reminder/finetuned/s{seed}/adapter/

@@ -6,7 +6,7 @@ Two distributions (`--distribution`):
   the dev conversations have a spectrum close to i^-1 over their top 100 eigenvalues, an effective dimension of
   ~40 and a common direction that holds ~27% of a vector's squared norm (`--spectrum-of` compares a file of real
   embeddings with the synthetic ones). There are no clusters for IVF to find, so nprobe decides the recall.
-- `clustered` (issue 12's, easy): 1,000 tight Gaussian blobs; IVF with nprobe 8 finds the exact top 10 every time.
+- `clustered` (easy): 1,000 tight Gaussian blobs; IVF with nprobe 8 finds the exact top 10 every time.
 
 Prints (and writes as JSON with --out):
 - insert throughput: SQLite commits alone, and SQLite + FAISS index together;
@@ -19,7 +19,7 @@ Prints (and writes as JSON with --out):
 - `--sweep 1,2,4,...`: the recall@10-vs-latency curve over IVF's nprobe (FAISS alone and the store, side by side at
   every point, with the store's overhead), `--plot` draws it, and the smallest nprobe that reaches recall@10 0.95
   is named (`sweep_chosen_nprobe`).
-Goals from the issue: p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.5 ms,
+Goals (docs/memory.md says which are met): p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.5 ms,
 recall@10 >= 0.95, >= 100x faster than brute force.
 The vectors live three times in this process at 1M x 1024 (numpy copy for the exact answers, FAISS, SQLite pages):
 about 12 GiB. Use --n to stay inside the machine; the figures scale as noted in docs/memory.md.

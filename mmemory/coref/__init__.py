@@ -1,4 +1,4 @@
-"""The coref stage (issue 13, seed 002): which object in which shared photo a dialogue's last pronoun ("that one",
+"""The coref stage: which object in which shared photo a dialogue's last pronoun ("that one",
 "저거") means, out of four choices (docs/coref.md).
 
 `data` (the schema, checked on load; seed 002's text format; content-disjoint splits), `stage` (the data step),

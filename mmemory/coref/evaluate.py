@@ -524,7 +524,7 @@ def baseline_rows(train, test, level: float = 0.95, val=None, oracle: bool = Fal
     - random label: its exact expected accuracy (`expected_random`: 1/4 object level), an interval of width 0;
     - the best single letter on test: the share of the answer letter most common in the test split itself, the
       ceiling of every constant-letter prior there (the toy balances letters over all dialogues, so a letter
-      chosen on train carries no information: it replaced "the most frequent train letter", issue 23);
+      chosen on train carries no information, so the train split's most frequent letter is no baseline);
     - the most recently mentioned object (`most_recent_mention`; none named: no choice, wrong), the first-mentioned
       and the most-mentioned object (`mmemory.coref.baselines`);
     - a logistic regression on shallow per-choice features (`fit_shortcut_lr`), fitted on `train`, C chosen on

@@ -1,4 +1,4 @@
-"""The counting stage (issue 14, seed 003): "how many people are in this image?" with a fine-tuned LLaVA VLM
+"""The counting stage: "how many people are in this image?" with a fine-tuned LLaVA VLM
 (docs/counting.md).
 
 `data` (the Mall layout in both nestings, checked row by row; seeded 80:20 or Mall's first-800 split), `coco` (person

@@ -1,4 +1,4 @@
-"""A classical people counter that knows nothing of the toy generator (issue 23): blob detection on a grey image
+"""A classical people counter that knows nothing of the toy generator: blob detection on a grey image
 with scipy, calibrated by a straight line, its settings chosen on val.
 
 `count_heads_classical` (`mmemory.counting.toy`) thresholds the generator's own head colours, which nothing else in
