@@ -128,6 +128,17 @@ def reminder_runs(variants, trained, split="test"):
                 for s in (TRAIN_SEEDS if v in trained else TRAIN_SEEDS[:1])] for v in variants}
 
 
+def counting_adapter_input(w):
+    """predict_counting's adapter: the seed's LoRA adapter for the fine-tuned variant, nothing for the untuned model."""
+    return [f"results/counting/finetuned/s{w.seed}/adapter"] if w.variant == "finetuned" else []
+
+
+def emr_bridge_input(w):
+    """eval_emr's bridge: the trained bridge of the variant and seed; none for "before" (it rebuilds the untrained
+    bridge from the seed)."""
+    return {} if w.variant == "before" else {"bridge": f"results/emr/{w.variant}/s{w.seed}/bridge.safetensors"}
+
+
 def counting_runs(split="test"):
     """{variant: [predictions.json per seed]}: every training seed after fine-tuning, the first one before."""
     return {"before": [f"results/counting/before/s{TRAIN_SEEDS[0]}/{split}/predictions.json"],
@@ -137,6 +148,22 @@ def counting_runs(split="test"):
 def coref_models():
     """{name: path} of config coref.models."""
     return {m["name"]: m["path"] for m in config["coref"]["models"]}
+
+
+def coref_toy_models():
+    """{name: path} of the coref models the workflow builds (a path under results/models/); each needs its size in
+    coref.toy_models, and a config that lacks one stops here, before any job runs."""
+    toy = {name: path for name, path in coref_models().items() if path.startswith(BUILT_MODELS)}
+    unsized = sorted(set(toy) - set(config["coref"].get("toy_models", {})))
+    if unsized:
+        raise ValueError(f"config coref.models {unsized}: a path under {BUILT_MODELS} is built by the workflow and "
+                         "needs its size in coref.toy_models (or give the path of an existing checkpoint)")
+    return toy
+
+
+def coref_base_input(w):
+    """The untuned model of the model wildcard as a DAG input when the workflow builds it, else nothing."""
+    return built_input(coref_models()[w.model])
 
 
 def coref_train_metrics():
@@ -155,7 +182,7 @@ def coref_eval_inputs(w):
     """eval_coref's model input: the fine-tuned model of the seed, or the base model when the workflow builds it."""
     if w.variant == "finetuned":
         return {"model": [f"results/coref/{w.model}/finetuned/s{w.seed}/model"]}
-    return {"model": built_input(coref_models()[w.model])}
+    return {"model": coref_base_input(w)}
 
 
 def coref_model_param(wildcards, input):

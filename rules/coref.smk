@@ -13,13 +13,7 @@
 
 if stage_active("coref"):
     CCFG = config["coref"]
-    COREF_MODELS = coref_models()
-    # the models the workflow builds: those of coref.models whose path is under results/models/, one size each
-    COREF_TOY = {name: path for name, path in COREF_MODELS.items() if path.startswith(BUILT_MODELS)}
-    _unsized = sorted(set(COREF_TOY) - set(CCFG.get("toy_models", {})))
-    if _unsized:
-        raise ValueError(f"config coref.models {_unsized}: a path under {BUILT_MODELS} is built by the workflow and "
-                         "needs its size in coref.toy_models (or give the path of an existing checkpoint)")
+    COREF_TOY = coref_toy_models()
     COREF_SPLITS = expand("results/coref/data/{split}.json", split=("train", "val", "test"))
     COREF_PROCESSES = int(CCFG["processes"])
 
@@ -59,7 +53,7 @@ if stage_active("coref"):
 
     rule train_coref:
         input:
-            model=lambda w: built_input(COREF_MODELS[w.model]),
+            model=coref_base_input,
             train="results/coref/data/train.json",
             val="results/coref/data/val.json",
         output:

@@ -80,8 +80,7 @@ if stage_active("counting"):
     rule predict_counting:
         input:
             model=built_input(KCFG["model"]),
-            adapter=lambda w: ([f"results/counting/finetuned/s{w.seed}/adapter"] if w.variant == "finetuned"
-                               else []),
+            adapter=counting_adapter_input,
             data="results/counting/data/{split}.json",
         output:
             predictions="results/counting/{variant}/s{seed}/{split}/predictions.json",

@@ -44,6 +44,8 @@ if stage_active("emr"):
             benchmark:
                 "results/benchmarks/emr/train_toy_clip.tsv"
             threads: 1
+            resources:
+                **gpu_job(8000, 60),  # a toy stand-in: minutes on one CPU core
             conda:
                 "../envs/malmm.yaml"
             script:
@@ -68,6 +70,8 @@ if stage_active("emr"):
             benchmark:
                 "results/benchmarks/emr/pretrain_toy_llm.tsv"
             threads: 1
+            resources:
+                **gpu_job(8000, 60),  # a toy stand-in: minutes on one CPU core
             conda:
                 "../envs/malmm.yaml"
             script:
@@ -137,7 +141,7 @@ if stage_active("emr"):
 
     rule eval_emr:
         input:
-            unpack(lambda w: {} if w.variant == "before" else {"bridge": f"results/emr/{w.variant}/s{w.seed}/bridge.safetensors"}),
+            unpack(emr_bridge_input),
             data="results/data/{split}.json",
             dense="results/data/{split}_dense.json",
             emb="results/emr/embeddings/{split}/index.json",
