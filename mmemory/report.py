@@ -316,6 +316,24 @@ def benchmark_table(benchmarks_dir: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: -r["wall_s"])
 
 
+def tensorboard_dirs(results_dir: str | Path) -> list[str]:
+    """Every folder under `results_dir` that holds TensorBoard event files (one per trained model and seed), sorted."""
+    root = Path(results_dir)
+    return sorted({e.parent.relative_to(root).as_posix() for e in root.glob("**/events.out.tfevents.*")})
+
+
+def tensorboard_section(results_dir: str | Path) -> str | None:
+    """The report's one list of training logs, with the command that opens them all; None when there are none."""
+    dirs = tensorboard_dirs(results_dir)
+    if not dirs:
+        return None
+    root = Path(results_dir).as_posix()
+    return ("## Training logs (TensorBoard)\n\n"
+            f"`tensorboard --logdir {root}` opens every run below at once (each trainer writes its losses with "
+            "TensorBoard; one folder per trained model and training seed):\n\n"
+            + markdown_table([{"stage": d.split("/")[0], "folder": f"{root}/{d}"} for d in dirs]))
+
+
 def _owning_section(figure: str, sections: dict[str, str]) -> str | None:
     """The one section a figure belongs to: the one whose metrics.json folder shares the longest path prefix."""
     fig = Path(figure).parts
@@ -335,10 +353,10 @@ def _owning_section(figure: str, sections: dict[str, str]) -> str | None:
 def build_report(title: str, sections: dict[str, str], figures: dict[str, str], data_report_path: str,
                  out_md: str | Path, out_overview: str | Path, out_csv: str | Path | None = None,
                  data_source: str = "?", train_seeds: list | None = None,
-                 benchmarks_dir: str | Path | None = None) -> str:
+                 benchmarks_dir: str | Path | None = None, logs_dir: str | Path | None = None) -> str:
     """Write the markdown report (and, given `out_csv`, summary.csv); `sections` maps a heading to a metrics.json
     path, `figures` a PNG to a caption; `data_source` and `train_seeds` (config data.source, train_seeds) are
-    named in its opening line."""
+    named in its opening line; `logs_dir` (results/) is searched for the trainers' TensorBoard folders."""
     out_md = Path(out_md)
     loaded = {t: read_json_file(p) for t, p in sections.items()}
     data_report = read_json_file(data_report_path)
@@ -369,6 +387,8 @@ def build_report(title: str, sections: dict[str, str], figures: dict[str, str], 
         total = sum(r["wall_s"] for r in rows if r["wall_s"] == r["wall_s"])
         parts.append(f"## Run time\n\nWall time of each job (Snakemake `benchmark:`), {total:.0f} s in all "
                      "(jobs may run in parallel).\n\n" + markdown_table(rows))
+    if logs_dir and Path(logs_dir).is_dir() and (logs := tensorboard_section(logs_dir)):
+        parts.append(logs)
     if out_csv is not None:
         n_lines = write_summary_csv(loaded, sections, out_csv)
         parts.append(f"## Every number as a table\n\n`{rel(out_csv)}` holds every number above in long form, one per "

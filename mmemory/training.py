@@ -1,8 +1,11 @@
-"""What every Hugging Face trainer of the stages shares: the callback that logs the loss at each save, the whole-run
-loss from a log history, and the lookup of the checkpoint to resume from."""
+"""What every trainer of the stages shares: the callback that logs the loss at each save, the whole-run loss from a
+log history, the lookup of the checkpoint to resume from, and the TensorBoard logs (a Hugging Face Trainer's
+`report_to="tensorboard"` pointed at the run's folder, `point_tensorboard`; a hand-written loop's `scalar_writer`).
+`tensorboard --logdir results` shows every run of the workflow; the report lists their folders."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -53,3 +56,23 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> str | None:
         return newest
     done = [c for c in sort_checkpoints(d) if os.path.exists(os.path.join(c, TRAINER_STATE_NAME))]
     return done[-1] if done else None
+
+
+def point_tensorboard(trainer, log_dir: str | Path) -> None:
+    """Send a Trainer's TensorBoard events (`report_to="tensorboard"`) to `log_dir` (transformers 5 has no
+    logging_dir argument)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, TensorBoardCallback):
+            cb.logging_dir = str(log_dir)
+
+
+def scalar_writer(log_dir: str | Path):
+    """A TensorBoard `SummaryWriter` for a hand-written training loop, in an emptied `log_dir`: a run that resumes
+    writes its checkpoint's loss history again first (events written after that checkpoint, or never flushed, by the
+    run that was cut short would otherwise be doubled or lost)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return SummaryWriter(str(log_dir), flush_secs=10)

@@ -96,6 +96,15 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
         assert (out / f).stat().st_size > 0
     rows = (out / "loss.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,split,loss" and sum(",train," in r for r in rows) == 3
+    # TensorBoard holds the same losses, each step once although the killed run had logged step 1 before the kill
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    csv_train = [(int(r.split(",")[0]), float(r.split(",")[3])) for r in rows[1:] if ",train," in r]
+    assert [e.step for e in events.Scalars("loss/train")] == [step for step, _ in csv_train]
+    assert [e.value for e in events.Scalars("loss/train")] == pytest.approx([loss for _, loss in csv_train])
+    assert [e.step for e in events.Scalars("loss/val")] == [0, 1, 2, 3]
     cfg = json.loads((out / "bridge_config.json").read_text())
     assert cfg["weights"]["imagebind_fc"]["trainable"] > 0
 

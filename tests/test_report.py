@@ -146,3 +146,21 @@ def test_overview_draws_each_headline_control(tmp_path, monkeypatch):
     report.overview_figure({"Coref": _stage_metrics()}, {"kept": {"train": 1}}, tmp_path / "o.png")
     assert [(a[0], k["ls"], k["label"]) for a, k in drawn] == [([0.25, 0.25], "--", "random label")]
     assert (tmp_path / "o.png").stat().st_size > 1000
+
+
+def test_the_report_lists_every_tensorboard_folder_with_the_command_that_opens_them(tmp_path):
+    results = tmp_path / "results"
+    for d in ("emr/after/s0/tensorboard", "counting/finetuned/s1/tensorboard"):
+        (results / d).mkdir(parents=True)
+        (results / d / "events.out.tfevents.1.host.1.0").write_bytes(b"")
+    (results / "emr" / "after" / "s0" / "loss.csv").write_text("step\n")
+    m = results / "emr" / "metrics.json"
+    m.write_text(json.dumps({"n": 1}))
+    data_report = tmp_path / "data_report.json"
+    data_report.write_text(json.dumps({"kept": {"train": 1}}))
+    text = build_report("T", {"EMR": str(m)}, {}, str(data_report), results / "report.md",
+                        results / "report" / "o.png", logs_dir=results)
+    section = text[text.index("## Training logs (TensorBoard)"):]
+    assert f"`tensorboard --logdir {results.as_posix()}`" in section
+    assert f"| counting | {results.as_posix()}/counting/finetuned/s1/tensorboard |" in section
+    assert f"| emr | {results.as_posix()}/emr/after/s0/tensorboard |" in section

@@ -8,4 +8,4 @@ from mmemory.report import build_report  # noqa: E402
 p = snakemake.params
 build_report(p.title, dict(p.sections), dict(p.figures), snakemake.input.data_report, snakemake.output.report,
              snakemake.output.overview, out_csv=snakemake.output.summary, data_source=p.data_source,
-             train_seeds=list(p.train_seeds), benchmarks_dir=p.benchmarks)
+             train_seeds=list(p.train_seeds), benchmarks_dir=p.benchmarks, logs_dir=p.logs)

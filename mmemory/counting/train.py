@@ -33,7 +33,7 @@ from mmemory.config import StrictConfig, check_types
 from mmemory.counting.model import LLAVA_CHAT_TEMPLATE, QUESTION, answer_text, load_counting_model, user_message
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
 from mmemory.io import atomic_write_json
-from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run_loss
+from mmemory.training import latest_checkpoint, log_at_saves_callback, point_tensorboard, whole_run_loss
 
 logger = logging.getLogger(__name__)
 
@@ -210,15 +210,6 @@ def sft_config(cfg: CountingTrainConfig, checkpoint_dir: str, evaluate: bool):
     )
 
 
-def _point_tensorboard(trainer, tb_dir: str) -> None:
-    """Send the Trainer's TensorBoard events to `tb_dir` (transformers 5 has no logging_dir argument)."""
-    from transformers.integrations import TensorBoardCallback
-
-    for cb in trainer.callback_handler.callbacks:
-        if isinstance(cb, TensorBoardCallback):
-            cb.logging_dir = str(tb_dir)
-
-
 def _write_adapter(trainer, processor, out_dir: str | Path, cfg: CountingTrainConfig, base_model: str) -> None:
     """The adapter, the processor and the settings, written to a sibling temp dir and renamed into place."""
     out = Path(out_dir)
@@ -281,7 +272,7 @@ def finetune_counting(model_path: str, train_items, val_items, out_dir: str | Pa
         settings={"cfg": asdict(cfg)}, models={"vlm": model_digest(model_path)})
     stamp = prepare_checkpoint_dir(checkpoint_dir, fp)
     trainer, processor = make_trainer(model_path, train_items, val_items, checkpoint_dir, cfg)
-    _point_tensorboard(trainer, str(tb_dir))
+    point_tensorboard(trainer, tb_dir)
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     logger.info("finetune_counting: %d train / %d val frames, %d trainable of %d parameters, %s", len(train_items),
                 len(val_items or []), n_trainable, trainer.model.num_parameters(), asdict(cfg))

@@ -39,6 +39,7 @@ from mmemory.figures import save_figure
 from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest, remove
 from mmemory.io import atomic_write_bytes, atomic_write_text
 from mmemory.shards import ShardedEmbeddings
+from mmemory.training import scalar_writer
 from mmemory.visdial import load_visdial
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,8 @@ def plot_loss(rows: list[dict], png: str | Path, title: str) -> None:
 def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, bridge: dict, train: dict,
               variant: str = "after", llm_4bit: bool = False, llm_dtype: str = "float32", llm_trainable: bool = False,
               prompt_template: str = DEFAULT_PROMPT, device: str = "cpu") -> dict:
-    """Train one variant's bridge; writes bridge.safetensors, bridge_config.json, loss.csv, loss.png in out_dir."""
+    """Train one variant's bridge; writes bridge.safetensors, bridge_config.json, loss.csv, loss.png in out_dir, and
+    the same losses as TensorBoard scalars in out_dir/tensorboard (loss/caption, loss/train, loss/val)."""
     if variant not in VARIANT_OVERRIDES:
         raise ValueError(f"unknown EMR variant {variant!r}; trainable variants: {', '.join(VARIANT_OVERRIDES)}")
     from mmemory.precision import resolve_dtype
@@ -320,9 +322,13 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
     pad, lead = tok.pad_token_id, codec.lead_ids()
     t0, seen = time.perf_counter(), 0
     bar = tqdm(total=total_steps, initial=step, desc=f"train_emr {variant}", unit="step")
+    tb = scalar_writer(out_dir / "tensorboard")
+    for r in rows:  # a resumed run's history, from its checkpoint
+        tb.add_scalar(f"loss/{r['split']}", r["loss"], r["step"])
     if step == 0 and val_recs:
         rows.append({"step": 0, "epoch": 0.0, "split": "val",
                      "loss": val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)})
+        tb.add_scalar("loss/val", rows[-1]["loss"], 0)
     while step < total_steps:
         # phase 1 (step < caption_steps): captioning pre-training; phase 2: the answer. Each phase's epoch has its
         # own batch order (a function of seed, phase and epoch), so a resumed run replays the same batches.
@@ -354,18 +360,21 @@ def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, 
             seen += len(b)
             rows.append({"step": step, "epoch": round((local + 1) / steps_per_epoch, 4), "split": phase,
                          "loss": loss.item()})
+            tb.add_scalar(f"loss/{phase}", rows[-1]["loss"], step)
             local += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if val_recs and (step % tcfg.eval_every == 0 or step == total_steps):
                 vl = val_loss(model, llm, val_recs, val_toks, vemb, pad, device, tcfg.batch_size, lead)
                 rows.append({"step": step, "epoch": round(local / steps_per_epoch, 4), "split": "val", "loss": vl})
+                tb.add_scalar("loss/val", vl, step)
                 el = time.perf_counter() - t0
                 logger.info("step %d/%d %s %.4f val %.4f (%.1f dialogues/s)", step, total_steps, phase,
                             loss.item(), vl, seen / el if el else 0)
             if step % tcfg.ckpt_every == 0 or step == total_steps:
                 save_ckpt()
     bar.close()
+    tb.close()
     el = time.perf_counter() - t0
     if step and not ckpt_path.exists():
         save_ckpt()
