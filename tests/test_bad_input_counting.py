@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from mmemory.counting.coco import coco_person_counts
-from mmemory.counting.data import CountingDataConfig, CountingDataError, prepare_counting_data, read_mall
+from mmemory.counting.data import CountingDataConfig, CountingDataError, read_mall
+from mmemory.counting.stage import prepare_counting_data
 
 from test_counting_coco import IMAGES, make_coco
 from test_counting_data import _frame, make_mall

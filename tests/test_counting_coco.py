@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from mmemory.counting.coco import coco_person_counts
-from mmemory.counting.data import CountingDataError, prepare_counting_data
+from mmemory.counting.data import CountingDataError
+from mmemory.counting.stage import prepare_counting_data
 
 IMAGES = {11: "COCO_val2014_000000000011.jpg", 12: "COCO_val2014_000000000012.jpg",
           13: "COCO_val2014_000000000013.jpg", 14: "COCO_val2014_000000000014.jpg"}

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from mmemory.config import ConfigError
-from mmemory.counting.data import (CountingDataConfig, CountingDataError, load_split, prepare_counting_data,
-                                   read_mall, split_items)
+from mmemory.counting.data import CountingDataConfig, CountingDataError, load_split, read_mall, split_items
+from mmemory.counting.stage import prepare_counting_data
 
 
 def _frame(path, k):

@@ -3,9 +3,6 @@ from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmemory.counting.model import CountingToySize, build_tiny_llava  # noqa: E402
-from mmemory.io import atomic_write_json  # noqa: E402
+from mmemory.counting.stage import build_toy_model  # noqa: E402
 
-stats = build_tiny_llava(snakemake.output.model, CountingToySize.from_dict(snakemake.params.sizes),
-                         seed=snakemake.params.seed)
-atomic_write_json(snakemake.output.metrics, stats, indent=2)
+build_toy_model(snakemake.output.model, snakemake.params.sizes, snakemake.params.seed, snakemake.output.metrics)

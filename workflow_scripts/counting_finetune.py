@@ -5,11 +5,9 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from mmemory.counting.data import load_split  # noqa: E402
-from mmemory.counting.train import CountingTrainConfig, finetune_counting  # noqa: E402
+from mmemory.counting.stage import run_finetune  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 out = snakemake.output
-finetune_counting(snakemake.params.model, load_split(snakemake.input.train), load_split(snakemake.input.val),
-                  out.adapter, snakemake.params.checkpoints, out.tensorboard,
-                  CountingTrainConfig.from_dict(snakemake.params.train), out.metrics)
+run_finetune(snakemake.params.model, snakemake.input.train, snakemake.input.val, out.adapter,
+             snakemake.params.checkpoints, out.tensorboard, snakemake.params.train, out.metrics)

@@ -5,10 +5,9 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from mmemory.counting.data import load_split  # noqa: E402
-from mmemory.counting.predict import CountingGenerationConfig, predict_counts  # noqa: E402
+from mmemory.counting.stage import run_predict  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
-predict_counts(snakemake.params.model, adapter, load_split(snakemake.input.data),
-               CountingGenerationConfig.from_dict(snakemake.params.generation), snakemake.output.predictions)
+run_predict(snakemake.params.model, adapter, snakemake.input.data, snakemake.params.generation,
+            snakemake.output.predictions)

@@ -7,5 +7,5 @@ oracle head counter that knows their head colours), `classical` (a palette-free 
 val), `model` (the tiny LLaVA and one loading path, 4-bit NF4 at paper scale), `train` (LoRA /
 QLoRA through TRL's SFTTrainer, TensorBoard, fingerprinted resume), `predict` (batched greedy answers), `answers`
 (count parsing: digits, English words, Korean), `metrics` (exact / ±1 / ±2, MAE, RMSE, P/R/F1) and `stage` (the
-table, comparisons and figures).
+workflow's steps: the data, the toy model, fine-tuning, prediction, and the table, comparisons and figures).
 """

@@ -8,7 +8,6 @@ Layout (the public Mall dataset as commonly repacked, and the toy frames of `mme
     items, report = read_mall("/data/mall")                 # strict: the first bad row or frame raises
     items, report = read_mall("/data/mall", strict=False)   # lenient: bad ones skipped, counted by reason
     splits = split_items(items, CountingDataConfig(split="mall"))   # Mall's first 800 frames train, the rest test
-    report = prepare_counting_data(cfg, out_dir, toy_root)   # {train,val,test}.json + data_report.json
 
 An item is `{"id": int, "count": int, "image": str}`. Bad input (`mmemory.counting.bad_input.REASONS`): a label row
 whose id or count is not a non-negative integer of at most 9 ASCII digits, a row without two fields, a duplicate id,
@@ -21,7 +20,7 @@ most 200 characters of a bad row (`mmemory.io.excerpt`).
 
 The report (`results/counting/data_report.json`): `{source, path, read, kept, skipped: {reason: n},
 examples: {reason: [first few rows or files]}}`, where `read` counts every label row plus every frame no row
-names, so `read == kept + sum(skipped)`; `prepare_counting_data` adds `split` (sizes, the split mode, the frames
+names, so `read == kept + sum(skipped)`; `mmemory.counting.stage.prepare_counting_data` adds `split` (sizes, the split mode, the frames
 whose image bytes repeat another's), and refuses to write an empty train, val or test split, saying how many frames
 the split settings need.
 """
@@ -36,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmemory.config import ConfigError, StrictConfig, check_types
-from mmemory.counting.bad_input import FIXES, CountingDataError, DataReport, check_image, problem
+from mmemory.counting.bad_input import CountingDataError, DataReport, check_image, problem
 from mmemory.counting.coco import coco_person_counts
-from mmemory.io import atomic_write_json, excerpt, read_json_file, read_text_file
+from mmemory.io import excerpt, read_json_file, read_text_file
 from mmemory.splits import empty_split_message
 
 logger = logging.getLogger(__name__)
@@ -334,31 +333,6 @@ def read_source(cfg: CountingDataConfig, toy_root: str | Path | None = None) -> 
                               verify_images=cfg.verify_images)
 
 
-def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, toy_root: str | Path | None = None,
-                          report_path: str | Path | None = None) -> dict:
-    """Read the source, split it and write `out_dir/{train,val,test}.json` (lists of {id, count, image}) and the
-    report (`report_path`, default `out_dir/data_report.json`), each atomically. Returns the report."""
-    if isinstance(cfg, dict):
-        cfg = CountingDataConfig.from_dict(cfg)
-    items, report = read_source(cfg, toy_root)
-    if not items:  # the report is not written (the rule failed), so the message carries its examples
-        examples = "; ".join(f"{r}: {n} (e.g. {', '.join(map(str, report.examples.get(r, [])[:2]))})"
-                             for r, n in report.to_json()["skipped"].items())
-        raise CountingDataError(f"{report.path}: no usable frames ({report.read} read; skipped: "
-                                f"{examples or 'none'}). Fix: " + "; ".join(FIXES[r] for r in report.skipped))
-    stats: dict = {}
-    splits = split_items(items, cfg, stats)
-    check_split_sizes({k: len(v) for k, v in splits.items()}, len(items), report.path, cfg)
-    report.extra["split"] = stats
-    out_dir = Path(out_dir)
-    for name in SPLITS:
-        atomic_write_json(out_dir / f"{name}.json", splits[name], indent=1)
-    out = report.to_json()
-    atomic_write_json(report_path or out_dir / "data_report.json", out, indent=2)
-    logger.info("counting data (%s): train %d, val %d, test %d", cfg.source, *(len(splits[s]) for s in SPLITS))
-    return out
-
-
 def check_split_sizes(sizes: dict[str, int], n_items: int, source: str, cfg: CountingDataConfig) -> None:
     """Refuse an empty train, val or test split (`mmemory.splits`), naming the sizes and what the settings need."""
     how = None
@@ -372,7 +346,7 @@ def check_split_sizes(sizes: dict[str, int], n_items: int, source: str, cfg: Cou
 
 
 def load_split(path: str | Path) -> list[dict]:
-    """Read one split written by `prepare_counting_data`, checking every item's fields."""
+    """Read one split written by `mmemory.counting.stage.prepare_counting_data`, checking every item's fields."""
     path = Path(path)
     items = read_json_file(path, CountingDataError, "rerun the counting_data rule")
     if not isinstance(items, list):

@@ -1,5 +1,8 @@
-"""The counting stage's table (rule `counting_table`): every method on the test frames, in one table.
+"""The counting stage's steps (the workflow scripts call these): the data (rule `counting_data`), fine-tuning
+(`finetune_counting`), prediction (`predict_counting`), the toy model (`build_counting_toy_model`) and the table
+(`counting_table`): every method on the test frames, in one table.
 
+    prepare_counting_data(cfg, out_dir, toy_root)   # {train,val,test}.json + data_report.json
     build_table(runs, "train.json", "test.json", ["train_metrics.json"], "data_report.json", classical=True,
                 tensorboard=["finetuned/s0/tensorboard"], out_json="metrics.json", out_scatter=..., out_buckets=...)
 
@@ -19,7 +22,8 @@ import logging
 import statistics
 from pathlib import Path
 
-from mmemory.counting.data import load_split
+from mmemory.counting.bad_input import FIXES, CountingDataError
+from mmemory.counting.data import SPLITS, CountingDataConfig, check_split_sizes, load_split, read_source, split_items
 from mmemory.counting.metrics import (FAILURE_VALUE, bucket_errors, constant_baseline, counting_metrics,
                                       counting_table, plot_buckets, plot_scatter)
 from mmemory.io import atomic_write_json, read_json_file
@@ -30,6 +34,64 @@ logger = logging.getLogger(__name__)
 VARIANT_NAMES = {"finetuned": "fine-tuned VLM", "before": "untuned VLM"}
 BUCKET_EDGES = (0, 4, 8, 12)  # error-by-count buckets: 0-3, 4-7, 8-11, >= 12 (Mall's 13-53 all fall in the last)
 
+
+# ---------------------------------------------------------------- the data
+
+def prepare_counting_data(cfg: CountingDataConfig | dict, out_dir: str | Path, toy_root: str | Path | None = None,
+                          report_path: str | Path | None = None) -> dict:
+    """Read the source, split it and write `out_dir/{train,val,test}.json` (lists of {id, count, image}) and the
+    report (`report_path`, default `out_dir/data_report.json`), each atomically. Returns the report."""
+    if isinstance(cfg, dict):
+        cfg = CountingDataConfig.from_dict(cfg)
+    items, report = read_source(cfg, toy_root)
+    if not items:  # the report is not written (the rule failed), so the message carries its examples
+        examples = "; ".join(f"{r}: {n} (e.g. {', '.join(map(str, report.examples.get(r, [])[:2]))})"
+                             for r, n in report.to_json()["skipped"].items())
+        raise CountingDataError(f"{report.path}: no usable frames ({report.read} read; skipped: "
+                                f"{examples or 'none'}). Fix: " + "; ".join(FIXES[r] for r in report.skipped))
+    stats: dict = {}
+    splits = split_items(items, cfg, stats)
+    check_split_sizes({k: len(v) for k, v in splits.items()}, len(items), report.path, cfg)
+    report.extra["split"] = stats
+    out_dir = Path(out_dir)
+    for name in SPLITS:
+        atomic_write_json(out_dir / f"{name}.json", splits[name], indent=1)
+    out = report.to_json()
+    atomic_write_json(report_path or out_dir / "data_report.json", out, indent=2)
+    logger.info("counting data (%s): train %d, val %d, test %d", cfg.source, *(len(splits[s]) for s in SPLITS))
+    return out
+
+
+
+def build_toy_model(out_dir: str, sizes: dict, seed: int, metrics_path: str) -> dict:
+    """The tiny LLaVA of config counting.toy_model, saved under `out_dir`; its parameter counts go to metrics_path."""
+    from mmemory.counting.model import CountingToySize, build_tiny_llava
+
+    stats = build_tiny_llava(out_dir, CountingToySize.from_dict(sizes), seed=seed)
+    atomic_write_json(metrics_path, stats, indent=2)
+    return stats
+
+
+# ---------------------------------------------------------------- fine-tuning and prediction
+
+def run_finetune(model: str, train_json: str, val_json: str, adapter_dir: str, checkpoint_dir: str,
+                 tensorboard_dir: str, train: dict, metrics_path: str) -> dict:
+    """LoRA fine-tuning on the train split, the epoch kept by val loss (config counting.train, the seed set)."""
+    from mmemory.counting.train import CountingTrainConfig, finetune_counting
+
+    return finetune_counting(model, load_split(train_json), load_split(val_json), adapter_dir, checkpoint_dir,
+                             tensorboard_dir, CountingTrainConfig.from_dict(train), metrics_path)
+
+
+def run_predict(model: str, adapter: str | None, split_json: str, generation: dict, out_path: str) -> list[dict]:
+    """Greedy answers for every frame of one split, with the adapter or without (the untuned model)."""
+    from mmemory.counting.predict import CountingGenerationConfig, predict_counts
+
+    return predict_counts(model, adapter, load_split(split_json), CountingGenerationConfig.from_dict(generation),
+                          out_path)
+
+
+# ---------------------------------------------------------------- the table
 
 def _predictions(path: str | Path, test: list[dict]) -> list[dict]:
     """One predictions file, checked against the test split (same frames, same order, same true counts)."""
