@@ -22,7 +22,6 @@ rule report:
         data_source=config["data"]["source"],
         train_seeds=config["train_seeds"],
         benchmarks="results/benchmarks",
-        logs="results",  # the trainers' TensorBoard folders, listed with the command that opens them
     log:
         "results/logs/report.log",
     benchmark:
