@@ -7,8 +7,8 @@ import pytest
 
 from mmemory.coref.data import dump_coref, validate_dialogues
 from mmemory.coref.evaluate import rate
-from mmemory.coref.report import (beats_by_ci, build_table, comparison_table, coref_tables, main_table,
-                                  rate_cell, seed_rate)
+from mmemory.coref.report import beats_by_ci, comparison_table, coref_tables, main_table, rate_cell, seed_rate
+from mmemory.coref.stage import build_table
 from mmemory.report import format_estimate
 from mmemory.coref.toy import make_toy_dialogues
 

@@ -4,8 +4,7 @@ from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmemory.coref.models import CorefToySize, build_toy_coref_models  # noqa: E402
+from mmemory.coref.stage import build_toy_models  # noqa: E402
 
 p = snakemake.params
-sizes = {name: CorefToySize.from_dict(s) for name, s in p.sizes.items()}
-build_toy_coref_models(snakemake.input.train, dict(p.out), sizes, seed=p.seed)
+build_toy_models(snakemake.input.train, p.out, p.sizes, seed=p.seed)

@@ -6,8 +6,7 @@ setup_logging(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from mmemory.coref.evaluate import CorefEvalConfig, evaluate_coref  # noqa: E402
+from mmemory.coref.stage import run_eval  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
-evaluate_coref(snakemake.params.model, snakemake.input.test, snakemake.output.eval,
-               CorefEvalConfig.from_dict(snakemake.params.eval))
+run_eval(snakemake.params.model, snakemake.input.test, snakemake.output.eval, snakemake.params.eval)

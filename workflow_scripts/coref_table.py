@@ -4,7 +4,7 @@ from mmemory.io import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmemory.coref.report import build_table  # noqa: E402
+from mmemory.coref.stage import build_table  # noqa: E402
 
 inp = snakemake.input
 build_table(snakemake.params.runs, inp.train, inp.test, snakemake.params.train_metrics, inp.data_report,

@@ -1,12 +1,10 @@
-"""The coref stage's table and figure (rule `coref_table`): every model before and after fine-tuning under both
-protocols, the chance and shortcut baselines (and, on toy data, the rule reader as an oracle) in the same table,
+"""The coref stage's tables and figure (built by `mmemory.coref.stage.build_table`, rule `coref_table`): every model
+before and after fine-tuning under both protocols, the chance and shortcut baselines (and, on toy data, the rule reader as an oracle) in the same table,
 position bias, training, the comparison with every baseline (fine-tuned beats it on object-level accuracy by more
 than its interval), the shortcut baselines on every split, accuracy per dialogue kind and the positive controls
 (`mmemory.controls`: each fine-tuned model against the strongest baseline, per kind against chance).
 
-    build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
-                "train.json", "test.json", {"tiny-m": ["finetuned/s0/train_metrics.json"]},
-                "data_report.json", "metrics.json", "accuracy.png", val_json="val.json", oracle=True)
+    tables = coref_tables(runs, train, test, train_metrics, val_dialogues=val, oracle=True)  # {caption: rows}
 
 Cells are numbers, {"value", "lo", "hi", "n"}: the accuracy and its 95% Wilson interval over the n test items
 (`evaluate.rate`); the report renders one as "0.812 [0.770, 0.849]" (`mmemory.report.format_estimate`). A row over
@@ -18,21 +16,14 @@ separately (`mmemory.seeds.verdict`).
 """
 from __future__ import annotations
 
-import json
-import logging
 import statistics
 from pathlib import Path
 
-from mmemory.coref.data import load_coref
 from mmemory.coref.evaluate import _dialogues, baseline_rows, rate
-from mmemory.io import atomic_write_json, read_json_file
 from mmemory.seeds import difference_spread, verdict
-
-logger = logging.getLogger(__name__)
 
 VARIANT_NAMES = {"before": "before", "finetuned": "fine-tuned"}
 TRAINING_CAPTION = "Fine-tuning per model and training seed: the epoch kept is the one with the lowest val loss"
-FORCERUN = "snakemake --forcerun eval_coref"
 
 
 # ---------------------------------------------------------------- cells
@@ -387,73 +378,3 @@ def plot_accuracy(runs: dict[str, dict[str, list[dict]]], baselines: list[dict],
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     save_figure(fig, path)
-
-
-# ---------------------------------------------------------------- the rule
-
-def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -> dict:
-    ids = [str(p["dialog_id"]) for p in result.get("predictions", [])]
-    if ids != test_ids:
-        missing = len(set(test_ids) - set(ids))
-        raise ValueError(f"{path}: scored {len(ids)} dialogues, not the {len(test_ids)} of {test_json} in their "
-                         f"order ({missing} test dialogues missing; the test split or coref.eval.limit changed "
-                         f"since it ran). Fix: rerun the evaluations ({FORCERUN})")
-    return result
-
-
-def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
-                train_metrics_paths: dict[str, list[str]], data_report_path: str, out_json: str,
-                out_png: str, val_json: str | None = None, oracle: bool = False) -> dict:
-    """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
-    write metrics.json (tables, headline, data, train_seeds, baselines, positive_controls) and the accuracy figure
-    atomically; return metrics. `val_json` chooses the shortcut logistic regression's C; `oracle` (toy data) adds
-    the rule reader, the per-kind table and the per-kind claims."""
-    train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
-    val = load_coref(val_json, strict=True)[0] if val_json else None
-    test_ids = [str(d.dialog_id) for d in test]
-    results = {m: {v: [_check_items(p, read_json_file(p), test_ids, test_json) for p in paths]
-                   for v, paths in variants.items()} for m, variants in runs.items()}
-    # each train_metrics.json records its settings, the training seed among them
-    trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(read_json_file, paths)]
-              for m, paths in train_metrics_paths.items()}
-    baselines = baseline_rows(train, test, val=val, oracle=oracle)
-    tables = coref_tables(results, train, test, trains, val_dialogues=val, oracle=oracle, baselines=baselines)
-    report = read_json_file(data_report_path)
-    n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
-    headline, headline_controls = {}, {}
-    chance = next(b for b in baselines if b.get("kind") == "chance")
-    best = strongest_baseline(baselines)
-    for m, variants in results.items():
-        if variants.get("finetuned"):
-            headline[f"{m} fine-tuned object acc"] = seed_rate(
-                [r["generation"]["object_acc"] for r in variants["finetuned"]])["value"]
-            headline[f"{m} fine-tuned acc (likelihood)"] = seed_rate(
-                [r["likelihood"]["acc"] for r in variants["finetuned"]])["value"]
-            headline_controls[f"{m} fine-tuned object acc"] = [
-                {"control": b["baseline"], "value": b["object_acc"]["value"]}
-                for b in ([chance] if best is chance else [chance, best])]
-            headline_controls[f"{m} fine-tuned acc (likelihood)"] = [
-                {"control": chance["baseline"], "value": chance["object_acc"]["value"]}]
-    comparisons = next(rows for caption, rows in tables.items() if caption.startswith("Fine-tuned against"))
-    out = {
-        "tables": tables,
-        "headline": headline,
-        "headline_controls": headline_controls,
-        "splits": {TRAINING_CAPTION: "train"},
-        "beats_every_baseline_by_ci": {m: all(r["beats by more than its CI"] == "yes" for r in comparisons
-                                              if r["model"] == m)
-                                       for m in dict.fromkeys(r["model"] for r in comparisons)},
-        "data": {"source": report.get("source"), "kept": report.get("n_kept"), "dropped": report.get("n_dropped"),
-                 **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
-        "train_seeds": n_seeds,
-        "baselines": {b["baseline"]: {"kind": b.get("kind"), "object_acc": rate_cell(b["object_acc"]),
-                                      "note": b.get("note"),
-                                      **({"chosen_on_val": b["chosen_on_val"], "coefficients": b["coefficients"]}
-                                         if "chosen_on_val" in b else {})} for b in baselines},
-        "strongest_baseline": strongest_baseline(baselines)["baseline"],
-        "positive_controls": positive_controls(results, baselines, test, kinds=oracle),
-    }
-    plot_accuracy(results, baselines, out_png)
-    atomic_write_json(out_json, out, indent=2)
-    logger.info("coref table: %s", json.dumps(headline))
-    return out

@@ -1,11 +1,17 @@
-"""The coref stage's data step (rule `coref_data`): the toy dialogues or the user's file -> validated, content-disjoint
-train / val / test JSON files and a data report (counts by reason of what was dropped).
+"""The coref stage's steps (the workflow scripts call these): the data (rule `coref_data`: the toy dialogues or the
+user's file -> validated, content-disjoint train / val / test JSON files and a data report, counts by reason of what
+was dropped), the toy models (`build_coref_toy_models`), evaluation (`eval_coref`) and the table (`coref_table`:
+the tables of `mmemory.coref.report`, metrics.json and the figure).
 
     cfg = CorefDataConfig.from_dict(config["coref"]["data"])
     prepare_coref_data(cfg, {"train": ..., "val": ..., "test": ...}, "data_report.json")
+    build_table({"tiny-m": {"before": ["before/s0/test/eval.json"], "finetuned": ["finetuned/s0/test/eval.json"]}},
+                "train.json", "test.json", {"tiny-m": ["finetuned/s0/train_metrics.json"]},
+                "data_report.json", "metrics.json", "accuracy.png", val_json="val.json", oracle=True)
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +19,9 @@ from pathlib import Path
 from mmemory.config import StrictConfig, check_types
 from mmemory.coref.data import (PARSE_REASON, CorefError, Problem, SeedFormatError, dump_coref, load_coref,
                                 parse_seed_text, shared_content, split_dialogues, validate_dialogues)
+from mmemory.coref.evaluate import baseline_rows
+from mmemory.coref.report import (TRAINING_CAPTION, coref_tables, plot_accuracy, positive_controls, rate_cell,
+                                  seed_rate, strongest_baseline)
 from mmemory.coref.toy import RULES, make_toy_dialogues
 from mmemory.io import atomic_write_json, atomic_write_text, excerpt, read_json_file, read_text_file
 from mmemory.splits import empty_split_message
@@ -137,3 +146,92 @@ def _letters(dialogues) -> dict[str, int]:
 def load_split(path: str):
     """A split file written by prepare_coref_data, as Dialogues (checked again: a hand-edited file fails loudly)."""
     return load_coref(path, strict=True)[0]
+
+
+# ---------------------------------------------------------------- the models and their evaluation
+
+def build_toy_models(train_json: str, out: dict[str, str], sizes: dict[str, dict], seed: int = 0) -> dict:
+    """The tiny Llamas of config coref.toy_models ({name: size}), written to `out` ({name: folder})."""
+    from mmemory.coref.models import CorefToySize, build_toy_coref_models
+
+    return build_toy_coref_models(train_json, dict(out), {name: CorefToySize.from_dict(s) for name, s in sizes.items()},
+                                  seed=seed)
+
+
+def run_eval(model: str, test_json: str, out_json: str, eval_cfg: dict) -> dict:
+    """Both protocols (and the rotated choices) on one split for one model (config coref.eval)."""
+    from mmemory.coref.evaluate import CorefEvalConfig, evaluate_coref
+
+    return evaluate_coref(model, test_json, out_json, CorefEvalConfig.from_dict(eval_cfg))
+
+
+# ---------------------------------------------------------------- the table (rule coref_table)
+
+FORCERUN = "snakemake --forcerun eval_coref"
+
+def _check_items(path: str, result: dict, test_ids: list[str], test_json: str) -> dict:
+    ids = [str(p["dialog_id"]) for p in result.get("predictions", [])]
+    if ids != test_ids:
+        missing = len(set(test_ids) - set(ids))
+        raise ValueError(f"{path}: scored {len(ids)} dialogues, not the {len(test_ids)} of {test_json} in their "
+                         f"order ({missing} test dialogues missing; the test split or coref.eval.limit changed "
+                         f"since it ran). Fix: rerun the evaluations ({FORCERUN})")
+    return result
+
+
+def build_table(runs: dict[str, dict[str, list[str]]], train_json: str, test_json: str,
+                train_metrics_paths: dict[str, list[str]], data_report_path: str, out_json: str,
+                out_png: str, val_json: str | None = None, oracle: bool = False) -> dict:
+    """Load every eval.json of `runs` (checked against the test split), the training metrics and the data report;
+    write metrics.json (tables, headline, data, train_seeds, baselines, positive_controls) and the accuracy figure
+    atomically; return metrics. `val_json` chooses the shortcut logistic regression's C; `oracle` (toy data) adds
+    the rule reader, the per-kind table and the per-kind claims."""
+    train, test = load_coref(train_json, strict=True)[0], load_coref(test_json, strict=True)[0]
+    val = load_coref(val_json, strict=True)[0] if val_json else None
+    test_ids = [str(d.dialog_id) for d in test]
+    results = {m: {v: [_check_items(p, read_json_file(p), test_ids, test_json) for p in paths]
+                   for v, paths in variants.items()} for m, variants in runs.items()}
+    # each train_metrics.json records its settings, the training seed among them
+    trains = {m: [{**t, "seed": t.get("config", {}).get("seed")} for t in map(read_json_file, paths)]
+              for m, paths in train_metrics_paths.items()}
+    baselines = baseline_rows(train, test, val=val, oracle=oracle)
+    tables = coref_tables(results, train, test, trains, val_dialogues=val, oracle=oracle, baselines=baselines)
+    report = read_json_file(data_report_path)
+    n_seeds = max((len(v.get("finetuned") or []) for v in results.values()), default=0)
+    headline, headline_controls = {}, {}
+    chance = next(b for b in baselines if b.get("kind") == "chance")
+    best = strongest_baseline(baselines)
+    for m, variants in results.items():
+        if variants.get("finetuned"):
+            headline[f"{m} fine-tuned object acc"] = seed_rate(
+                [r["generation"]["object_acc"] for r in variants["finetuned"]])["value"]
+            headline[f"{m} fine-tuned acc (likelihood)"] = seed_rate(
+                [r["likelihood"]["acc"] for r in variants["finetuned"]])["value"]
+            headline_controls[f"{m} fine-tuned object acc"] = [
+                {"control": b["baseline"], "value": b["object_acc"]["value"]}
+                for b in ([chance] if best is chance else [chance, best])]
+            headline_controls[f"{m} fine-tuned acc (likelihood)"] = [
+                {"control": chance["baseline"], "value": chance["object_acc"]["value"]}]
+    comparisons = next(rows for caption, rows in tables.items() if caption.startswith("Fine-tuned against"))
+    out = {
+        "tables": tables,
+        "headline": headline,
+        "headline_controls": headline_controls,
+        "splits": {TRAINING_CAPTION: "train"},
+        "beats_every_baseline_by_ci": {m: all(r["beats by more than its CI"] == "yes" for r in comparisons
+                                              if r["model"] == m)
+                                       for m in dict.fromkeys(r["model"] for r in comparisons)},
+        "data": {"source": report.get("source"), "kept": report.get("n_kept"), "dropped": report.get("n_dropped"),
+                 **{f"{k} dialogues": v for k, v in (report.get("splits") or {}).items()}},
+        "train_seeds": n_seeds,
+        "baselines": {b["baseline"]: {"kind": b.get("kind"), "object_acc": rate_cell(b["object_acc"]),
+                                      "note": b.get("note"),
+                                      **({"chosen_on_val": b["chosen_on_val"], "coefficients": b["coefficients"]}
+                                         if "chosen_on_val" in b else {})} for b in baselines},
+        "strongest_baseline": strongest_baseline(baselines)["baseline"],
+        "positive_controls": positive_controls(results, baselines, test, kinds=oracle),
+    }
+    plot_accuracy(results, baselines, out_png)
+    atomic_write_json(out_json, out, indent=2)
+    logger.info("coref table: %s", json.dumps(headline))
+    return out
