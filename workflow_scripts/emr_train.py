@@ -7,11 +7,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from mmemory.emr.train import train_emr  # noqa: E402
+from mmemory.emr.stage import run_train  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, inp = snakemake.params, snakemake.input
-train_emr(inp.train, inp.val, Path(inp.train_emb).parent, Path(inp.val_emb).parent, p.llm,
-          Path(snakemake.output.bridge).parent, p.bridge, p.train, variant=snakemake.wildcards.variant,
-          llm_4bit=p.llm_4bit, llm_dtype=p.llm_dtype, llm_trainable=p.llm_trainable,
-          prompt_template=p.prompt_template, device=p.device)
+run_train(inp.train, inp.val, inp.train_emb, inp.val_emb, p.llm, Path(snakemake.output.bridge).parent, p.bridge,
+          p.train, variant=snakemake.wildcards.variant, llm_4bit=p.llm_4bit, llm_dtype=p.llm_dtype,
+          llm_trainable=p.llm_trainable, prompt_template=p.prompt_template, device=p.device)
