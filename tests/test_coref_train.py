@@ -91,6 +91,7 @@ def test_one_process_run_writes_a_loadable_model_and_metrics(world, tmp_path):
     assert metrics["last_loss"] < metrics["first_loss"] and metrics["train_loss"] > 0
     assert metrics["shards"]["n_seen"] == [16] and metrics["shards"]["covers"] and stats["resumed_from"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "model", "train_metrics.json"]  # no partial dir
+    assert list((tmp_path / "ckpt").glob("runs/*/events.out.tfevents.*"))  # TensorBoard (report_to)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert model.config.num_hidden_layers == 1 and tok.eos_token_id is not None

@@ -85,6 +85,7 @@ def test_hf_backend_trains_an_adapter_and_resumes(world, examples, tmp_path):
     assert adapter_cfg["r"] == 16 and adapter_cfg["lora_alpha"] == 16 and adapter_cfg["lora_dropout"] == 0.0
     assert "vision_tower" in adapter_cfg["target_modules"] and "language_model" in adapter_cfg["target_modules"]
     assert latest_checkpoint(ckpt) is not None
+    assert list(ckpt.glob("runs/*/events.out.tfevents.*"))  # TensorBoard (report_to)
     # a finished run's checkpoints never satisfy a rerun (its adapter missing, or forced): it trains again from step 0
     again = finetune_vlm(examples, world["vlm"], str(out), str(ckpt), cfg)
     assert again["resumed_from"] is None and again["steps_this_run"] == 4 and again["train_loss"] > 0

@@ -248,7 +248,7 @@ def training_args(cfg: CorefTrainConfig, checkpoint_dir: str, evaluate: bool):
            f"{ckpt}_kwargs": {"use_reentrant": False} if cfg.gradient_checkpointing else None},
         deepspeed=cfg.deepspeed, fsdp=cfg.fsdp, use_cpu=not cuda, ddp_backend="gloo" if several and not cuda else None,
         ddp_find_unused_parameters=False,  # a causal LM uses every parameter in each forward pass
-        report_to="none", dataloader_drop_last=False, dataloader_num_workers=0, remove_unused_columns=False,
+        report_to="tensorboard", dataloader_drop_last=False, dataloader_num_workers=0, remove_unused_columns=False,
         disable_tqdm=False,
     )
 

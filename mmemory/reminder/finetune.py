@@ -153,7 +153,7 @@ def _sft_config(cfg: FinetuneConfig, checkpoint_dir: str, **kw):
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_scheduler, optim=cfg.optim, logging_steps=cfg.logging_steps, seed=cfg.seed,
-        max_length=cfg.max_length, save_strategy="epoch", save_total_limit=1, report_to=[],
+        max_length=cfg.max_length, save_strategy="epoch", save_total_limit=1, report_to=["tensorboard"],
         remove_unused_columns=False, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=False,
         # bf16 only where the GPU runs it natively (compute capability >= 8.0); fp16 on older GPUs (a 2080 Ti)
         **amp_flags(cfg.dtype, what="reminder.finetune.dtype"),
