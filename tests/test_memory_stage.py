@@ -73,6 +73,11 @@ def test_ablation_chooses_on_val_before_it_scores_test(world, tmp_path, monkeypa
     table = next(iter(m["tables"].values()))
     assert sum(r["method"].endswith("(chosen on val)") for r in table) == 1
     assert "test" in next(iter(m["tables"]))  # the title names the data
+    # the chosen method's headline sits beside relevance alone (its control) in the overview figure
+    chosen_head = f"memory chosen-on-val ({m['chosen_method']}) r@5"
+    relevance = next(r for r in table if r["method"].startswith("relevance"))["recall@5"]
+    assert [c["control"] for c in m["headline_controls"][chosen_head]] == ["relevance alone"]
+    assert m["headline_controls"][chosen_head][0]["value"] == pytest.approx(relevance, abs=1e-4)
     assert json.loads(out["metrics"].read_text()) == json.loads(json.dumps(m))
     assert out["figure"].stat().st_size > 1000
 

@@ -589,9 +589,16 @@ def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict,
             if m in result["methods"]}
     if chosen:
         head[f"memory chosen-on-val ({chosen}) r@5"] = result["methods"][chosen]["recall@5"]
+    # each headline beside its controls: BM25 (words alone, no model) and, for the chosen method, relevance alone
+    r5 = {m: s["recall@5"] for m, s in result["methods"].items()}
+    controls = [(m, label) for m, label in (("bm25", "BM25 (words, no model)"), ("relevance", "relevance alone"))
+                if m in r5]
+    head_controls = {k: [{"control": label, "value": r5[m]} for m, label in controls if f"memory {m} r@5" != k]
+                     for k in head}
     return {"tables": {f"Retrieval on {data} (mean over queries)": table,
                        f"Recall@5 by query type ({data})": by_type},
-            "headline": head, **({"chosen_method": chosen} if chosen else {}), **info}
+            "headline": head, "headline_controls": {k: c for k, c in head_controls.items() if c},
+            **({"chosen_method": chosen} if chosen else {}), **info}
 
 
 def plot_recall(result: dict, out_png: str | Path, ks=KS) -> None:
