@@ -11,6 +11,10 @@ Every stage writes a `positive_controls` list in its `metrics.json`; the report 
      "ci95": 0.08,                     # half-width of the 95% interval of the difference over test items
      "n": 80, "n_seeds": 3, "holds": true}
 
+For a metric where lower is better (an error such as MAE), `claim(..., lower_is_better=True)` keeps the treatment
+the method the claim is about and takes the difference the other way, control - treatment: the error the
+treatment saves. The entry then carries `"lower_is_better": true`.
+
 When a claim holds (`decide`):
 - `greater`: the difference is larger than both its seed spread and its 95% interval;
 - `at_least`: the treatment is not below the control by more than the larger of the two (oracle ≥ retrieved);
@@ -59,13 +63,14 @@ def decide(relation: str, difference: float, spread: float | None, ci95: float |
 def claim(claim: str, treatment: str, control: str, metric: str, treatment_values: Sequence[float],
           control_values: Sequence[float], *, relation: str = "greater", ci95: float | None = None,
           per_item: tuple[Sequence[Sequence[float]], Sequence[Sequence[float]]] | None = None,
-          n: int | None = None, note: str | None = None) -> dict:
+          n: int | None = None, note: str | None = None, lower_is_better: bool = False) -> dict:
     """One positive-control entry from per-seed values of the treatment and the control.
 
     `treatment_values` / `control_values`: the metric per training seed (a control without seeds, such as a
     prior, gives one value, used for every seed). `per_item`: (treatment, control), each a list over seeds of the
     per-item values on the same items; it gives the 95% interval of the difference (`paired_ci95`) unless `ci95`
-    is given. The spread is the sample sd over seeds of the per-seed difference."""
+    is given. The spread is the sample sd over seeds of the per-seed difference. `lower_is_better`: the difference
+    is control - treatment (module docstring)."""
     t = [float(v) for v in treatment_values]
     c = [float(v) for v in control_values]
     if not t or not c:
@@ -77,7 +82,7 @@ def claim(claim: str, treatment: str, control: str, metric: str, treatment_value
         t = t * seeds
     if len(t) != len(c):
         raise ValueError(f"claim {claim!r}: {len(t)} treatment seeds against {len(c)} control seeds")
-    diffs = [a - b for a, b in zip(t, c)]
+    diffs = [(b - a) if lower_is_better else (a - b) for a, b in zip(t, c)]
     spread = statistics.stdev(diffs) if len(diffs) > 1 else None
     if ci95 is None and per_item is not None:
         ti, ci = per_item
@@ -92,6 +97,8 @@ def claim(claim: str, treatment: str, control: str, metric: str, treatment_value
         "spread": spread, "ci95": ci95, "n": n, "n_seeds": seeds,
         "holds": decide(relation, difference, spread, ci95),
     }
+    if lower_is_better:
+        entry["lower_is_better"] = True
     if note:
         entry["note"] = note
     return entry

@@ -74,7 +74,12 @@ def test_the_table_names_the_oracle_and_fills_positive_controls(frames, tmp_path
     assert out["classical_counter"]["sigma"] == 2.0 and out["classical_counter"]["val_frames"] == len(val)
     claims = {c["claim"]: c for c in out["positive_controls"]}
     vs_mean = claims["fine-tuned VLM has a lower MAE than the train mean"]
-    assert vs_mean["n_seeds"] == 2 and vs_mean["control_value"] == pytest.approx(0.5)  # MAE 0 and 1
+    assert vs_mean["n_seeds"] == 2 and vs_mean["treatment"] == "fine-tuned VLM"
+    assert vs_mean["treatment_value"] == pytest.approx(0.5)  # MAE 0 and 1
+    # lower is better: the difference is the MAE the fine-tuned VLM saves over the train mean
+    assert vs_mean["lower_is_better"] and vs_mean["difference"] == pytest.approx(vs_mean["control_value"] - 0.5)
+    ceiling = claims["the oracle head counter errs no more than the fine-tuned VLM (a ceiling)"]
+    assert ceiling["treatment"] == ORACLE and ceiling["relation"] == "at_least"
     assert "fine-tuned VLM has a lower MAE than the palette-free classical counter" in claims
     assert json.loads((tmp_path / "m.json").read_text())["positive_controls"] == json.loads(
         json.dumps(out["positive_controls"]))

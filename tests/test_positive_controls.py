@@ -44,6 +44,15 @@ def test_claim_from_seeds_and_items():
     assert not not_shown("z", "cannot")["holds"]
 
 
+def test_a_lower_is_better_claim_keeps_its_treatment_and_counts_the_error_saved():
+    e = claim("x errs less than y", "x", "y", "MAE", [1.0, 1.2], [3.0], ci95=0.5, lower_is_better=True)
+    assert e["treatment"] == "x" and e["treatment_value"] == pytest.approx(1.1) and e["control_value"] == 3.0
+    assert e["difference"] == pytest.approx(1.9) and e["lower_is_better"] and e["holds"]
+    worse = claim("x errs less than y", "x", "y", "MAE", [4.0], [3.0], ci95=0.5, lower_is_better=True)
+    assert worse["difference"] == pytest.approx(-1.0) and not worse["holds"]
+    assert "lower_is_better" not in claim("a", "x", "y", "em", [0.5], [0.4])
+
+
 # ---------------------------------------------------------------- toy users
 
 @pytest.fixture(scope="module")

@@ -140,34 +140,33 @@ def _abs_errors(truth: list[int], preds: list[int | None]) -> list[float]:
 
 def positive_controls(truth: list[int], finetuned: list[list[dict]], mean_b: dict, blobs: list[int] | None,
                       oracle: list[int] | None) -> list[dict]:
-    """The stage's claims (`mmemory.controls`) on MAE, lower is better, so each entry's treatment is the method
-    expected to err MORE and its control the fine-tuned VLM: `difference` is the MAE the fine-tuned VLM saves, and
-    the claim holds when that exceeds both the seed spread and its paired 95% interval over test frames.
+    """The stage's claims (`mmemory.controls`) on MAE, lower is better: each entry's treatment is the method the claim
+    is about, and `difference` is the control's MAE minus the treatment's (`lower_is_better`), the MAE the treatment
+    saves; a `greater` claim holds when that exceeds both the seed spread and its paired 95% interval over test frames.
     - the fine-tuned VLM beats the train mean;
     - the fine-tuned VLM beats the palette-free classical counter (stated whichever way it comes out);
-    - the oracle head counter bounds it (relation at_least, reversed: the oracle errs no more than the VLM)."""
+    - the oracle head counter bounds it (relation at_least: the oracle errs no more than the VLM)."""
     from mmemory.controls import claim, not_shown
 
     if not finetuned:
         return [not_shown("fine-tuned VLM beats the train mean (MAE)", "no fine-tuned run")]
     ft_items = [_abs_errors(truth, [r.get("count_pred") for r in rows]) for rows in finetuned]
     ft_mae = [statistics.fmean(e) for e in ft_items]
-    metric = "MAE on test (lower is better; difference = the MAE the fine-tuned VLM saves)"
+    metric = "MAE on test (lower is better; difference = control MAE - treatment MAE)"
     out = []
     mean_items = [abs(mean_b["constant"] - t) for t in truth]
-    out.append(claim("fine-tuned VLM has a lower MAE than the train mean", "train mean", "fine-tuned VLM", metric,
-                     [mean_b["mae"]], ft_mae, per_item=([mean_items], ft_items), n=len(truth)))
+    out.append(claim("fine-tuned VLM has a lower MAE than the train mean", "fine-tuned VLM", "train mean", metric,
+                     ft_mae, [mean_b["mae"]], per_item=(ft_items, [mean_items]), n=len(truth), lower_is_better=True))
     if blobs is not None:
         b_items = _abs_errors(truth, blobs)
-        out.append(claim("fine-tuned VLM has a lower MAE than the palette-free classical counter", BLOBS,
-                         "fine-tuned VLM", metric, [statistics.fmean(b_items)], ft_mae, per_item=([b_items], ft_items),
-                         n=len(truth)))
+        out.append(claim("fine-tuned VLM has a lower MAE than the palette-free classical counter", "fine-tuned VLM",
+                         BLOBS, metric, ft_mae, [statistics.fmean(b_items)], per_item=(ft_items, [b_items]),
+                         n=len(truth), lower_is_better=True))
     if oracle is not None:
         o_items = _abs_errors(truth, oracle)
-        out.append(claim("the oracle head counter errs no more than the fine-tuned VLM (a ceiling)", "fine-tuned VLM",
-                         ORACLE, "MAE on test (lower is better; difference = the MAE the oracle saves)", ft_mae,
-                         [statistics.fmean(o_items)], relation="at_least", per_item=(ft_items, [o_items]),
-                         n=len(truth)))
+        out.append(claim("the oracle head counter errs no more than the fine-tuned VLM (a ceiling)", ORACLE,
+                         "fine-tuned VLM", metric, [statistics.fmean(o_items)], ft_mae, relation="at_least",
+                         per_item=([o_items], ft_items), n=len(truth), lower_is_better=True))
     return out
 
 
