@@ -1,4 +1,4 @@
-"""Issue 24's probes of the coref data step and CLI, one test each: lenient text mode counts every dropped block
+"""Bad input to the coref data step and CLI, one probe per test: lenient text mode counts every dropped block
 (`n_items == n_kept + n_dropped`), the seed-format parser refuses what it used to keep (a byte-order mark in a
 speaker, labels outside A-D, NULs and a second dialogue after the answer, an answer with no choices block), non-UTF-8
 and deeply nested files are one clear error, `.TXT` is text, tiny inputs refuse an empty split, and the CLI ends

@@ -1,4 +1,4 @@
-"""Issue 24's probes of the counting readers, one test each: no silent image/label mismatch (Mall frames and COCO
+"""Bad input to the counting readers, one probe per test: no silent image/label mismatch (Mall frames and COCO
 image records that share an id), every drop counted so that `read == kept + sum(skipped)`, non-UTF-8 and junk rows
 as one clear error, COCO files that are not instances files or point outside the image folder, corrupt images caught
 when config counting.data.verify_images asks, and no empty val or test split.

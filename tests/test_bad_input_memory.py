@@ -1,4 +1,4 @@
-"""Issue 24's probes of `python -m mmemory.memory`, one test each: a malformed last line of an evaluate input is an
+"""Bad input to `python -m mmemory.memory`, one probe per test: a malformed last line of an evaluate input is an
 error unless --tolerate-torn-tail says so, forget refuses a threshold outside (0, 1) and a strength of 0 hours
 (and deletes nothing), bad option values are argparse errors with exit 2, and `add --jsonl` is idempotent: a
 re-import after a kill adds only what is missing.

@@ -1,4 +1,4 @@
-"""Issue 24 through the workflow: a Mall directory holding both seq_000001.jpg and seq_1.jpg stops the counting_data
+"""Bad input through the workflow: a Mall directory holding both seq_000001.jpg and seq_1.jpg stops the counting_data
 job in strict mode, whose log is one line naming both files and the fix (no traceback), exit code 2, nothing
 written; and a bad-input error of any stage's data step ends a job that way (`mmemory.io.setup_logging`).
 

@@ -97,7 +97,7 @@ def _del(key):
     return edit
 
 
-# one edit per reason (the six of issue 13 first), turning good_item into an item dropped for that reason
+# one edit per reason (choices, answer and turns first): good_item turned into an item dropped for that reason
 BAD = {
     "no choices": _set(["choices"], []),
     "not four choices": lambda it: {**it, "choices": it["choices"][:3]},

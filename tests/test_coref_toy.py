@@ -1,5 +1,5 @@
 """coref toy generator: valid schema, deterministic by seed, balanced letters; baselines that ignore the dialogue
-and shortcut baselines that read only where and by whom objects are mentioned (issue 23) score near chance (0.25
+and shortcut baselines that read only where and by whom objects are mentioned score near chance (0.25
 object-level, 0.5 photo-level) on every split, while a rule reading the dialogue scores 1.0.
 Run: pytest tests/test_coref_toy.py"""
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_baselines_that_ignore_the_dialogue_score_near_chance(dialogues):
 
 
 def test_shortcut_baselines_stay_near_chance_on_every_split(dialogues):
-    """The surface cues of issue 23 (first-mentioned, most-mentioned, a logistic regression on shallow per-choice
+    """The surface cues (first-mentioned, most-mentioned, a logistic regression on shallow per-choice
     features) score chance on train, val and test; the letter most common in a split is not far above 1/4."""
     splits = split_dialogues(dialogues, test_share=0.2, val_share_of_train=0.1, seed=0)
     lr = fit_shortcut_lr(splits["train"], splits["val"])

@@ -2,7 +2,7 @@
 
     pytest tests/test_faults.py -q
 
-Each test proves one probe of issue 10 (and issue 9's "checkpoints carry the RNG states"): a changed training label
+Each test proves one fault a resumable step survives (and that checkpoints carry the RNG states): a changed training label
 at the same path regenerates the teacher data, and the log says why; a finished training run that is run again
 (its outputs missing, or forced) trains from step 0 with a real train_loss; a killed EMR training with dropout
 resumes to exactly the weights and metrics of an uninterrupted run; shards with the same keys but other text or
@@ -230,7 +230,7 @@ def test_kill_and_resume_with_dropout_equals_an_uninterrupted_run(emr_world, tmp
     assert _same_run(tmp_path / "full", tmp_path / "killed")  # bit for bit: weights and every loss row
     for k in ("steps", "final_train_loss", "mean_train_loss", "final_val_loss", "first_val_loss"):
         assert resumed[k] == full[k]
-    # the control: without restoring the RNG states, the resumed run's dropout masks differ (issue 9: "diverge")
+    # the control: without restoring the RNG states, the resumed run's dropout masks differ (they diverge)
     monkeypatch.setattr(train_mod, "set_rng_state", lambda state: None)
     _run_killed(emr_world, tmp_path / "no_rng", monkeypatch)
     assert not _same_run(tmp_path / "full", tmp_path / "no_rng")

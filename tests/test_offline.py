@@ -1,4 +1,4 @@
-"""Offline means offline (issue 24): importing mmemory turns hub telemetry off and the hub offline unless the
+"""Offline means offline: importing mmemory turns hub telemetry off and the hub offline unless the
 environment says otherwise, so the usage report TRL's trainers send (two DNS lookups of huggingface.co) never
 leaves; the network guard that the end-to-end test (tests/test_workflow.py) puts around the whole DAG catches such a
 lookup; a model that cannot be found is one clear error.
