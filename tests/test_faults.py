@@ -2,7 +2,7 @@
 
     pytest tests/test_faults.py -q
 
-Each test proves one fault a resumable step survives (and that checkpoints carry the RNG states): a changed training label
+Each test proves a fault a resumable step survives (checkpoints carry the RNG states): a changed training label
 at the same path regenerates the teacher data, and the log says why; a finished training run that is run again
 (its outputs missing, or forced) trains from step 0 with a real train_loss; a killed EMR training with dropout
 resumes to exactly the weights and metrics of an uninterrupted run; shards with the same keys but other text or

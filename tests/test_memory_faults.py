@@ -2,7 +2,7 @@
 
     pytest tests/test_memory_faults.py -q
 
-Each test proves one fault the store survives: a damaged index that keeps its size is detected by its checksum and rebuilt
+Each test proves a fault the store survives: a damaged index that keeps its size is detected by its checksum and rebuilt
 from SQLite; a concurrent writer never forces a full rebuild; and every bad input to `python -m mmemory.memory`
 ends with one line on stderr and exit code 2, without creating a store.
 """
