@@ -1,6 +1,6 @@
 """The coref stage's tables and figure (built by `mmemory.coref.stage.build_table`, rule `coref_table`): every model
-before and after fine-tuning under both protocols, the chance and shortcut baselines (and, on toy data, the rule reader as an oracle) in the same table,
-position bias, training, the comparison with every baseline (fine-tuned beats it on object-level accuracy by more
+before and after fine-tuning under both protocols, the chance and shortcut baselines (and, on toy data, the rule
+reader as an oracle) in the same table, position bias, training, the comparison with every baseline (fine-tuned beats it on object-level accuracy by more
 than its interval), the shortcut baselines on every split, accuracy per dialogue kind and the positive controls
 (`mmemory.controls`: each fine-tuned model against the strongest baseline, per kind against chance).
 

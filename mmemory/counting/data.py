@@ -20,8 +20,8 @@ most 200 characters of a bad row (`mmemory.io.excerpt`).
 
 The report (`results/counting/data_report.json`): `{source, path, read, kept, skipped: {reason: n},
 examples: {reason: [first few rows or files]}}`, where `read` counts every label row plus every frame no row
-names, so `read == kept + sum(skipped)`; `mmemory.counting.stage.prepare_counting_data` adds `split` (sizes, the split mode, the frames
-whose image bytes repeat another's), and refuses to write an empty train, val or test split, saying how many frames
+names, so `read == kept + sum(skipped)`; `mmemory.counting.stage.prepare_counting_data` adds `split` (sizes, the
+split mode, the frames whose image bytes repeat another's), and refuses to write an empty train, val or test split, saying how many frames
 the split settings need.
 """
 from __future__ import annotations

@@ -218,7 +218,8 @@ def counting_table(methods: dict[str, dict | list[dict]]) -> list[dict]:
     """The report's rows, one per method, in the order given, e.g. {"fine-tuned": [metrics per seed],
     "untuned model": metrics, "train mean": constant_baseline(...), "train median": ...,
     "oracle head counter": ...}. A method with metrics from several seeds has {value: mean, sd: sample sd,
-    seeds} in each cell (rendered "mean ± sd") and its number of seeds; one run has the number. Columns: `TABLE_COLUMNS`, then n and seeds."""
+    seeds} in each cell (rendered "mean ± sd") and its number of seeds; one run has the number. Columns:
+    `TABLE_COLUMNS`, then n and seeds."""
     rows = []
     for method, ms in methods.items():
         ms = [ms] if isinstance(ms, dict) else list(ms)
