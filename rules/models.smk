@@ -19,6 +19,7 @@ rule build_toy_models:
         "results/logs/build_toy_models.log",
     benchmark:
         "results/benchmarks/build_toy_models.tsv"
+    priority: 10  # it starts the longest chain (the <reminder> stand-in's pre-training)
     conda:
         "../envs/malmm.yaml"
     script:

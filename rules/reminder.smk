@@ -37,6 +37,7 @@ if stage_active("reminder"):
             benchmark:
                 "results/benchmarks/reminder/pretrain_toy_vlm.tsv"
             threads: 1
+            priority: 10  # the longest job (about 5 min) heads the longest chain: start it before shorter ones
             conda:
                 "../envs/unsloth.yaml"
             script:
@@ -96,6 +97,7 @@ if stage_active("reminder"):
         benchmark:
             "results/benchmarks/reminder/finetune_vlm_s{seed}.tsv"
         threads: 1  # on the embedded default one thread writes the same adapter bytes as two (85 s vs 74 s alone): it runs beside another job
+        priority: 10  # on the longest chain (pretrain_toy_vlm -> finetune_vlm -> 7 variants)
         resources:
             **gpu_job(96000, 1440),
         conda:

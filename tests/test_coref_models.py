@@ -5,7 +5,8 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mmemory.coref.models import CorefToySize, build_toy_coref_models, pretrain_copy
+from mmemory.coref.models import CorefToySize, build_toy_coref_models
+from mmemory.training import pretrain_copy
 from mmemory.coref.toy import make_toy_dialogues
 
 SIZE = dict(hidden_size=32, num_layers=1, num_heads=2, vocab_size=300)

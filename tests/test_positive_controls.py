@@ -78,7 +78,7 @@ def test_earlier_picture_questions_are_answered_by_that_picture_only(users):
             e = by_id[d["memory"]["asks_about"]]
             assert e["memory"]["user"] == d["memory"]["user"] and e["image_id"] < d["image_id"]
             q, a = split.question(d["dialog"][-1]), split.answer(d["dialog"][-1])
-            m = re.fullmatch(r"where was the (\w+ \w+) in the earlier picture\?", q)
+            m = re.fullmatch(r"in the earlier picture, where was the (\w+ \w+)\?", q)
             assert m, q
             assert f"a {m.group(1)} {a}" in e["caption"]  # the earlier picture's caption holds the answer
             # the object is in that picture and no other of the user's pictures so far (the current one included)
@@ -97,7 +97,7 @@ def test_earlier_picture_question_refuses_an_ambiguous_object():
     # both earlier objects are in the current picture too: no question can single the earlier picture out
     assert earlier_picture_question([[red_circle, blue_square]], [blue_square, red_circle], random.Random(0)) is None
     e, q, a = earlier_picture_question([[red_circle, blue_square]], [blue_square], random.Random(0))
-    assert (e, q, a) == (0, "where was the red circle in the earlier picture?", "at the top left")
+    assert (e, q, a) == (0, "in the earlier picture, where was the red circle?", "at the top left")
     assert earlier_picture_question([[red_circle]], [], random.Random(0), asked={q}) is None  # asked before
     assert caption([red_circle]).startswith("a picture of a red circle at the top left")
 
@@ -251,11 +251,17 @@ def test_pretrain_toy_vlm_uses_train_scenes_only_and_saves_a_loadable_model(tmp_
     scenes = _scenes(30, "train", shares, 3, 0, "train")
     assert all(scene_split(s, shares, 0) == "train" for s in scenes)
     cfg = PretrainVLMConfig(scenes=30, steps=3, batch_size=4, warmup_steps=1, eval_scenes=4, siglip_steps=2,
-                            siglip_batch_size=4)
+                            siglip_batch_size=4, copy_steps=4, copy_long_steps=2, copy_long_span=8)
     examples = make_examples(scenes, 60, cfg, random.Random(0), 32)
     assert {e["task"] for e in examples} == {"caption", "vqa", "read"}
     for e in examples:  # the question's answer is never in the user text (except reading, where it must be)
         assert e["text"].rstrip().split("\n")[-1].startswith("Q: ") or e["task"] == "caption"
+    where = [e for e in examples if e["task"] == "read" and re.search(r"where (is|was) the", e["text"].split("\n")[-1])]
+    assert where
+    for e in where:  # reading answers name the object, then the place that follows it in a picture's note
+        name = re.search(r"where (?:is|was) the (\w+ \w+)\?$", e["text"]).group(1)
+        place = re.fullmatch(rf"the {name} (?:is|was) (.+)", e["answer"]).group(1)
+        assert f"a {name} {place}" in e["text"]
     tok = train_tokenizer([f"{t['text']} {t['answer']}" for t in examples] + ["describe the picture."], 300,
                           tmp_path / "tok")
     sizes = ToySizes(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=32,
@@ -265,6 +271,7 @@ def test_pretrain_toy_vlm_uses_train_scenes_only_and_saves_a_loadable_model(tmp_
     m = pretrain_toy_vlm(str(tmp_path / "vlm"), str(tmp_path / "out"), shares, 32, 3, cfg)
     after = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert m["siglip"]["steps"] == 2 and m["steps"] == 3 and m["train_scenes"] == 30
+    assert m["copy"]["steps"] == 4 and m["copy"]["long"]["steps"] == 2
     assert set(m["val_exact_match_after"]) == {"caption", "vqa", "read"}
     changed = [k for k, v in after.model.vision_tower.state_dict().items() if not torch_equal(v, before[k])]
     assert changed  # the SigLIP and generative stages trained the vision tower

@@ -53,6 +53,20 @@ def test_related_turn_is_quoted():
         TemplateTeacher(quote="everything")
 
 
+def test_an_earlier_picture_question_is_reminded_of_that_picture():
+    """The answer is in an earlier session's picture, not in a turn of this dialogue: the reminder recalls the
+    picture (object, then place), and the same question about the current picture still quotes a turn."""
+    from mmemory.reminder.prompts import Sample
+
+    q = "in the earlier picture, where was the green triangle?"
+    s = Sample(7, 2, f"Q: is anything green?\nA: no\nQ: {q}", q, "at the top left", asks_about=3)
+    r = TemplateTeacher().respond(s)
+    assert r == "<reminder>earlier picture: the green triangle was at the top left.</reminder>\nat the top left"
+    assert validate_response(r) is None
+    current = Sample(7, 2, s.conversation, q, "at the top left")
+    assert TemplateTeacher().respond(current).startswith("<reminder>Turn 1: ")
+
+
 class Flaky:
     """Invalid on the first try for even image ids; always invalid for image ids divisible by 3."""
 

@@ -86,3 +86,17 @@ def test_tiny_gemma3_answer_sees_the_start_of_a_long_prompt(built):
         a = model(input_ids=ids).logits[0, -1]
         b = model(input_ids=changed).logits[0, -1]
     assert not torch.allclose(a, b)
+
+
+def test_tiny_gemma3_embeddings_have_unit_scale_as_in_gemma3(built):
+    """Gemma-3 multiplies its embeddings by sqrt(hidden_size) and adds unit-RMS layer outputs to them; embeddings
+    drawn at the weights' init std (RMS 0.16 after scaling, 64 wide) were drowned by the first layer, and the
+    stand-in never learnt to copy from its context. They are drawn with std 1/sqrt(hidden_size) instead."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(built[0]["vlm"])
+    emb = model.get_input_embeddings()
+    scaled = emb(torch.arange(20, model.config.text_config.vocab_size)).float()  # Gemma-3's scaled embedding
+    assert 0.8 < scaled.pow(2).mean().sqrt().item() < 1.2
+    assert emb.weight[model.config.text_config.pad_token_id].abs().sum() == 0
+    assert model.config.text_config.initializer_range == built[2].vlm_initializer_range

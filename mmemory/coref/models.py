@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmemory.config import StrictConfig
+from mmemory.training import pretrain_copy
 
 logger = logging.getLogger(__name__)
 
@@ -58,52 +59,6 @@ def coref_corpus(train_json: str | Path) -> list[str]:
     if not dialogues:
         raise ValueError(f"{train_json}: no dialogues to train the toy tokenizer on")
     return [format_prompt(d) + format_target(d) for d in dialogues]
-
-
-def pretrain_copy(model, tokenizer, steps: int, span: int = 32, batch_size: int = 32, lr: float = 3e-3,
-                  seed: int = 0) -> dict:
-    """Train `model` in place to continue a repeated random span: each sequence is BOS, a random prefix of
-    0..span-l tokens, a random span of l (4..span) tokens, and the span again; the loss is on the repeat after its
-    first token. The spans and prefixes vary in length, so only copying by content (an induction head: find the
-    previous occurrence of the current token, predict what followed it) lowers the loss; tokens are drawn
-    uniformly from the non-special vocabulary, so nothing about coref is learnt. Deterministic by `seed`.
-    Returns {steps, first_loss, last_loss, seconds}."""
-    import math
-    import time
-
-    import torch
-
-    if steps <= 0:
-        return {"steps": 0}
-    if span < 4:
-        raise ValueError(f"pretrain_copy: span {span} must be at least 4 tokens")
-    g = torch.Generator().manual_seed(seed)
-    special = set(tokenizer.all_special_ids)
-    vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warm = max(1, int(0.03 * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (i + 1) / warm if i < warm else max(
-        0.02, 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))))
-    model.train()
-    losses, t0 = [], time.time()
-    for _ in range(steps):
-        length = int(torch.randint(4, span + 1, (1,), generator=g))
-        prefix = int(torch.randint(0, span - length + 1, (1,), generator=g))
-        draw = vocab[torch.randint(len(vocab), (batch_size, prefix + length), generator=g)]
-        bos = torch.full((batch_size, 1), tokenizer.bos_token_id)
-        ids = torch.cat([bos, draw, draw[:, prefix:]], dim=1)
-        labels = ids.clone()
-        labels[:, :2 + prefix + length] = -100  # the first repeated token cannot be predicted; the rest can
-        loss = model(input_ids=ids, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    tail = losses[-20:]
-    return {"steps": steps, "first_loss": round(losses[0], 4), "last_loss": round(sum(tail) / len(tail), 4),
-            "seconds": round(time.time() - t0, 1)}
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:

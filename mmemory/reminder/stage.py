@@ -130,13 +130,13 @@ def variants_table(metrics: dict[str, dict], n_seeds: dict[str, int] | None = No
     return rows
 
 
-CUE = re.compile(r" in the earlier picture")
+CUE = re.compile(r"^in the earlier picture, ")
 
 
 def question_prior(train_json: str, eval_json: str) -> dict[int, str]:
     """The strongest answer that never looks at a picture or a memory: for the last round of each dialogue of
     `eval_json`, the most frequent TRAIN answer (all rounds) to the same question text, else to the question without
-    "in the earlier picture" ("where was the green triangle?"), else to its first two words, else overall."""
+    "in the earlier picture, " ("where was the green triangle?"), else to its first two words, else overall."""
     from collections import Counter
 
     keys = (lambda q: q, lambda q: CUE.sub("", q), lambda q: " ".join(q.split()[:2]))

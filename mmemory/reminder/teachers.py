@@ -2,7 +2,9 @@
 
 - `template`: deterministic and offline (the embedded default). It recalls the latest earlier turn that shares a
   content word with the question (else the latest turn), quoting its question and answer (`quote="turn"`) or its
-  answer only (`quote="answer"`), and concludes with the held-out answer.
+  answer only (`quote="answer"`), and concludes with the held-out answer. A question about an earlier picture
+  (toy users: `Sample.asks_about`) is answered from memory, not from a turn of this dialogue, so its reminder
+  recalls that picture instead: `<reminder>earlier picture: the green triangle was at the top left.</reminder>`.
 - `ollama`: the official `ollama` Python client against an Ollama server (paper: gemma3:27b); the image is sent
   base64-encoded, as in the seeds' generate_from_api.py. The server is config reminder.teacher.host (null: the
   OLLAMA_HOST environment variable, else http://127.0.0.1:11434). On a cluster the job runs on a compute node, where
@@ -29,6 +31,7 @@ from mmemory.reminder.prompts import PromptBook, Sample, build_prompt, teacher_m
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[a-z]+")
+_EARLIER_OBJECT = re.compile(r"where was the (.+?)\?$")  # the object an earlier-picture question names
 _STOP = {"a", "an", "the", "is", "are", "there", "any", "what", "where", "how", "many", "of", "in", "on", "it",
          "this", "that", "do", "does", "you", "can", "see", "to", "and", "or", "be", "color", "shape", "anything",
          "object", "picture", "image"}
@@ -102,6 +105,10 @@ class TemplateTeacher:
         self.quote = quote  # "turn": question and answer of the recalled turn; "answer": its answer only
 
     def respond(self, sample: Sample) -> str:
+        if sample.asks_about is not None:
+            m = _EARLIER_OBJECT.search(sample.question)
+            if m:
+                return f"<reminder>earlier picture: the {m.group(1)} was {sample.target}.</reminder>\n{sample.target}"
         lines = sample.conversation.splitlines()
         pairs = [(lines[i][3:], lines[i + 1][3:]) for i in range(len(lines) - 1)
                  if lines[i].startswith("Q: ") and lines[i + 1].startswith("A: ")]

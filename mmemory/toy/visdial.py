@@ -6,7 +6,7 @@ The files are written in the exact VisDial v1.0 schema, so they go through the s
 **Users and earlier pictures (the memory positive control).** Consecutive dialogues belong to one toy user,
 `dialogs_per_user` at a time; each dialogue is one of that user's sessions and shows one picture. From a user's second
 session on, with probability `memory_share`, the LAST question of a dialogue asks about one of that user's EARLIER
-pictures, not the one in front of it: "where was the green triangle in the earlier picture?". The object is in
+pictures, not the one in front of it: "in the earlier picture, where was the green triangle?". The object is in
 exactly one of the user's pictures so far, the current one included, so the question has one answer (its place,
 which that picture's caption names), and only a memory of the earlier picture gives it. Each toy dialogue carries an extra key
 (ignored by VisDial readers) `"memory": {"user": "test-u003", "asks_about": <earlier image_id> or null}`; the memory
@@ -154,20 +154,27 @@ def qa_pool(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
     return list(unique.items())
 
 
+def earlier_question(name: str) -> str:
+    """The question about an object of an earlier picture. The cue comes first, so that the object's name is the
+    question's last words: a reader that finds the name among its notes and copies what follows it there does not
+    find the question's own continuation (" in the earlier picture") instead of a place (" in the center")."""
+    return f"in the earlier picture, where was the {name}?"
+
+
 def earlier_picture_question(earlier: list[list[Obj]], current: list[Obj], rng: random.Random,
                              asked: set[str] = frozenset()) -> tuple[int, str, str] | None:
-    """(index into `earlier`, question, answer): "where was the green triangle in the earlier picture?" about an
+    """(index into `earlier`, question, answer): "in the earlier picture, where was the green triangle?" about an
     object that is in exactly one of the user's pictures so far (not in any other earlier picture, nor in the current
     one), which the user has not asked about before (`asked`); the answer is its place ("at the top left"), which the
     picture's caption names. None when no earlier object qualifies."""
     pictures = earlier + [current]
     options = [(e, o) for e, objs in enumerate(earlier) for o in objs
                if sum(any(p.name == o.name for p in pic) for pic in pictures) == 1]
-    options = [(e, o) for e, o in options if f"where was the {o.name} in the earlier picture?" not in asked]
+    options = [(e, o) for e, o in options if earlier_question(o.name) not in asked]
     if not options:
         return None
     e, o = rng.choice(options)
-    return e, f"where was the {o.name} in the earlier picture?", o.where
+    return e, earlier_question(o.name), o.where
 
 
 def answer_vocabulary() -> list[str]:
