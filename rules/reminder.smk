@@ -68,6 +68,7 @@ if stage_active("reminder"):
         benchmark:
             "results/benchmarks/reminder/generate_reminder_data.tsv"
         threads: 1
+        priority: 10  # a second's work that finetune_vlm waits for: never leave it behind longer jobs
         resources:
             **gpu_job(64000, 1440),  # the transformers teacher runs here; ollama serves elsewhere
         conda:
