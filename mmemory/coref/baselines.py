@@ -1,4 +1,4 @@
-"""Shortcut baselines for the coref task: what surface cues alone get (issue 23).
+"""Shortcut baselines for the coref task: what surface cues alone get.
 
 A baseline that reads only *where* and *by whom* the objects are mentioned, which letter an option has and whose
 photo an object is in, never *what* is said about them. On the toy data (`mmemory.coref.toy`) every such cue is

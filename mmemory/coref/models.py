@@ -1,4 +1,4 @@
-"""`build_toy_coref_models`: the coref stage's tiny, offline stand-ins for Llama-3.2-1B / 3B / 3.1-8B (issue 13).
+"""`build_toy_coref_models`: the coref stage's tiny, offline stand-ins for Llama-3.2-1B / 3B / 3.1-8B.
 
 One byte-level BPE tokenizer is trained on the TRAIN split's text only (every prompt and its target, exactly as
 `mmemory.coref.prompts` writes them), and one randomly initialised `LlamaForCausalLM` is built per entry of

@@ -8,7 +8,7 @@ on a desk"); the four objects have four different nouns. They talk about the obj
   the other speaker's earlier praise and later neutral remarks, are distractors;
 - `attribute`: the one object whose attribute (given in the captions) the final utterance names.
 
-No surface cue gives it away (issue 23). Each dialogue is built in two steps:
+No surface cue gives it away. Each dialogue is built in two steps:
 
 1. **A mention skeleton, drawn before the referent.** The middle turns alternate speakers, 7-10 of them (so
    dialogue lengths vary), and end with the other speaker, so the final speaker comes next. Each turn remarks on one
