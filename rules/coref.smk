@@ -46,6 +46,7 @@ if stage_active("coref"):
             "results/logs/coref/build_coref_toy_models.log",
         benchmark:
             "results/benchmarks/coref/build_coref_toy_models.tsv"
+        priority: 5  # the second-longest chain (copy pre-training, then two ~2.5-min trainings): start it early
         conda:
             "../envs/coref.yaml"
         script:
@@ -70,6 +71,7 @@ if stage_active("coref"):
         benchmark:
             "results/benchmarks/coref/train_coref_{model}_s{seed}.tsv"
         threads: 1
+        priority: 5  # the long jobs go first, so that the DAG does not end with one of them running alone
         resources:
             nproc=COREF_PROCESSES,  # training processes: DDP ranks (paper: 8, one per A100)
             # one GPU per process (the SLURM profile's gpu resource asks for them all on one node)
