@@ -22,9 +22,9 @@ test answer was "no"). This step pre-trains the stand-in the same way, on TRAIN 
   half the time beside another picture and a few Q:/A: lines about it, then a question about a described picture
   ("in the earlier picture, where was the green triangle?") -> "the green triangle was at the top left", which is
   in the notes, not in the picture shown; the answer names the object first, as an LLM answers, so that the place
-  is what follows that name in the notes. Reading comprehension over a text context, which gemma-3-4b-it does zero-shot: what lets the real model use
-  retrieved memories at all. It never sees a `<memories>` block, its numbering, a `<reminder>` or a toy dialogue's
-  scene: those come with the seeds' fine-tuning on train dialogues.
+  is what follows that name in the notes. Reading comprehension over a text context, which gemma-3-4b-it does
+  zero-shot: what lets the real model use retrieved memories at all. It never sees a `<memories>` block, its
+  numbering, a `<reminder>` or a toy dialogue's scene: those come with the seeds' fine-tuning on train dialogues.
 
 The scenes are fresh toy scenes drawn from the TRAIN part of the scene space (`mmemory.toy.visdial.scene_split`
 with the data's split shares), so no val or test picture, and no val or test (image, question, answer), is ever seen.
@@ -93,11 +93,12 @@ def _scenes(n: int, split: str, shares: dict[str, float], max_objects: int, seed
 
 def _read_example(scenes: list[list[Obj]], i: int, rng: random.Random,
                   max_dialog_lines: int = 9) -> tuple[str, str, int | None] | None:
-    """One reading item (at most `max_dialog_lines` Q:/A: lines): notes of 1-3 pictures ("[picture] <caption>" lines, the way a memory store writes a shared
+    """One reading item: notes of 1-3 pictures ("[picture] <caption>" lines, the way a memory store writes a shared
     picture, mixed with other "question answer" notes), then a question about what the notes say. Half the items
     show another picture too, with up to `max_dialog_lines` Q:/A: lines about it after the notes, and then ask where
     an object of a described picture was ("in the earlier picture, where was the green triangle?" -> "the green
-    triangle was at the top left"): the answer is in the notes, not in the picture shown. Returns (text, answer, index of the shown picture or None)."""
+    triangle was at the top left"): the answer is in the notes, not in the picture shown.
+    Returns (text, answer, index of the shown picture or None)."""
     k = rng.randint(1, 3)
     group = [scenes[i]] + [scenes[rng.randrange(len(scenes))] for _ in range(k - 1)]
     shown = rng.randrange(len(scenes)) if rng.random() < 0.5 else None
