@@ -140,11 +140,11 @@ def build_tiny_gemma3(tokenizer, sizes: ToySizes, out_dir: str | Path, seed: int
     )
     model = Gemma3ForConditionalGeneration(config)
     # Gemma-3 multiplies its embeddings by sqrt(hidden_size), and its sandwich norms give every attention and MLP
-    # output unit RMS before it is added to the residual stream; in gemma-3-4b-it the scaled embeddings have about
-    # unit RMS too. At the config's init std and 64 wide they had RMS 0.16 (0.02 x 8), so each layer's output
+    # output unit RMS before it is added to the residual stream, so embeddings belong at unit RMS after that
+    # factor. At the config's init std and 64 wide they had RMS 0.16 (0.02 x 8), so each layer's output
     # drowned the token's identity, and the stand-in never learnt to copy from its context (random-span copy loss
     # 5.2 nats after 4,000 steps, against 0.08 after 3,000 with this init). Embeddings drawn with std
-    # 1/sqrt(hidden_size) give the scaled embeddings unit RMS, as in the real model.
+    # 1/sqrt(hidden_size) give the scaled embeddings unit RMS, the scale of the layer outputs added to them.
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, sizes.hidden_size ** -0.5)
         model.get_input_embeddings().weight[tokenizer.pad_token_id].zero_()
