@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import re
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _fake_http import FakeServer, JsonHandler  # noqa: E402
 from _memory_fixtures import FakeEncoder  # noqa: E402
 from test_memory_realdata import data, write  # noqa: E402
 
@@ -35,37 +34,25 @@ def observe(user: str) -> str:
     return json.dumps({"observations": obs})
 
 
-class FakeOllama:
+class _ChatHandler(JsonHandler):
+    def do_POST(self):
+        fake, body = self.fake, self.read_json()
+        fake.requests.append((self.path, body))
+        action = fake.actions.pop(0) if len(fake.actions) > 1 else fake.actions[0]
+        if action in ("500", "404"):
+            return self.send_json(int(action), b'{"error":"no"}')
+        content = "not json at all" if action == "garbage" else observe(body["messages"][-1]["content"])
+        self.send_json(200, json.dumps({"model": body["model"], "created_at": "2025-01-01T00:00:00Z",
+                                        "message": {"role": "assistant", "content": content}, "done": True,
+                                        "done_reason": "stop"}).encode())
+
+
+class FakeOllama(FakeServer):
     """/api/chat: each request pops the next action ('ok' = observe the window; '500'; '404'; 'garbage')."""
 
     def __init__(self, actions):
-        self.actions, self.requests, fake = list(actions), [], self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((self.path, body))
-                action = fake.actions.pop(0) if len(fake.actions) > 1 else fake.actions[0]
-                if action in ("500", "404"):
-                    return self._send(int(action), b'{"error":"no"}')
-                content = "not json at all" if action == "garbage" else observe(body["messages"][-1]["content"])
-                self._send(200, json.dumps({"model": body["model"], "created_at": "2025-01-01T00:00:00Z",
-                                            "message": {"role": "assistant", "content": content}, "done": True,
-                                            "done_reason": "stop"}).encode())
-
-            def _send(self, code, payload):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.actions, self.requests = list(actions), []
+        self.start(_ChatHandler)
 
 
 @pytest.fixture
@@ -78,8 +65,7 @@ def server():
 
     yield make
     for s in made:
-        s.server.shutdown()
-        s.server.server_close()
+        s.close()
 
 
 def extractor(host, **kw):

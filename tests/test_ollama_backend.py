@@ -7,9 +7,9 @@ import base64
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _fake_http import FakeServer, JsonHandler
 from _reminder_fixtures import PROMPTS
 
 from mmemory.io import read_jsonl
@@ -20,57 +20,37 @@ from mmemory.reminder.teachers import OllamaTeacher, TeacherError, TransientTeac
 GOOD = "<reminder>Turn 1: is it red? yes.</reminder>\nyes"
 
 
-class FakeOllama:
+class _ScriptedChat(JsonHandler):
+    def do_POST(self):
+        fake, body = self.fake, self.read_json()
+        with fake.lock:
+            fake.requests.append((self.path, body))
+            action = fake.actions.pop(0) if len(fake.actions) > 1 else fake.actions[0]
+        kind, _, arg = action.partition(":")
+        if kind == "slow":
+            time.sleep(float(arg))
+            kind, arg = "ok", GOOD
+        if kind == "500":
+            return self.send_json(500, b'{"error":"model runner crashed"}')
+        if kind == "404":
+            return self.send_json(404, b'{"error":"model \\"gemma3:27b\\" not found, try pulling it first"}')
+        if kind == "malformed":
+            return self.send_json(200, b'{"model": "gemma3:27b", "message": {"role": "assist')
+        if kind == "nocontent":
+            return self.send_json(200, json.dumps({"model": body["model"], "done": True}).encode())
+        reply = {"model": body["model"], "created_at": "2025-01-01T00:00:00Z",
+                 "message": {"role": "assistant", "content": arg}, "done": True, "done_reason": "stop"}
+        self.send_json(200, json.dumps(reply).encode())
+
+
+class FakeOllama(FakeServer):
     """A scripted /api/chat server: each request pops the next action (the last one repeats)."""
 
     def __init__(self, actions):
         self.actions = list(actions)
         self.requests = []
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.requests.append((self.path, body))
-                    action = fake.actions.pop(0) if len(fake.actions) > 1 else fake.actions[0]
-                kind, _, arg = action.partition(":")
-                if kind == "slow":
-                    time.sleep(float(arg))
-                    kind, arg = "ok", GOOD
-                if kind == "500":
-                    return self._send(500, b'{"error":"model runner crashed"}')
-                if kind == "404":
-                    return self._send(404, b'{"error":"model \\"gemma3:27b\\" not found, try pulling it first"}')
-                if kind == "malformed":
-                    return self._send(200, b'{"model": "gemma3:27b", "message": {"role": "assist')
-                if kind == "nocontent":
-                    return self._send(200, json.dumps({"model": body["model"], "done": True}).encode())
-                reply = {"model": body["model"], "created_at": "2025-01-01T00:00:00Z",
-                         "message": {"role": "assistant", "content": arg}, "done": True, "done_reason": "stop"}
-                self._send(200, json.dumps(reply).encode())
-
-            def _send(self, code, payload):
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.start(_ScriptedChat)
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ Run: pytest tests/test_ollama_startup.py
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _fake_http import FakeServer, JsonHandler
 from _reminder_fixtures import PROMPTS
 
 from mmemory.reminder.prompts import PromptBook
@@ -19,42 +18,25 @@ from mmemory.reminder.teachers import (OllamaTeacher, TeacherError, TeacherUnava
                                        make_teacher, ollama_host)
 
 
-class TagsServer:
+class _TagsHandler(JsonHandler):
+    def do_GET(self):
+        if self.path != "/api/tags":
+            return self.send_json(404, b"{}")
+        body = {"models": [{"name": m, "model": m, "modified_at": "2025-01-01T00:00:00Z", "size": 1,
+                            "digest": "0" * 64, "details": {}} for m in self.fake.models]}
+        self.send_json(200, json.dumps(body).encode())
+
+    def do_POST(self):
+        self.fake.chats += 1
+        self.send_json(500, b'{"error":"not in this test"}')
+
+
+class TagsServer(FakeServer):
     """Answers GET /api/tags with the given model names, as an Ollama server does; counts /api/chat calls."""
 
     def __init__(self, models):
-        self.chats = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                if self.path != "/api/tags":
-                    return self._send(404, b"{}")
-                body = {"models": [{"name": m, "model": m, "modified_at": "2025-01-01T00:00:00Z", "size": 1,
-                                    "digest": "0" * 64, "details": {}} for m in models]}
-                self._send(200, json.dumps(body).encode())
-
-            def do_POST(self):
-                fake.chats += 1
-                self._send(500, b'{"error":"not in this test"}')
-
-            def _send(self, code, payload):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.models, self.chats = list(models), 0
+        self.start(_TagsHandler)
 
 
 @pytest.fixture
