@@ -199,7 +199,6 @@ def main(argv=None) -> int:
     del X, sims
 
     # --- store search ------------------------------------------------------------------------------------------
-    lat_rel, lat_full, lat_faiss, recalls = [], [], [], []
     now = t_start + args.n
     full = {"relevance": 1, "recency": 1, "frequency": 1, "saliency": 1}
     series = {  # the three series, each timed on every query, side by side (their order rotates per query)
@@ -207,19 +206,25 @@ def main(argv=None) -> int:
         "relevance": lambda q: store.search(query_vector=q, k=10, weights={"relevance": 1}, now=now),
         "full": lambda q: store.search(query_vector=q, k=10, weights=full, now=now),
     }
-    lat = {name: [] for name in series}
+    names = list(series)
+
+    def timed(qs) -> tuple[dict[str, list[float]], list[float]]:
+        """Each series' latency on every query (their order rotating per query) and relevance's recall@10."""
+        lat, rec = {name: [] for name in series}, []
+        for qi, q in enumerate(qs):
+            for name in names[qi % 3:] + names[:qi % 3]:
+                t0 = time.perf_counter()
+                out = series[name](q)
+                lat[name].append(time.perf_counter() - t0)
+                if name == "relevance":
+                    rec.append(len(exact[qi] & {h.memory.id - ids_offset for h in out}) / 10)
+        return lat, rec
+
     warm_q = draw(args.warmup)   # not the timed queries: caches, pages, allocator
     for q in tqdm(warm_q, desc="warm-up", unit="query"):
         for fn in series.values():
             fn(q)
-    names = list(series)
-    for qi, q in enumerate(tqdm(queries, desc="search", unit="query")):
-        for name in names[qi % 3:] + names[:qi % 3]:
-            t0 = time.perf_counter()
-            out = series[name](q)
-            lat[name].append(time.perf_counter() - t0)
-            if name == "relevance":
-                recalls.append(len(exact[qi] & {h.memory.id - ids_offset for h in out}) / 10)
+    lat, recalls = timed(tqdm(queries, desc="search", unit="query"))
     lat_faiss, lat_rel, lat_full = lat["faiss"], lat["relevance"], lat["full"]
     sweep = []
     if args.sweep and store._index.kind in ("ivfflat", "ivfpq"):
@@ -234,15 +239,7 @@ def main(argv=None) -> int:
             for q in warm_q[:10]:
                 for fn in series.values():
                     fn(q)
-            point = {name: [] for name in series}
-            rec_p = []
-            for qi, q in enumerate(queries[:args.sweep_queries]):
-                for name in names[qi % 3:] + names[:qi % 3]:
-                    t0 = time.perf_counter()
-                    out = series[name](q)
-                    point[name].append(time.perf_counter() - t0)
-                    if name == "relevance":
-                        rec_p.append(len(exact[qi] & {h.memory.id - ids_offset for h in out}) / 10)
+            point, rec_p = timed(queries[:args.sweep_queries])
             sweep.append({"nprobe": nprobe, "recall@10": float(np.mean(rec_p)),
                           **{f"{name}_p50_ms": 1e3 * pct(v, 50) for name, v in point.items()},
                           "store_overhead_p50_ms": 1e3 * float(np.median(np.subtract(point["relevance"],
