@@ -42,6 +42,7 @@ if stage_active("coref"):
             out=COREF_TOY,
             sizes={name: CCFG["toy_models"][name] for name in COREF_TOY},
             seed=config["seed"],
+            target=CCFG["train"]["target"],  # the tokenizer learns the answers in the format training uses
         log:
             "results/logs/coref/build_coref_toy_models.log",
         benchmark:

@@ -42,3 +42,16 @@ def test_pretraining_is_deterministic_and_recorded(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     plain = build_toy_coref_models(train, {"m": tmp_path / "c"}, {"m": CorefToySize(**SIZE)}, seed=3)
     assert plain["m"]["pretrain"] == {"steps": 0}
+
+
+def test_the_tokenizer_learns_the_answers_in_the_trained_format(tmp_path):
+    """coref.train.target decides the tokenizer's corpus: with `evidence`, "praised" is learnt as one token."""
+    from mmemory.coref.models import coref_corpus
+
+    train = _train_json(tmp_path)
+    assert any(" praised " in text for text in coref_corpus(train, "evidence"))
+    assert not any(" praised " in text for text in coref_corpus(train, "option"))
+    build_toy_coref_models(train, {"m": tmp_path / "m"}, {"m": CorefToySize(**{**SIZE, "vocab_size": 1024})},
+                           target="evidence")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert tok.tokenize(" praised") == ["Ġpraised"]

@@ -166,3 +166,44 @@ def test_each_rule_alone_is_recoverable_and_shortcuts_are_not_enough(rule):
 def test_unknown_rule_is_an_error():
     with pytest.raises(ValueError, match="choose from"):
         make_toy_dialogues(4, rules=("position",))
+
+
+def test_evidence_names_what_makes_each_choice_the_referent(dialogues):
+    """The `evidence` answer format: the attribute the final turn names and the noun it belongs to, or the other
+    speaker praising the object; each choice gets its own (the likelihood protocol scores all four), and the parser
+    reads only the part after the arrow."""
+    from mmemory.coref.prompts import answer_part, format_option, format_target
+    from mmemory.coref.toy import dialogue_kind, evidence
+
+    kinds = set()
+    for d in dialogues[:40]:
+        kind = dialogue_kind(d)
+        kinds.add(kind)
+        final = [t for t in d.turns if t.photo is None][-1]
+        right = evidence(d, d.answer)
+        if kind == "attribute":
+            attr = re.search(r"that (\w+) one", final.text).group(1)
+            assert right == f"{attr} {d.answer_choice.object}"
+            captions = " ".join(t.photo.caption for t in d.turns if t.photo is not None)
+            assert f"{attr} {d.answer_choice.object}" in captions
+        else:
+            assert right == f"{'B' if final.speaker == 'A' else 'A'} praised {d.answer_choice.object}"
+        assert format_target(d, "evidence") == f" {right} -> {d.answer_choice.text}"
+        options = [format_option(c, "evidence", d) for c in d.choices]
+        assert len(set(options)) == 4 and all(o.endswith(f" -> {c.text}") for o, c in zip(options, d.choices))
+        assert answer_part(format_target(d, "evidence"), "evidence") == f" {d.answer_choice.text}"
+        assert answer_part(" the mug in A's photo", "text") == " the mug in A's photo"
+    assert kinds == {"praise", "attribute"}
+
+
+def test_evidence_refuses_a_dialogue_the_toy_did_not_write(dialogues):
+    from mmemory.coref.prompts import format_option
+    from mmemory.coref.toy import evidence
+
+    d = dialogues[0]
+    plain = replace(d, turns=[t if t.photo is None else replace(t, photo=replace(t.photo, caption="a photo"))
+                              for t in d.turns])
+    with pytest.raises(ValueError, match="answer format `evidence` is the toy's"):
+        evidence(plain, d.answer)
+    with pytest.raises(ValueError, match="needs the dialogue"):
+        format_option(d.choices[0], "evidence")

@@ -46,7 +46,8 @@ def test_labels_cover_exactly_the_target_and_eos(world):
     prompt = tok(format_prompt(d), add_special_tokens=True)["input_ids"]
     text_only = f" {d.answer_choice.text}"
     assert format_target(d) == f" {d.answer}){text_only}" and format_target(d, "text") == text_only
-    for target, text in (("option", format_target(d)), ("text", text_only), ("label", f" {d.answer}")):
+    for target, text in (("option", format_target(d)), ("text", text_only), ("evidence", format_target(d, "evidence")),
+                         ("label", f" {d.answer}")):  # label last: `answer` below is its encoding
         answer = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ex = encode_example(tok, d, 512, target)
         assert ex["input_ids"] == prompt + answer and not ex["truncated"]

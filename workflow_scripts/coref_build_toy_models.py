@@ -7,4 +7,4 @@ setup_logging(snakemake.log[0])
 from mmemory.coref.stage import build_toy_models  # noqa: E402
 
 p = snakemake.params
-build_toy_models(snakemake.input.train, p.out, p.sizes, seed=p.seed)
+build_toy_models(snakemake.input.train, p.out, p.sizes, seed=p.seed, target=p.target)

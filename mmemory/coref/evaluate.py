@@ -5,8 +5,9 @@
   photo-level accuracy (the picked choice's `photo_id` is the answer's), exact match (`parsed.exact` and right) and
   the parse-failure rate. An unparseable answer counts as wrong in every accuracy; it is never dropped.
 - **Option likelihood, as lm-evaluation-harness scores multiple choice.** Each option's continuation
-  (`format_option(c, answer_format)`: " D) the mug in B's photo", or " the mug in B's photo" in the `text` format
-  a model trained on `target: text` answers in) is scored given the prompt: the context and context+continuation
+  (`format_option(c, answer_format, d)`: " D) the mug in B's photo", " the mug in B's photo" in the `text` format,
+  or " red mug -> the mug in B's photo" in the toy's `evidence` format: the format the model was trained to answer
+  in) is scored given the prompt: the context and context+continuation
   are tokenised, and the continuation's tokens are those after the context's (a trailing space of the context moves
   into the continuation first), as lm-eval's `_encode_pair` does. `acc` picks the largest summed log-likelihood,
   `acc_norm` the largest log-likelihood per character of the option (lm-eval divides by `len(choice)`, the choice's
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from mmemory.config import ConfigError, StrictConfig, check_types
 from mmemory.coref.answers import parse_answer
 from mmemory.coref.data import Dialogue, load_coref, validate_dialogues
-from mmemory.coref.prompts import ANSWER_FORMATS, format_option, format_prompt, permute_choices
+from mmemory.coref.prompts import ANSWER_FORMATS, answer_part, format_option, format_prompt, permute_choices
 from mmemory.coref.toy import most_recent_mention
 from mmemory.io import atomic_write_json
 
@@ -62,7 +63,7 @@ class CorefEvalConfig(StrictConfig):
     dtype: str = "auto"  # on CUDA: auto (bfloat16 from compute capability 8.0, else float16) or a name; CPU: float32
     load_in_4bit: bool = False  # NF4 weights through bitsandbytes: an 8B then needs ~6 GB instead of ~16 GB (CUDA)
     limit: int | None = None  # evaluate the first N test dialogues only (None: all)
-    answer_format: str = "text"  # likelihood continuations: option " D) the mug ..." | text " the mug ..." (as trained)
+    answer_format: str = "evidence"  # as trained: evidence " red mug -> the mug ..." (toy) | text | option " D) ..."
 
     def __post_init__(self):
         check_types(self)
@@ -392,12 +393,12 @@ def _score_items(model, tokenizer, dialogues: Sequence[Dialogue], batch_size: in
     for d in dialogues:
         prompt = format_prompt(d)
         for c in d.choices:
-            requests.append((prompt, format_option(c, answer_format)))
+            requests.append((prompt, format_option(c, answer_format, d)))
             names.append(f"dialogue {d.dialog_id!r} option {c.label}")
     lls = score_continuations(model, tokenizer, requests, batch_size, names, progress=bar)
     out, i = [], 0
     for d in dialogues:
-        scored = [(lls[i + j], option_chars(format_option(c, answer_format))) for j, c in enumerate(d.choices)]
+        scored = [(lls[i + j], option_chars(format_option(c, answer_format, d))) for j, c in enumerate(d.choices)]
         i += len(d.choices)
         out.append((scored, pick_options(scored)))
     return out
@@ -423,8 +424,8 @@ def evaluate_dialogues(model, tokenizer, dialogues: Sequence[Dialogue], cfg: Cor
                                        cfg.max_new_tokens, cfg.batch_size, cfg.stop, progress=bar)
         seconds["generation"] = time.perf_counter() - t
     gen_a, gen_p = answers[:n], answers[n:]
-    gen, parsed = generation_metrics(dialogues, gen_a, level)
-    gen_perm, parsed_p = generation_metrics(permuted, gen_p, level)
+    gen, parsed = generation_metrics(dialogues, [answer_part(a, cfg.answer_format) for a in gen_a], level)
+    gen_perm, parsed_p = generation_metrics(permuted, [answer_part(a, cfg.answer_format) for a in gen_p], level)
     picks, picks_p = [p for _, p in lik], [p for _, p in lik_p]
     likm = likelihood_metrics(dialogues, picks, level)
     likm_p = likelihood_metrics(permuted, picks_p, level)

@@ -50,15 +50,17 @@ class CorefToySize(StrictConfig):
     pretrain_long_batch: int = 8  # sequences per step of the second phase
 
 
-def coref_corpus(train_json: str | Path) -> list[str]:
-    """The tokenizer's corpus: each train dialogue's prompt followed by its target (what training shows the model)."""
+def coref_corpus(train_json: str | Path, target: str = "option") -> list[str]:
+    """The tokenizer's corpus: each train dialogue's prompt followed by its target in the format training will use
+    (`coref.train.target`; what training shows the model)."""
     from mmemory.coref.data import load_coref
-    from mmemory.coref.prompts import format_prompt, format_target
+    from mmemory.coref.prompts import format_prompt
+    from mmemory.coref.train import target_text
 
     dialogues, _ = load_coref(train_json, strict=True)
     if not dialogues:
         raise ValueError(f"{train_json}: no dialogues to train the toy tokenizer on")
-    return [format_prompt(d) + format_target(d) for d in dialogues]
+    return [format_prompt(d) + target_text(d, target) for d in dialogues]
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -68,7 +70,7 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 def build_toy_coref_models(train_json: str | Path, out: dict[str, str | Path], sizes: dict[str, CorefToySize | dict],
-                           seed: int = 0) -> dict:
+                           seed: int = 0, target: str = "option") -> dict:
     """Train the shared tokenizer on `train_json` and write one tiny Llama (with the tokenizer) per name to
     `out[name]`; returns {name: {params, hidden_size, num_layers, ...}, "tokenizer_vocab": n} for metrics.json."""
     import torch
@@ -83,7 +85,7 @@ def build_toy_coref_models(train_json: str | Path, out: dict[str, str | Path], s
                          "must name the same models, at least one")
     vocab = max(s.vocab_size for s in sizes.values())
     tok_dir = Path(next(iter(out.values()))).parent / ".coref_tokenizer.partial"
-    tokenizer = train_tokenizer(coref_corpus(train_json), vocab, tok_dir)
+    tokenizer = train_tokenizer(coref_corpus(train_json, target), vocab, tok_dir)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets its own side
     shutil.rmtree(tok_dir, ignore_errors=True)
     stats: dict = {"tokenizer_vocab": len(tokenizer)}

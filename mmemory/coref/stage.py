@@ -150,12 +150,14 @@ def load_split(path: str):
 
 # ---------------------------------------------------------------- the models and their evaluation
 
-def build_toy_models(train_json: str, out: dict[str, str], sizes: dict[str, dict], seed: int = 0) -> dict:
-    """The tiny Llamas of config coref.toy_models ({name: size}), written to `out` ({name: folder})."""
+def build_toy_models(train_json: str, out: dict[str, str], sizes: dict[str, dict], seed: int = 0,
+                     target: str = "option") -> dict:
+    """The tiny Llamas of config coref.toy_models ({name: size}), written to `out` ({name: folder}); their tokenizer
+    learns the prompts and the targets in the format `target` (coref.train.target)."""
     from mmemory.coref.models import CorefToySize, build_toy_coref_models
 
     return build_toy_coref_models(train_json, dict(out), {name: CorefToySize.from_dict(s) for name, s in sizes.items()},
-                                  seed=seed)
+                                  seed=seed, target=target)
 
 
 def run_eval(model: str, test_json: str, out_json: str, eval_cfg: dict) -> dict:

@@ -176,6 +176,29 @@ def resolve_by_rule(d: Dialogue | dict) -> str | None:
     return None
 
 
+def evidence(d: Dialogue | dict, choice_label: str) -> str:
+    """What a toy dialogue says that makes the choice `choice_label` its referent, in the words of the rule: for an
+    attribute dialogue, the choice's attribute and noun as its caption gives them ("red mug"); for a praise
+    dialogue, the other speaker praising it ("B praised mug"). The `evidence` answer format writes it before the
+    option's words, so the answer starts with a copy of the evidence and the object's name follows it (docs/coref.md).
+    ValueError for a dialogue the toy generator did not write (no caption gives the object an attribute)."""
+    d = _as_dialogue(d)
+    choice = next((c for c in d.choices if c.label == choice_label), None)
+    if choice is None:
+        raise ValueError(f"dialogue {d.dialog_id!r}: no choice labelled {choice_label!r}")
+    captions = " ".join(t.photo.caption for t in d.turns if t.photo is not None)
+    attrs = re.findall(rf"\b(\w+) {re.escape(choice.object)}\b", captions)
+    if not attrs or attrs[0] not in ATTRIBUTES:
+        raise ValueError(f"dialogue {d.dialog_id!r}: no caption gives {choice.object!r} one of the toy's attributes, "
+                         "so it is not a toy dialogue. Fix: the answer format `evidence` is the toy's; use `text` or "
+                         "`option` (coref.train.target, coref.eval.answer_format)")
+    if dialogue_kind(d) == "attribute":
+        return f"{attrs[0]} {choice.object}"
+    final = [t for t in d.turns if t.photo is None][-1].speaker
+    other = next((s for s in SPEAKERS if s != final), SPEAKERS[0])
+    return f"{other} praised {choice.object}"
+
+
 def most_recent_mention(d: Dialogue | dict) -> str | None:
     """The "most recently mentioned object" heuristic: the label of the choice whose object an utterance before the
     last named most recently (None when none is named)."""

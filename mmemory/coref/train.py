@@ -53,7 +53,7 @@ from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "coref_train_config.json"  # the CorefTrainConfig that made a model, saved beside it
-TARGETS = ("option", "text", "label")
+TARGETS = ("option", "text", "evidence", "label")
 IGNORE = -100  # label of a token without loss (prompt, padding)
 
 
@@ -80,7 +80,7 @@ class CorefTrainConfig(StrictConfig):
     deepspeed: str | None = None  # a DeepSpeed JSON config (e.g. resources/coref/ds_zero3.json); None: plain DDP
     fsdp: str = ""  # transformers fsdp option (e.g. "full_shard auto_wrap"); "": no FSDP
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (saves memory on an 8B)
-    target: str = "text"  # option: " D) the mug in B's photo" (the seed's); text: " the mug in B's photo"; label: " D"
+    target: str = "evidence"  # evidence (toy): " red mug -> the mug in B's photo"; text; option (the seed's); label
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
 
     def __post_init__(self):
@@ -127,7 +127,8 @@ def format_label_target(d: Dialogue) -> str:
 
 
 def target_text(d: Dialogue, target: str = "option") -> str:
-    """The training target of `d` (without EOS): its answer option in format `option` or `text`, or its label."""
+    """The training target of `d` (without EOS): its answer option in format `option`, `text` or `evidence`, or its
+    label."""
     if target not in TARGETS:
         raise ValueError(f"coref target {target!r}: choose from {TARGETS}")
     return format_label_target(d) if target == "label" else format_target(d, target)
