@@ -100,3 +100,32 @@ def test_tiny_gemma3_embeddings_have_unit_scale_as_in_gemma3(built):
     assert 0.8 < scaled.pow(2).mean().sqrt().item() < 1.2
     assert emb.weight[model.config.text_config.pad_token_id].abs().sum() == 0
     assert model.config.text_config.initializer_range == built[2].vlm_initializer_range
+
+
+def test_pretraining_batches_label_exactly_the_answer_and_its_end_of_turn(built, toy_root):
+    """The stand-in's pre-training batches (left-padded, with and without an image): the labels are the answer's
+    tokens and `<end_of_turn>` and nothing else, as tokenising the prompt alone would mark them."""
+    from transformers import AutoProcessor
+
+    from mmemory.toy.pretrain_vlm import _batch, _messages
+
+    proc = AutoProcessor.from_pretrained(built[0]["vlm"])
+    proc.tokenizer.padding_side = "left"
+    images = [Image.open(p) for p in sorted((toy_root / "images" / "train").glob("*.png"))[:2]]
+    examples = [{"scene": 0, "text": "what color is the circle?", "answer": "red"},
+                {"scene": None, "text": "earlier: a blue square at the top left. where was the square?",
+                 "answer": "the square was at the top left"},
+                {"scene": 1, "text": "describe the picture.", "answer": "a green triangle at the centre"}]
+    batch = _batch(proc, examples, images, with_answer=True)
+    for i, e in enumerate(examples):
+        prompt = proc.apply_chat_template(_messages(e, False), add_generation_prompt=True, tokenize=False)
+        alone = proc(text=[prompt], images=[[images[e["scene"]]]] if e["scene"] is not None else None,
+                     return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+        row, labels = batch["input_ids"][i], batch["labels"][i]
+        start = int((batch["attention_mask"][i] == 0).sum()) + len(alone)
+        assert torch.equal(row[start - len(alone):start], alone)  # the prompt, then the answer
+        assert (labels[:start] == -100).all() and torch.equal(labels[start:], row[start:])
+        assert proc.tokenizer.decode(row[start:]) == e["answer"] + "<end_of_turn>\n"
+    proc.tokenizer.padding_side = "right"
+    with pytest.raises(ValueError, match="left-padded"):
+        _batch(proc, examples, images, with_answer=True)
