@@ -31,4 +31,4 @@ include: "rules/gpu_check.smk"
 
 rule all:
     input:
-        "results/gpu_check/passed.txt" if config.get("gpu_check") else "results/report.md",
+        "results/gpu_check/passed.txt" if config["gpu_check"] else "results/report.md",

@@ -67,9 +67,13 @@ def check_types(obj) -> None:
 
 
 class StrictConfig:
-    """Mixin for a stage's config dataclass: `SECTION` names its place in config.yaml."""
+    """Mixin for a stage's config dataclass: `SECTION` names its place in config.yaml. Every value is type-checked
+    when the dataclass is built (`check_types`); a subclass with its own `__post_init__` calls `check_types` itself."""
 
     SECTION = ""
+
+    def __post_init__(self):
+        check_types(self)
 
     @classmethod
     def from_dict(cls, values: dict):

@@ -15,8 +15,9 @@ import logging
 import random
 import re
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json
 from mmemory.visdial import ImageDirs, Problem, VisDialError, VisDialSplit, validate_dense, validate_visdial
 
@@ -24,6 +25,39 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 OUT_KEYS = ("train", "val", "test", "val_dense", "test_dense", "report", "metrics")
+
+
+@dataclass
+class DataConfig(StrictConfig):
+    """config data (its scalar keys; data.toy and data.visdial are their own sections). Defaults: config.yaml's."""
+
+    SECTION = "data"
+
+    source: str = "toy"  # toy: the workflow renders toy VisDial | visdial: the user's files (data.visdial)
+    strict: bool = True  # stop at the first bad item (false: drop it and count it in data_report.json)
+    n_options: int = 100  # answer options per round (VisDial v1.0: 100)
+    max_dialogs: int | None = None  # keep at most this many dialogues per split (None: all)
+    check_images: bool = True  # open every image once to catch corrupt files
+
+
+@dataclass
+class VisDialConfig(StrictConfig):
+    """config data.visdial: the user's VisDial v1.0 files (read when data.source is visdial)."""
+
+    SECTION = "data.visdial"
+
+    train_json: str = "data/visdial/visdial_1.0_train.json"  # VisDial v1.0 train dialogues
+    train_images: str | list[str] = field(  # folder(s) or a COCO root: v1.0 train uses COCO train2014 AND val2014
+        default_factory=lambda: ["data/images/train2014", "data/images/val2014"])
+    val_json: str | None = None  # a val file of your own (None: carve val_from_train dialogues out of train)
+    val_images: str | list[str] | None = None  # its image folder(s)
+    val_dense: str | None = None  # its dense annotations (None: no NDCG on val)
+    val_from_train: int | None = 2000  # dialogues held out of train as val (seeded), when val_json is None
+    test_json: str = "data/visdial/visdial_1.0_val.json"  # the official v1.0 val file is our test split
+    test_images: str | list[str] = "data/images/VisualDialog_val2018"  # VisDial val2018 images
+    test_dense: str | None = "data/visdial/visdial_1.0_val_dense_annotations.json"  # its dense relevance
+
+
 FIX = ("the splits must be disjoint by content (README, Data contracts): remove one of the two dialogues, or set "
        "data.strict: false to drop the later split's dialogue and count it")
 
@@ -126,8 +160,9 @@ def enforce_disjoint(splits: dict[str, VisDialSplit], strict: bool = True) -> tu
 def prepare_data(train_json: str, train_images: ImageDirs | None, test_json: str, test_images: ImageDirs | None,
                  out: dict, *, val_json: str | None = None, val_images: ImageDirs | None = None,
                  test_dense: str | None = None, val_dense: str | None = None, val_from_train: int | None = None,
-                 strict: bool = True, n_options: int = 100, max_dialogs: int | None = None,
-                 check_images: bool = True, seed: int = 0) -> dict:
+                 strict: bool = DataConfig.strict, n_options: int = DataConfig.n_options,
+                 max_dialogs: int | None = DataConfig.max_dialogs, check_images: bool = DataConfig.check_images,
+                 seed: int = 0) -> dict:
     """Validate train, val and test; make them disjoint by content; write each split (dialogues with
     `image_path`), the val and test dense lists (empty when none is given), `data_report.json` (every dropped
     item with its reason) and `metrics.json`. `out` maps each of `OUT_KEYS` to a path. An `*_images` argument

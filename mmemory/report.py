@@ -26,10 +26,22 @@ import io
 import json
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_text, read_json_file
+
+
+@dataclass
+class ReportConfig(StrictConfig):
+    """config report (defaults: config.yaml's)."""
+
+    SECTION = "report"
+
+    title: str = "mmemory: multimodal long-term memory on VisDial"  # heading of results/report.md
+
 
 logger = logging.getLogger(__name__)
 

@@ -62,9 +62,17 @@ def model_param(name, default):
     return path
 
 
+def settings(section, *keys):
+    """The keys of config `section` that a rule reads, and only those, so that an edit to another key reruns nothing;
+    the rule's script builds the section's dataclass from them (e.g. mmemory.emr.lm.EmrConfig for emr). Snakemake
+    formats no string inside a dict param, so emr.prompt_template keeps its {question}."""
+    return {k: config[section][k] for k in keys}
+
+
 def stage_active(stage):
-    """An optional stage runs when config[stage]["activate"] is true (absent section: off)."""
-    return bool(config.get(stage, {}).get("activate", False))
+    """An optional stage runs when config[stage]["activate"] is true (config.yaml, always loaded first, has every
+    stage's section)."""
+    return bool(config[stage]["activate"])
 
 
 def model_path(name):
@@ -95,7 +103,7 @@ def visdial_source():
     v = config["data"]["visdial"]
     keys = ("train_json", "train_images", "val_json", "val_images", "val_dense", "test_json", "test_images",
             "test_dense")
-    return {k: v[k] for k in keys if v.get(k)}
+    return {k: v[k] for k in keys if v[k]}  # a null file (val_json, a dense file) is no input
 
 
 # The training seeds: every trained model (EMR bridges, the reminder adapter) is trained once per seed, and the

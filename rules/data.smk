@@ -38,11 +38,8 @@ rule prepare_data:
         report="results/data/data_report.json",
         metrics="results/data/metrics.json",
     params:
-        strict=config["data"]["strict"],
-        n_options=config["data"]["n_options"],
-        max_dialogs=config["data"].get("max_dialogs"),
-        check_images=config["data"].get("check_images", True),
-        val_from_train=config["data"].get("visdial", {}).get("val_from_train"),
+        data=settings("data", "source", "strict", "n_options", "max_dialogs", "check_images"),
+        visdial=config["data"]["visdial"] if config["data"]["source"] == "visdial" else {},
         seed=config["seed"],
     log:
         "results/logs/prepare_data.log",

@@ -63,7 +63,7 @@ if stage_active("emr"):
                 metrics="results/emr/toy_models/llm_metrics.json",
             params:
                 settings=EMR["toy_llm"],
-                prompt_template=lambda wildcards: EMR["prompt_template"],
+                emr=settings("emr", "prompt_template"),
                 seed=config["seed"],
             log:
                 "results/logs/emr/pretrain_toy_llm.log",
@@ -85,12 +85,10 @@ if stage_active("emr"):
             index="results/emr/embeddings/{split}/index.json",
             metrics="results/emr/embeddings/{split}/metrics.json",
         params:
-            kind=EMR["encoder"]["kind"],
+            encoder=EMR["encoder"],
             path=model_param("encoder", EMR_ENCODER_PATH),
-            batch_size=EMR["encoder"]["batch_size"],
-            shard_size=EMR["extract"]["shard_size"],
-            on_bad_image=EMR["extract"]["on_bad_image"],
-            device=EMR["device"],
+            extract=EMR["extract"],
+            emr=settings("emr", "device"),
         log:
             "results/logs/emr/extract_embeddings_{split}.log",
         benchmark:
@@ -122,11 +120,7 @@ if stage_active("emr"):
             llm=model_param("llm", model_path("llm")),
             bridge=EMR["bridge"],
             train=lambda w: {**EMR["train"], "seed": int(w.seed)},
-            llm_4bit=EMR["llm_4bit"],
-            llm_dtype=EMR["llm_dtype"],
-            llm_trainable=EMR["llm_trainable"],
-            prompt_template=lambda wildcards: EMR["prompt_template"],
-            device=EMR["device"],
+            emr=settings("emr", "llm_4bit", "llm_dtype", "llm_trainable", "prompt_template", "device"),
         log:
             "results/logs/emr/train_emr_{variant}_s{seed}.log",
         benchmark:
@@ -156,10 +150,7 @@ if stage_active("emr"):
             bridge=EMR["bridge"],
             train=lambda w: {"seed": int(w.seed)},  # only the seed: it rebuilds the "before" bridge
             eval=EMR["eval"],
-            llm_4bit=EMR["llm_4bit"],
-            llm_dtype=EMR["llm_dtype"],
-            prompt_template=lambda wildcards: EMR["prompt_template"],
-            device=EMR["device"],
+            emr=settings("emr", "llm_4bit", "llm_dtype", "prompt_template", "device"),
         log:
             "results/logs/emr/eval_emr_{variant}_s{seed}_{split}.log",
         benchmark:
@@ -194,7 +185,7 @@ if stage_active("emr"):
             evals={v: expand("results/emr/{variant}/s{seed}/eval_test.json", variant=v, seed=TRAIN_SEEDS)
                    for v in EMR_VARIANTS},
             bridge=EMR["bridge"],
-            llm_trainable=EMR["llm_trainable"],
+            emr=settings("emr", "llm_trainable"),
         log:
             "results/logs/emr/emr_metrics.log",
         benchmark:

@@ -17,7 +17,6 @@ if stage_active("memory"):
     MEMORY_ENCODER_INPUT = [MEMORY_ENCODER_PATH] if str(MEMORY_ENCODER_PATH).startswith("results/") else []
     # ImageBind only runs in its own env (the store needs faiss-cpu there too); the rest in core.
     MEMORY_ENV = "../envs/imagebind.yaml" if MCFG["encoder"]["kind"] == "imagebind" else "../envs/core.yaml"
-    MEMORY_STORE = {"index": MCFG["index"], "half_life": MCFG["half_life"], "recency_unit": MCFG["recency_unit"]}
     MEMORY_TUNE = MCFG["tune"]["sessions"] > 0
     MEMORY_SESSION_SPLITS = (["train"] if MEMORY_TUNE else []) + ["val", "test"]
 
@@ -58,10 +57,9 @@ if stage_active("memory"):
             sessions={s: [f"results/memory/sessions/{s}/{kind}.jsonl" for kind in ("turns", "queries")]
                       for s in MEMORY_SESSION_SPLITS},
             encoder=MCFG["encoder"],
-            methods=MCFG["methods"],
+            memory=settings("memory", "methods", "retrieve_k", "half_life", "recency_unit"),
+            index=MCFG["index"],
             tune=MCFG["tune"],
-            retrieve_k=MCFG["retrieve_k"],
-            store=MEMORY_STORE,
             workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
         threads: 1  # startup-bound on the embedded default: two such jobs side by side beat one on 2 threads (same outputs)
         resources:
@@ -90,9 +88,9 @@ if stage_active("memory"):
         params:
             encoder=MCFG["encoder"],
             reminder=MCFG["reminder"],
-            candidates=MCFG["methods"],
-            select_k=config.get("reminder", {}).get("memory_top_k") or MCFG["reminder"]["k"],
-            store=MEMORY_STORE,
+            memory=settings("memory", "methods", "half_life", "recency_unit"),  # methods: the candidates val tries
+            index=MCFG["index"],
+            select_k=config["reminder"]["memory_top_k"] or MCFG["reminder"]["k"],
             workdir=f"results/memory/{MEMORY_VARIANT}/reminder_store_{{split}}",
         threads: 1  # one thread: the same memories in the same order as two (scores differ in the 6th decimal), beside another job
         resources:

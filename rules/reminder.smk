@@ -46,7 +46,7 @@ if stage_active("reminder"):
 
     REMINDER_PROMPTS = {
         "instruction": RCFG["prompts"]["instruction"],
-        **({"fewshot": RCFG["prompts"]["fewshot"]} if RCFG["prompts"].get("fewshot") else {}),
+        **({"fewshot": RCFG["prompts"]["fewshot"]} if RCFG["prompts"]["fewshot"] else {}),
     }
 
     rule generate_reminder_data:
@@ -60,7 +60,7 @@ if stage_active("reminder"):
         params:
             teacher=RCFG["teacher"],
             prompts=RCFG["prompts"],
-            include_caption=RCFG.get("include_caption", False),
+            reminder=settings("reminder", "include_caption"),
             seed=config["seed"],
             progress="results/reminder/teacher/progress",
         log:
@@ -89,8 +89,7 @@ if stage_active("reminder"):
             model=model_param("vlm", model_path("vlm")),
             finetune=RCFG["finetune"],
             prompts=RCFG["prompts"],
-            include_caption=RCFG.get("include_caption", False),
-            memory_top_k=RCFG["memory_top_k"],
+            reminder=settings("reminder", "include_caption", "memory_top_k"),
             seed=lambda w: int(w.seed),
             checkpoints="results/reminder/finetuned/s{seed}/checkpoints",
         log:
@@ -123,8 +122,7 @@ if stage_active("reminder"):
             model=model_param("vlm", model_path("vlm")),
             prompts=RCFG["prompts"],
             generation=RCFG["generation"],
-            include_caption=RCFG.get("include_caption", False),
-            memory_top_k=RCFG.get("memory_top_k"),
+            reminder=settings("reminder", "include_caption", "memory_top_k"),
             progress="results/reminder/{variant}/s{seed}/{split}/progress",
         log:
             "results/logs/reminder/predict_reminder_{variant}_s{seed}_{split}.log",
@@ -181,7 +179,7 @@ if stage_active("reminder"):
             ),
         params:
             runs=reminder_runs(REMINDER_VARIANTS, REMINDER_TRAINED),
-            memory_top_k=RCFG["memory_top_k"],
+            reminder=settings("reminder", "memory_top_k"),
         log:
             "results/logs/reminder/reminder_table.log",
         benchmark:

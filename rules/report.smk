@@ -16,7 +16,7 @@ rule report:
             category="Overview",
         ),
     params:
-        title=config["report"]["title"],
+        report=config["report"],
         sections=REPORT_METRICS,
         figures=REPORT_FIGURES,
         data_source=config["data"]["source"],

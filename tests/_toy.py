@@ -12,7 +12,7 @@ def prepared_toy(root: Path, n_train: int, n_val: int, image_size: int = 32, see
     (and the val and test dense annotations)."""
     root = Path(root)
     build_toy_visdial(root / "raw", n_train=n_train, n_val=n_val, image_size=image_size, rounds=10, n_options=100,
-                      max_objects=3, seed=seed)
+                      max_objects=3, seed=seed, memory_share=0.0)
     paths = {f"{s}_dense": root / "raw" / f"visdial_1.0_{s}_dense_annotations.json" for s in ("val", "test")}
     for split in ("train", "val", "test"):
         data = json.loads((root / "raw" / f"visdial_1.0_{split}.json").read_text())

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def toy_root(tmp_path_factory) -> Path:
     """A pristine toy VisDial directory (12 train / 4 val / 4 test dialogues). Do not modify: copy it (see `toy_copy`)."""
     root = tmp_path_factory.mktemp("toy_visdial")
-    build_toy_visdial(root, n_train=12, n_val=4, image_size=48, seed=7)
+    build_toy_visdial(root, n_train=12, n_val=4, image_size=48, seed=7, memory_share=0.0)
     return root
 
 

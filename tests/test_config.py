@@ -1,63 +1,107 @@
-"""Strict typed settings: each section's dataclass refuses unknown keys by name, and its defaults are config.yaml's.
+"""One home per setting: every section of config.yaml that code reads is built through a strict dataclass whose
+defaults are config.yaml's values, and the schema lists exactly its fields; each is checked in both directions, for
+every section in the registry (tests/_config_sections.py).
 
 Run: pytest tests/test_config.py
 """
-from dataclasses import fields
-from pathlib import Path
+from dataclasses import MISSING, fields
 
 import pytest
 import yaml
+from _config_sections import (CONFIG, NAMED_ENTRIES, PAPER, PATHS, SCHEMA, SECTIONS, SET_BY_WORKFLOW, WORKFLOW_ONLY,
+                              node, own_keys, values)
 
-from mmemory.config import ConfigError
-from mmemory.emr.bridge import BridgeConfig
-from mmemory.coref.evaluate import CorefEvalConfig
-from mmemory.coref.stage import CorefDataConfig
-from mmemory.coref.train import CorefTrainConfig
-from mmemory.counting.data import CountingDataConfig
-from mmemory.counting.model import CountingToySize
-from mmemory.counting.predict import CountingGenerationConfig
+from mmemory.config import ConfigError, check_types
 from mmemory.counting.train import CountingTrainConfig
-from mmemory.emr.train import TrainConfig
 from mmemory.reminder.finetune import FinetuneConfig
-from mmemory.reminder.predict import GenerationConfig
-from mmemory.toy.pretrain_vlm import PretrainVLMConfig
-
-CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
-# fields the workflow sets itself rather than config.yaml (the training seed comes from train_seeds)
-SET_BY_WORKFLOW = {"seed"}
-SECTIONS = [BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig, CountingDataConfig, CountingToySize,
-            CountingTrainConfig, CountingGenerationConfig, CorefDataConfig, CorefTrainConfig, CorefEvalConfig,
-            PretrainVLMConfig]
 
 
-def section(cls) -> dict:
-    node = CONFIG
-    for part in cls.SECTION.split("."):
-        node = node[part]
-    return node
+def field_names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def default_of(f):
+    return f.default_factory() if f.default is MISSING else f.default
 
 
 @pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.SECTION)
-def test_defaults_are_written_once_the_dataclass_agrees_with_config_yaml(cls):
-    values = section(cls)
-    names = {f.name for f in fields(cls)}
-    assert set(values) <= names, f"config.yaml {cls.SECTION} has keys the dataclass lacks: {set(values) - names}"
-    assert names - set(values) <= SET_BY_WORKFLOW, f"{cls.SECTION}: no config.yaml value for {names - set(values)}"
+def test_the_keys_of_config_yaml_are_the_fields_of_the_dataclass(cls):
+    keys, names = set(values(CONFIG, cls)), field_names(cls)
+    assert keys - names == set(), f"config.yaml {cls.SECTION} has keys the dataclass lacks"
+    assert names - keys == SET_BY_WORKFLOW.get(cls.SECTION, set()), f"{cls.SECTION}: fields without a config.yaml key"
+
+
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.SECTION)
+def test_the_defaults_of_the_dataclass_are_the_values_of_config_yaml(cls):
     default = cls()
-    for key, value in values.items():
+    check_types(default)
+    for key, value in values(CONFIG, cls).items():
         assert getattr(default, key) == value, f"{cls.SECTION}.{key}: dataclass {getattr(default, key)!r}, " \
                                                 f"config.yaml {value!r}"
-    assert cls.from_dict(values) == default
+    assert cls.from_dict(values(CONFIG, cls)) == default
+
+
+@pytest.mark.parametrize("cls", SECTIONS + NAMED_ENTRIES, ids=lambda c: c.SECTION)
+def test_the_schema_lists_exactly_the_fields_and_gives_their_defaults(cls):
+    """A field added to a dataclass (e.g. memory.index.kmeans_niter) is in the schema, so a config can set it; a
+    schema property no dataclass has would be accepted by the workflow and then refused by the job."""
+    section = node(SCHEMA, cls.SECTION, schema=True)
+    assert section is not None, f"the schema has no {cls.SECTION}"
+    if cls in NAMED_ENTRIES:
+        section = section["additionalProperties"]
+    props = set(own_keys(cls.SECTION, section["properties"]))
+    assert props == field_names(cls) - SET_BY_WORKFLOW.get(cls.SECTION, set()), cls.SECTION
+    assert section.get("additionalProperties") is False, f"the schema lets {cls.SECTION} take unknown keys"
+    for f in fields(cls):
+        if "default" in section["properties"].get(f.name, {}):
+            assert section["properties"][f.name]["default"] == default_of(f), f"{cls.SECTION}.{f.name}"
+
+
+@pytest.mark.parametrize("cls", NAMED_ENTRIES, ids=lambda c: c.SECTION)
+def test_every_named_entry_has_the_fields_of_its_dataclass(cls):
+    """coref.toy_models maps a model name to its size: every entry has each field (no default to fall back on)."""
+    for name, entry in node(CONFIG, cls.SECTION).items():
+        assert set(entry) == field_names(cls), f"{cls.SECTION}.{name}"
+        cls.from_dict(entry)
+
+
+def test_every_mapping_that_code_reads_has_a_dataclass():
+    """Each mapping of config.yaml with settings of its own (not only subsections) is in the registry, or holds
+    only keys the workflow reads itself (WORKFLOW_ONLY): a new section cannot be read with `.get(key, default)`."""
+    def walk(tree: dict, path: str):
+        own = own_keys(path, tree)
+        if path in PATHS:
+            return
+        assert own <= WORKFLOW_ONLY.get(path, set()) | {k for k in own if isinstance(tree[k], dict)}, \
+            f"config.yaml {path or 'top level'}: {sorted(own - WORKFLOW_ONLY.get(path, set()))} have no dataclass"
+        for k, v in tree.items():
+            if isinstance(v, dict) and f"{path}.{k}".lstrip(".") not in WORKFLOW_ONLY:
+                walk(v, f"{path}.{k}".lstrip("."))
+
+    walk(CONFIG, "")
+
+
+def test_the_registry_has_one_dataclass_per_section():
+    paths = [cls.SECTION for cls in SECTIONS + NAMED_ENTRIES]
+    assert len(paths) == len(set(paths)) and all(node(CONFIG, p) is not None for p in paths)
 
 
 @pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.SECTION)
 def test_an_unknown_key_is_refused_by_name_and_section(cls):
     with pytest.raises(ConfigError, match=rf"config {cls.SECTION}: unknown key\(s\) 'rank'"):
-        cls.from_dict({**section(cls), "rank": 8})
+        cls.from_dict({**values(CONFIG, cls), "rank": 8})
+
+
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.SECTION)
+def test_a_value_of_the_wrong_type_is_refused_by_name(cls):
+    f = next(f for f in fields(cls) if default_of(f) is not None)
+    wrong = 123 if isinstance(default_of(f), str) else "abc"
+    with pytest.raises(ConfigError, match=rf"config {cls.SECTION}: {f.name} is {wrong!r}"):
+        cls.from_dict({**values(CONFIG, cls), f.name: wrong})
 
 
 def test_the_lora_rank_reaches_the_config_and_is_saved_beside_the_adapter(tmp_path):
-    cfg = FinetuneConfig.from_dict({**section(FinetuneConfig), "r": 8, "seed": 2})
+    cfg = FinetuneConfig.from_dict({**values(CONFIG, FinetuneConfig), "r": 8, "seed": 2})
     assert (cfg.r, cfg.seed) == (8, 2)
     cfg.save(tmp_path / "finetune_config.json")
     saved = yaml.safe_load((tmp_path / "finetune_config.json").read_text())
@@ -65,28 +109,18 @@ def test_the_lora_rank_reaches_the_config_and_is_saved_beside_the_adapter(tmp_pa
 
 
 def test_the_paper_presets_in_code_match_config_paper_yaml():
-    """`PAPER_TRAIN` (what a library user reads) and config/paper.yaml (what the workflow runs) hold one preset."""
+    """`PAPER_TRAIN` (what a library user reads) and config/paper.yaml (what the workflow runs) hold one preset:
+    the same overrides of config.yaml's values."""
     from mmemory.counting.train import PAPER_TRAIN as COUNTING_PAPER
 
-    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
     code = yaml.safe_load(COUNTING_PAPER)["counting"]
-    assert paper["counting"]["model"] == code["model"]
-    assert paper["counting"]["train"] == code["train"]
-    assert paper["counting"]["generation"] == code["generation"]
-    CountingTrainConfig.from_dict(paper["counting"]["train"])
+    assert PAPER["counting"]["model"] == code["model"]
+    assert PAPER["counting"]["train"] == code["train"]
+    assert PAPER["counting"]["generation"] == code["generation"]
+    CountingTrainConfig.from_dict(code["train"])
 
 
 def test_the_coref_paper_preset_in_code_matches_config_paper_yaml():
     from mmemory.coref.train import PAPER_TRAIN as COREF_PAPER
 
-    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
-    assert paper["coref"]["train"] == yaml.safe_load(COREF_PAPER)["coref"]["train"]
-
-
-@pytest.mark.parametrize("cls", [CountingDataConfig, CorefDataConfig], ids=lambda c: c.SECTION)
-def test_the_schema_lists_every_field_of_the_data_sections(cls):
-    """A field added to a data section (e.g. counting.data.verify_images) is in the schema, so a config can set it."""
-    node = yaml.safe_load((Path(__file__).resolve().parents[1] / "rules" / "schemas" / "config.schema.yaml").read_text())
-    for part in cls.SECTION.split("."):
-        node = node["properties"][part]
-    assert set(node["properties"]) == {f.name for f in fields(cls)}
+    assert PAPER["coref"]["train"] == yaml.safe_load(COREF_PAPER)["coref"]["train"]

@@ -32,9 +32,10 @@ def test_gradient_checkpointing_gives_the_same_losses(world, tmp_path, monkeypat
         return real(*a, **k)
 
     args = (world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"])
-    plain = train_emr(*args, tmp_path / "plain", BRIDGE, TRAIN, llm_dtype="auto")
+    plain = train_emr(*args, tmp_path / "plain", BRIDGE, TRAIN, llm_dtype="auto", llm_trainable=False)
     monkeypatch.setattr(modeling_utils, "checkpoint", counting)  # what gradient_checkpointing_enable wraps
-    ckpt = train_emr(*args, tmp_path / "ckpt", BRIDGE, {**TRAIN, "gradient_checkpointing": True}, llm_dtype="auto")
+    ckpt = train_emr(*args, tmp_path / "ckpt", BRIDGE, {**TRAIN, "gradient_checkpointing": True}, llm_dtype="auto",
+                     llm_trainable=False)
     assert calls["n"] > 0  # layers were recomputed (the LM's decoder layers and the Q-Former's)
     assert ckpt["final_train_loss"] == pytest.approx(plain["final_train_loss"], rel=1e-4)
     saved = torch.load(tmp_path / "ckpt" / "ckpt" / "last.pt", weights_only=True)

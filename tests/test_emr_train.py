@@ -65,7 +65,7 @@ def test_train_and_val_images_are_disjoint(world):
         check_disjoint(tr, va + tr[:1])
     with pytest.raises(ValueError, match="share"):  # training refuses overlapping splits
         train_emr(world["train"], world["train"], world["train_emb"], world["train_emb"], world["llm"],
-                  "/nonexistent", BRIDGE, TRAIN)
+                  "/nonexistent", BRIDGE, TRAIN, llm_trainable=False)
 
 
 def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypatch):
@@ -74,7 +74,7 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
     kill_on_call(monkeypatch, train_mod, "answer_loss", 4)  # step-0 val, step 1, its val, killed in step 2
     with pytest.raises(KeyboardInterrupt):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
-                  TRAIN)
+                  TRAIN, llm_trainable=False)
     ck = torch.load(out / "ckpt" / "last.pt", weights_only=True)  # tensors and plain containers only
     assert ck["step"] == 1 and ck["config"]["bridge"]["trainable"] == BRIDGE["trainable"]
     assert set(ck["rng"]) >= {"torch", "numpy", "python"}
@@ -88,7 +88,7 @@ def test_train_writes_outputs_and_resumes_after_a_kill(world, tmp_path, monkeypa
 
     monkeypatch.setattr(train_mod, "answer_loss", counting_loss)
     summary = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
-                        BRIDGE, TRAIN)
+                        BRIDGE, TRAIN, llm_trainable=False)
     assert summary["steps"] == 3  # 12 dialogues / batch 4, one epoch
     # resumed at step 1: two training steps + one val loss after each, no step-0 val loss again
     assert steps_run["n"] == 2 + 2
@@ -114,13 +114,13 @@ def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog, mon
     kill_on_call(monkeypatch, train_mod, "answer_loss", 4)  # the checkpoint is at step 1
     with pytest.raises(KeyboardInterrupt):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE,
-                  TRAIN)
+                  TRAIN, llm_trainable=False)
     monkeypatch.undo()
     import logging
 
     with caplog.at_level(logging.WARNING):
         s = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
-                      BRIDGE, {**TRAIN, "lr": 2e-3})
+                      BRIDGE, {**TRAIN, "lr": 2e-3}, llm_trainable=False)
     assert "starting from scratch: settings changed (train)" in caplog.text
     assert s["steps"] == 3 and s["resumed_from_step"] == 0 and s["steps_this_run"] == 3
 
@@ -128,13 +128,13 @@ def test_config_change_restarts_instead_of_resuming(world, tmp_path, caplog, mon
 def test_unknown_settings_are_rejected(world, tmp_path):
     with pytest.raises(ValueError, match=r"config emr.bridge: unknown key\(s\)"):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
-                  {**BRIDGE, "qformer_layer": 2}, TRAIN)
+                  {**BRIDGE, "qformer_layer": 2}, TRAIN, llm_trainable=False)
     with pytest.raises(ValueError, match="unknown EMR variant"):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
-                  BRIDGE, TRAIN, variant="before")
+                  BRIDGE, TRAIN, variant="before", llm_trainable=False)
     with pytest.raises(ValueError, match="embed_dim"):
         train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path,
-                  {**BRIDGE, "embed_dim": 16}, TRAIN)
+                  {**BRIDGE, "embed_dim": 16}, TRAIN, llm_trainable=False)
 
 
 def test_caption_pretraining_comes_first_targets_the_caption_and_resumes(world, tmp_path, monkeypatch):
@@ -158,9 +158,10 @@ def test_caption_pretraining_comes_first_targets_the_caption_and_resumes(world, 
     monkeypatch.setattr(train_mod, "answer_loss", recording_loss)
     out, train = tmp_path / "cap", {**TRAIN, "caption_epochs": 1}
     with pytest.raises(KeyboardInterrupt):
-        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE, train)
+        train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out, BRIDGE, train,
+                  llm_trainable=False)
     summary = train_emr(world["train"], world["val"], world["train_emb"], world["val_emb"], world["llm"], out,
-                        BRIDGE, train)
+                        BRIDGE, train, llm_trainable=False)
     assert summary["steps"] == 3 + 3  # one caption epoch, then one answer epoch (12 dialogues / batch 4)
     caption_calls = [c for c in calls if not any(c[0])]
     assert len(caption_calls) == 2 + 2  # steps 1 and 2 (killed), then 2 and 3 again after the resume from step 1
@@ -182,4 +183,4 @@ def test_caption_pretraining_needs_captions(world, tmp_path):
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="1 dialogues .* have none"):
         train_emr(str(bad), world["val"], world["train_emb"], world["val_emb"], world["llm"], tmp_path / "o", BRIDGE,
-                  {**TRAIN, "caption_epochs": 1})
+                  {**TRAIN, "caption_epochs": 1}, llm_trainable=False)

@@ -67,7 +67,8 @@ class _Steps:
 
 
 def _train(w, out, bridge=BRIDGE, train=TRAIN):
-    return train_emr(w["train"], w["val"], w["train_emb"], w["val_emb"], w["llm"], out, bridge, train)
+    return train_emr(w["train"], w["val"], w["train_emb"], w["val_emb"], w["llm"], out, bridge, train,
+                     llm_trainable=False)
 
 
 # --- the fingerprint module ---------------------------------------------------------------------------------------
@@ -172,8 +173,9 @@ def test_forced_finetune_rerun_trains_again_and_resume_keeps_the_whole_run_loss(
 
     w = shared_world()
     book = PromptBook.load(PROMPTS["instruction"], PROMPTS["fewshot"], 1)
-    examples = [chat_example(s, TemplateTeacher().respond(s), book, Image.open(s.image_path).convert("RGB"), False)
-                for s in training_samples(load_visdial(w["train"]), 1)]
+    teacher = TemplateTeacher(quote="turn")
+    examples = [chat_example(s, teacher.respond(s), book, Image.open(s.image_path).convert("RGB"), False)
+                for s in training_samples(load_visdial(w["train"]), 1, include_last=True)]
     cfg = FinetuneConfig(backend="hf", learning_rate=1e-2, epochs=3, batch_size=4, grad_accum=1, warmup_steps=0,
                          logging_steps=1, optim="adamw_torch")  # 8 examples: 2 steps an epoch, 6 in all
     a = finetune_vlm(examples, w["vlm"], str(tmp_path / "a"), str(tmp_path / "c"), cfg)

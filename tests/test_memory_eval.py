@@ -15,7 +15,8 @@ from _memory_fixtures import FakeEncoder, toy_split  # noqa: E402
 
 from mmemory.memory import MemoryInputError  # noqa: E402
 from mmemory.memory.context import build_reminder_context, leaks, round_memory_text  # noqa: E402
-from mmemory.memory.evaluate import DEFAULT_METHODS, evaluate, load_sessions, summarise  # noqa: E402
+from mmemory.memory.evaluate import evaluate, load_sessions, summarise  # noqa: E402
+from mmemory.memory.scoring import MemoryConfig  # noqa: E402
 from mmemory.memory.sessions import build_sessions, objects_in  # noqa: E402
 
 
@@ -80,8 +81,9 @@ def test_summarise_recall_and_mrr():
 
 def test_evaluate_ablation_recency_helps_recent_queries(sessions, tmp_path):
     turns, queries = load_sessions(*sessions)
-    res = evaluate(turns, queries, FakeEncoder(), DEFAULT_METHODS, tmp_path / "eval")
-    assert set(res["methods"]) == set(DEFAULT_METHODS)
+    methods = MemoryConfig().methods  # config memory.methods
+    res = evaluate(turns, queries, FakeEncoder(), methods, tmp_path / "eval")
+    assert set(res["methods"]) == set(methods)
     for s in res["methods"].values():
         assert s["queries"] == len(queries) and 0 <= s["recall@1"] <= s["recall@5"] <= s["recall@20"] <= 1
     by = res["by_type"]

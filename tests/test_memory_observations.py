@@ -117,7 +117,7 @@ def test_observations_become_memories_that_retrieve_their_turns(server, tmp_path
     assert "observations" not in plain                                   # off by default
     res = ev.evaluate(t, q, FakeEncoder(), workdir=tmp_path / "w1", observations=extractor(server(["ok"]).host))
     assert res["observations"]["memories"] == len(t) and res["observations"]["windows"] == 12
-    assert all(len(r["ranks"]) == 1 for r in res["per_query"]["full (default)"])   # still turns' recall
+    assert all(len(r["ranks"]) == 1 for r in res["per_query"]["default"])   # still turns' recall
     # the simulated methods equal a real replay with the observations, and the packed ranks equal it too
     extra = ev.observation_items(t, extractor(server(["ok"]).host))
     recorded = ev.record(t, q, FakeEncoder(), tmp_path / "rec", observations=extra)

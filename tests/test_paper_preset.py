@@ -99,25 +99,32 @@ def test_ds_zero3_loads_through_training_arguments_with_torch_adam(tmp_path):
 
 
 def test_every_paper_section_passes_its_strict_dataclass():
-    from mmemory.coref.evaluate import CorefEvalConfig
-    from mmemory.coref.train import CorefTrainConfig
-    from mmemory.counting.predict import CountingGenerationConfig
-    from mmemory.counting.train import CountingTrainConfig
-    from mmemory.emr.bridge import BridgeConfig
-    from mmemory.emr.train import TrainConfig
-    from mmemory.reminder.finetune import FinetuneConfig
-    from mmemory.reminder.predict import GenerationConfig
+    from _config_sections import CONFIG, NAMED_ENTRIES, PAPER, SECTIONS, merged, node, values
 
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    default = yaml.safe_load((REPO / "config.yaml").read_text())
-    for cls in (BridgeConfig, TrainConfig, FinetuneConfig, GenerationConfig, CountingTrainConfig,
-                CountingGenerationConfig, CorefTrainConfig, CorefEvalConfig):
-        node_p, node_d = paper, default
-        for part in cls.SECTION.split("."):
-            node_p, node_d = node_p.get(part, {}), node_d[part]
-        cfg = cls.from_dict({**node_d, **node_p})  # Snakemake merges the preset over config.yaml
-        if hasattr(cfg, "dtype"):
-            assert cfg.dtype == "auto", cls.SECTION
-    assert paper["emr"]["llm_dtype"] == "auto" and paper["emr"]["train"]["gradient_checkpointing"] is True
-    assert paper["reminder"]["generation"]["backend"] == paper["reminder"]["finetune"]["backend"] == "unsloth"
-    assert paper["reminder"]["teacher"]["host"] is None  # $OLLAMA_HOST: never the compute node's own 127.0.0.1
+    cfg = merged(CONFIG, PAPER)  # Snakemake merges the preset over config.yaml, mapping by mapping
+    for cls in SECTIONS:
+        built = cls.from_dict(values(cfg, cls))
+        if hasattr(built, "dtype"):
+            assert built.dtype == "auto", cls.SECTION
+    for cls in NAMED_ENTRIES:
+        for entry in (node(cfg, cls.SECTION) or {}).values():
+            cls.from_dict(entry)
+    assert cfg["emr"]["llm_dtype"] == "auto" and cfg["emr"]["train"]["gradient_checkpointing"] is True
+    assert cfg["reminder"]["generation"]["backend"] == cfg["reminder"]["finetune"]["backend"] == "unsloth"
+    assert cfg["reminder"]["teacher"]["host"] is None  # $OLLAMA_HOST: never the compute node's own 127.0.0.1
+
+
+def test_the_paper_preset_holds_only_overrides():
+    """No key of config/paper.yaml repeats config.yaml's value (one home per setting: a default changed in
+    config.yaml reaches the paper preset unless the preset says otherwise), and every key is one config.yaml has."""
+    def walk(preset: dict, default: dict, path: str = ""):
+        for key, value in preset.items():
+            where = f"{path}{key}"
+            assert key in default, f"config/paper.yaml {where} is not a key of config.yaml"
+            if isinstance(value, dict) and isinstance(default[key], dict) and default[key]:
+                walk(value, default[key], f"{where}.")
+            else:
+                assert value != default[key], f"config/paper.yaml {where}: {value!r} is config.yaml's value; remove it"
+
+    walk(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()),
+         yaml.safe_load((REPO / "config.yaml").read_text()))

@@ -29,9 +29,9 @@ def examples(world):
 
     book = PromptBook.load(PROMPTS["instruction"], PROMPTS["fewshot"], 1)
     split = load_visdial(world["train"])
-    teacher = TemplateTeacher()
+    teacher = TemplateTeacher(quote="turn")
     return [chat_example(s, teacher.respond(s), book, Image.open(s.image_path).convert("RGB"), False)
-            for s in training_samples(split, 1)]
+            for s in training_samples(split, 1, include_last=True)]
 
 
 def test_lora_targets_follow_the_switches():

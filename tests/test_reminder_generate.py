@@ -24,11 +24,11 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def samples(world):
-    return training_samples(load_visdial(world["train"]), 2, seed=0)
+    return training_samples(load_visdial(world["train"]), 2, seed=0, include_last=True)
 
 
 def test_template_teacher_reminds_and_concludes_with_the_held_out_answer(samples):
-    teacher = TemplateTeacher()
+    teacher = TemplateTeacher(quote="turn")
     for s in samples:
         r = teacher.respond(s)
         assert validate_response(r) is None
@@ -38,7 +38,7 @@ def test_template_teacher_reminds_and_concludes_with_the_held_out_answer(samples
             assert reminder.startswith("<reminder>Turn ") and f"Turn {s.round}" not in reminder
         else:
             assert reminder == "<reminder>No earlier turns."
-    assert [teacher.respond(s) for s in samples] == [TemplateTeacher().respond(s) for s in samples]
+    assert [teacher.respond(s) for s in samples] == [TemplateTeacher(quote="turn").respond(s) for s in samples]
 
 
 def test_related_turn_is_quoted():
@@ -46,7 +46,7 @@ def test_related_turn_is_quoted():
 
     s = Sample(1, 3, "Q: is there a red circle?\nA: yes\nQ: is anything blue?\nA: no\nQ: where is the red circle?",
                "where is the red circle?", "on the left")
-    assert TemplateTeacher().respond(s) == ("<reminder>Turn 1: is there a red circle? yes.</reminder>\n"
+    assert TemplateTeacher(quote="turn").respond(s) == ("<reminder>Turn 1: is there a red circle? yes.</reminder>\n"
                                             "on the left")
     assert TemplateTeacher(quote="answer").respond(s) == "<reminder>Turn 1: yes.</reminder>\non the left"
     with pytest.raises(TeacherError):
@@ -60,11 +60,11 @@ def test_an_earlier_picture_question_is_reminded_of_that_picture():
 
     q = "in the earlier picture, where was the green triangle?"
     s = Sample(7, 2, f"Q: is anything green?\nA: no\nQ: {q}", q, "at the top left", asks_about=3)
-    r = TemplateTeacher().respond(s)
+    r = TemplateTeacher(quote="turn").respond(s)
     assert r == "<reminder>earlier picture: the green triangle was at the top left.</reminder>\nat the top left"
     assert validate_response(r) is None
     current = Sample(7, 2, s.conversation, q, "at the top left")
-    assert TemplateTeacher().respond(current).startswith("<reminder>Turn 1: ")
+    assert TemplateTeacher(quote="turn").respond(current).startswith("<reminder>Turn 1: ")
 
 
 class Flaky:
@@ -79,7 +79,7 @@ class Flaky:
         n = self.calls[s.key] = self.calls.get(s.key, 0) + 1
         if s.image_id % 3 == 0 or (s.image_id % 2 == 0 and n == 1):
             return "I think the answer is yes."
-        return TemplateTeacher().respond(s)
+        return TemplateTeacher(quote="turn").respond(s)
 
 
 def test_invalid_responses_are_retried_then_rejected(samples, tmp_path):

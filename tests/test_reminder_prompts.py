@@ -59,11 +59,11 @@ def test_conversation_holds_out_the_answer():
 
 def test_training_samples_rounds(world):
     split = load_visdial(world["train"])
-    samples = training_samples(split, 3, seed=1)
+    samples = training_samples(split, 3, seed=1, include_last=True)
     assert len(samples) == 3 * len(split.dialogs)
     assert all(s.round == 10 for s in samples[2::3])  # the last round is always chosen
-    assert samples == training_samples(split, 3, seed=1)  # deterministic
-    every = training_samples(split, None)
+    assert samples == training_samples(split, 3, seed=1, include_last=True)  # deterministic
+    every = training_samples(split, None, include_last=True)
     assert len(every) == 10 * len(split.dialogs) and every[0].conversation.count("A: ") == 0
 
 

@@ -16,7 +16,7 @@ from mmemory.visdial import load_visdial
 
 
 def test_deterministic(tmp_path, toy_root):
-    build_toy_visdial(tmp_path, n_train=12, n_val=4, image_size=48, seed=7)
+    build_toy_visdial(tmp_path, n_train=12, n_val=4, image_size=48, seed=7, memory_share=0.0)
     for name in ("visdial_1.0_train.json", "visdial_1.0_val.json", "visdial_1.0_test.json",
                  "visdial_1.0_val_dense_annotations.json", "visdial_1.0_test_dense_annotations.json"):
         assert (tmp_path / name).read_text() == (toy_root / name).read_text()
@@ -38,7 +38,7 @@ def _content(root: Path, split: str) -> tuple[set, set]:
 
 def test_splits_are_disjoint_by_content_not_only_by_id(tmp_path):
     # the default sizes: before the scene split, 16 of 80 val images were byte-identical to a train image
-    build_toy_visdial(tmp_path, n_train=400, n_val=80, n_test=80, image_size=32, seed=0)
+    build_toy_visdial(tmp_path, n_train=400, n_val=80, n_test=80, image_size=32, seed=0, memory_share=0.0)
     content = {s: _content(tmp_path, s) for s in ("train", "val", "test")}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         assert not content[a][0] & content[b][0], f"{a} and {b} share an image"

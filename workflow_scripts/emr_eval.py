@@ -11,5 +11,4 @@ from mmemory.emr.stage import run_eval  # noqa: E402
 torch.set_num_threads(snakemake.threads)
 p, inp = snakemake.params, snakemake.input
 run_eval(inp.data, inp.emb, p.llm, snakemake.output.metrics, inp.bridge if "bridge" in inp.keys() else None,
-         p.bridge, p.train, p.eval, snakemake.wildcards.variant, dense_json=inp.dense, llm_4bit=p.llm_4bit,
-         llm_dtype=p.llm_dtype, prompt_template=p.prompt_template, device=p.device)
+         p.bridge, p.train, p.eval, p.emr, snakemake.wildcards.variant, dense_json=inp.dense)

@@ -9,6 +9,4 @@ from mmemory.emr.stage import run_extract  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
-run_extract(snakemake.input.data, snakemake.output.index, snakemake.output.metrics,
-            {"kind": p.kind, "path": p.path, "batch_size": p.batch_size, "device": p.device}, p.shard_size,
-            p.on_bad_image)
+run_extract(snakemake.input.data, snakemake.output.index, snakemake.output.metrics, p.encoder, p.path, p.extract, p.emr)

@@ -8,4 +8,4 @@ from mmemory.emr.stage import build_table  # noqa: E402
 
 inp, p = snakemake.input, snakemake.params
 build_table(p.evals, inp.losses, inp.summaries, inp.extraction, inp.toy, inp.train, inp.test,
-            snakemake.output.metrics, snakemake.output.curves, bridge=p.bridge, llm_trainable=p.llm_trainable)
+            snakemake.output.metrics, snakemake.output.curves, bridge=p.bridge, emr=p.emr)

@@ -9,5 +9,4 @@ from mmemory.emr.stage import run_toy_llm  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 run_toy_llm(snakemake.input.llm, snakemake.input.train, snakemake.input.val, snakemake.output.model,
-            snakemake.output.metrics, snakemake.params.settings, snakemake.params.prompt_template,
-            seed=snakemake.params.seed)
+            snakemake.output.metrics, snakemake.params.settings, snakemake.params.emr, seed=snakemake.params.seed)

@@ -12,5 +12,4 @@ from mmemory.emr.stage import run_train  # noqa: E402
 torch.set_num_threads(snakemake.threads)
 p, inp = snakemake.params, snakemake.input
 run_train(inp.train, inp.val, inp.train_emb, inp.val_emb, p.llm, Path(snakemake.output.bridge).parent, p.bridge,
-          p.train, variant=snakemake.wildcards.variant, llm_4bit=p.llm_4bit, llm_dtype=p.llm_dtype,
-          llm_trainable=p.llm_trainable, prompt_template=p.prompt_template, device=p.device)
+          p.train, p.emr, variant=snakemake.wildcards.variant)

@@ -112,7 +112,6 @@ coref:
     lr_scheduler: linear          # not stated by the seed: transformers' default
     fp16: true
     max_length: 2048              # not stated by the seed
-    select_on_val: true
     deepspeed: resources/coref/ds_zero3.json
     gradient_checkpointing: true  # not stated by the seed
     target: option                # the seed's answer line, "D) ..."

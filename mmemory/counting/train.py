@@ -82,9 +82,11 @@ class CountingTrainConfig(StrictConfig):
         check_types(self)  # a value of the wrong type is refused here, naming its key
 
 
-# config/paper.yaml counting (train and generation): the seed's hyperparameters (lr 1.4e-5, batch 8, 1 epoch, grad accum 1, gradient
-# checkpointing, 4-bit, LoRA, TensorBoard). The seed does not give its LoRA values: these are TRL's ModelConfig
-# defaults (r 16, alpha 32, dropout 0.05) on every linear layer, as TRL's LLaVA SFT example.
+# config/paper.yaml counting (train and generation): the seed's hyperparameters (lr 1.4e-5, batch 8, 1 epoch, grad
+# accum 1, gradient checkpointing, 4-bit, LoRA, TensorBoard), as overrides of the defaults above (config.yaml's):
+# grad accum 1, r 16, alpha 32, dtype auto, gradient checkpointing and TensorBoard are those. The seed does not give
+# its LoRA values: r 16, alpha 32 and dropout 0.05 are TRL's ModelConfig defaults, on every linear layer as TRL's
+# LLaVA SFT example.
 PAPER_TRAIN = """\
 counting:
   model: llava-hf/llava-1.5-7b-hf   # a local copy of it (downloaded once)
@@ -92,29 +94,17 @@ counting:
     learning_rate: 1.4e-5
     epochs: 1
     batch_size: 8
-    grad_accum: 1
-    warmup_ratio: 0.0
     warmup_steps: 0
     lr_scheduler: linear
-    r: 16
-    lora_alpha: 32
     lora_dropout: 0.05
     target_modules: all-linear
     modules_to_save: []
     load_in_4bit: true
-    dtype: auto                  # bfloat16 on A100-class GPUs (compute capability >= 8.0), float16 on older ones
-    gradient_checkpointing: true
-    max_length: null
-    select_on_val: true
     logging_steps: 10
-    report_to: tensorboard
-    push_to_hub: false
-    hub_model_id: null
   generation:
     max_new_tokens: 16
     batch_size: 8
     load_in_4bit: true
-    dtype: auto
 """
 
 

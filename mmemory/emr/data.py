@@ -13,12 +13,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmemory.config import StrictConfig
 from mmemory.encoders import Encoder, ImageError
 from mmemory.fingerprint import file_digest
 from mmemory.shards import EncodedBatch, ShardedEmbeddings, write_shards
 from mmemory.visdial import VisDialSplit, load_visdial
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmrEncoderConfig(StrictConfig):
+    """config emr.encoder: what embeds the images and questions (defaults: config.yaml's)."""
+
+    SECTION = "emr.encoder"
+
+    kind: str = "clip"  # clip (transformers CLIPModel) | imagebind (envs/imagebind.yaml)
+    checkpoint: str | None = None  # imagebind: imagebind_huge.pth; clip: None = models.clip (toy: train_toy_clip)
+    batch_size: int = 64  # items per encoder forward pass
+
+
+@dataclass
+class ExtractConfig(StrictConfig):
+    """config emr.extract: how the embeddings are written (defaults: config.yaml's)."""
+
+    SECTION = "emr.extract"
+
+    shard_size: int = 1024  # items per safetensors shard (paper: 10000)
+    on_bad_image: str = "error"  # error: stop, naming the file | quarantine: leave it out, list and count it
 
 
 def image_key(image_id) -> str:
@@ -43,7 +65,7 @@ def embedding_items(split: VisDialSplit) -> tuple[dict[str, str], dict[str, str]
 
 
 def extract_split(split_json: str | Path, out_dir: str | Path, encoder: Encoder, shard_size: int,
-                  on_bad_image: str = "error") -> dict:
+                  on_bad_image: str = ExtractConfig.on_bad_image) -> dict:
     """Encode one split's images and questions into shards under out_dir; returns the index summary."""
     if on_bad_image not in ("error", "quarantine"):
         raise ValueError(f"emr.extract.on_bad_image must be 'error' or 'quarantine', got {on_bad_image!r}")

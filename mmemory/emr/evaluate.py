@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from mmemory.emr.bridge import BridgeConfig, load_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records
-from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, generate_answers, load_llm, option_log_likelihood
+from mmemory.config import StrictConfig
+from mmemory.emr.lm import EmrConfig, TextCodec, generate_answers, load_llm, option_log_likelihood
 from mmemory.emr.train import TrainConfig, make_bridge
 from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest
 from mmemory.io import append_jsonl, atomic_write_json, read_jsonl
@@ -97,11 +98,28 @@ def question_prior(train_json, val_json) -> dict:
     return {"variant": "question_prior", **generation_metrics(preds), "n_dialogues": len(val.dialogs)}
 
 
+@dataclass
+class EmrEvalConfig(StrictConfig):
+    """Generation and ranking settings: config emr.eval (defaults: config.yaml's; the seeds' in comments)."""
+
+    SECTION = "emr.eval"
+
+    num_beams: int = 5  # beam search width (seeds: 5)
+    max_new_tokens: int = 30  # generation length limit (seeds: 30)
+    batch_dialogs: int = 16  # dialogues per generation batch (x rounds x beams sequences)
+    max_dialogs: int | None = None  # evaluate at most this many dialogues of the split (None: all)
+    rank_max_rounds: int | None = 100  # rounds whose options are ranked: dense-annotated ones + a seeded sample
+    length_normalize: bool = False  # rank options by mean instead of summed token log-likelihood
+
+
 def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, bridge: dict | None = None,
-                 train: dict | None = None, variant: str = "before", val_dense=None, num_beams: int = 5,
-                 max_new_tokens: int = 30, batch_dialogs: int = 8, max_dialogs: int | None = None,
-                 rank_max_rounds: int | None = None, length_normalize: bool = False, llm_4bit: bool = False,
-                 llm_dtype: str = "float32", prompt_template: str = DEFAULT_PROMPT, device: str = "cpu") -> dict:
+                 train: dict | None = None, variant: str = "before", val_dense=None,
+                 num_beams: int = EmrEvalConfig.num_beams, max_new_tokens: int = EmrEvalConfig.max_new_tokens,
+                 batch_dialogs: int = EmrEvalConfig.batch_dialogs, max_dialogs: int | None = EmrEvalConfig.max_dialogs,
+                 rank_max_rounds: int | None = EmrEvalConfig.rank_max_rounds,
+                 length_normalize: bool = EmrEvalConfig.length_normalize, llm_4bit: bool = EmrConfig.llm_4bit,
+                 llm_dtype: str = EmrConfig.llm_dtype, prompt_template: str = EmrConfig.prompt_template,
+                 device: str = EmrConfig.device) -> dict:
     """Evaluate one variant. bridge_dir=None evaluates the freshly initialised bridge ("before fine-tuning"),
     built with the same seed and config the training starts from."""
     out_json = Path(out_json)
@@ -134,7 +152,7 @@ def evaluate_emr(val_json, val_emb, llm_path: str, out_json, bridge_dir=None, br
                   "seed": None if bridge_dir else TrainConfig.from_dict(train or {}).seed},
         models={"llm": model_digest(llm_path),
                 "bridge": model_digest(Path(bridge_dir) / "bridge.safetensors") if bridge_dir else "",
-                "qformer": "" if bridge_dir else model_digest((bridge or {}).get("qformer_checkpoint"))})
+                "qformer": "" if bridge_dir else model_digest(BridgeConfig.from_dict(bridge or {}).qformer_checkpoint)})
     run = Run(work / "run.json", fp, f"eval_emr {variant} ({out_json.name})")
     run.begin(clear=lambda: [f.unlink() for f in work.glob("*.jsonl")])
 

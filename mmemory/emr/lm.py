@@ -8,16 +8,34 @@ the answer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from mmemory.config import StrictConfig
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROMPT = "question: {question} answer:"
+
+@dataclass
+class EmrConfig(StrictConfig):
+    """config emr (its scalar keys; encoder, toy_clip, toy_llm, extract, bridge, train and eval are their own
+    sections). Defaults: config.yaml's; activate, variants and threads are read by the workflow (rules/emr.smk)."""
+
+    SECTION = "emr"
+
+    activate: bool = True  # run the emr stages
+    variants: list[str] = field(default_factory=lambda: ["before", "after"])  # rows; + no_turn_pe, no_memory_bank
+    device: str = "cpu"  # torch device for extraction, training and evaluation (cuda at paper scale)
+    threads: int = 1  # CPU threads per train/eval job
+    llm_4bit: bool = False  # load the LM in 4-bit NF4 through bitsandbytes (paper: true)
+    llm_dtype: str = "float32"  # auto | float32 | float16 | bfloat16 (auto: bfloat16 from compute capability 8.0)
+    llm_trainable: bool = True  # toy only: fine-tune the tiny LM with the bridge (paper: false, the LM stays frozen)
+    prompt_template: str = "question: {question} answer:"  # text after the soft tokens; never contains the answer
 
 
-def load_llm(path: str, load_in_4bit: bool = False, device: str = "cpu", dtype: str = "float32"):
+def load_llm(path: str, load_in_4bit: bool = EmrConfig.llm_4bit, device: str = EmrConfig.device,
+             dtype: str = EmrConfig.llm_dtype):
     """A frozen causal LM and its tokenizer, loaded by path. 4-bit NF4 through `BitsAndBytesConfig` when asked.
     `dtype` "auto": bfloat16 on a GPU of compute capability >= 8.0, float16 on an older one, float32 on the CPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,7 +80,7 @@ class TextCodec:
     """Tokenises prompts and answers once, with BOS before the prompt and EOS after the answer."""
 
     tokenizer: object
-    prompt_template: str = DEFAULT_PROMPT
+    prompt_template: str = EmrConfig.prompt_template
 
     def lead_ids(self) -> list[int]:
         """Tokens before the soft prompt (BOS when the tokenizer has one)."""

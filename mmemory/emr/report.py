@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from mmemory.emr.lm import EmrConfig
 from mmemory.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,15 @@ DIFF_METRICS = [(("bleu4_nltk",), "BLEU-4 (nltk, 0-100)"), (("sacrebleu",), "sac
 
 
 def emr_metrics(evals: dict[str, list[str]], losses: list[str], summaries: list[str], extraction: list[str],
-                toy: list[str], out_json, out_png, bridge: dict, llm_trainable: bool = False,
+                toy: list[str], out_json, out_png, bridge: dict, llm_trainable: bool = EmrConfig.llm_trainable,
                 prior: dict | None = None, split: str = "test") -> dict:
     """`evals`: each variant's eval files, one per training seed; a row is their mean, with the seed-to-seed spread
     and the differences between rows in tables of their own. `prior`: the question-alone baseline
     (mmemory.emr.evaluate.question_prior), a row and a column of its own."""
+    from mmemory.emr.bridge import BridgeConfig
     from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
 
-    trainable = " + ".join(list(bridge.get("trainable", [])) + (["LM"] if llm_trainable else []))
+    trainable = " + ".join(list(BridgeConfig.from_dict(bridge).trainable) + (["LM"] if llm_trainable else []))
     trained = {"before": "none", "question_prior": "nothing: the most frequent train answer to the question",
                "no_turn_pe": trainable.replace("turn_pe", "(no turn_pe)")}
     rows, headline, headline_controls, splits = [], {}, {}, {}  # splits: tables and headlines not on test

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from mmemory.config import StrictConfig
 from mmemory.emr.bridge import BridgeConfig, EMRBridge, save_bridge
 from mmemory.emr.data import batch_embeddings, dialog_records, length_buckets
-from mmemory.emr.lm import DEFAULT_PROMPT, TextCodec, answer_loss, load_llm
+from mmemory.emr.lm import EmrConfig, TextCodec, answer_loss, load_llm
 from mmemory.figures import save_figure
 from mmemory.fingerprint import Fingerprint, Run, file_digest, file_digests, model_digest, remove
 from mmemory.io import atomic_write_bytes, atomic_write_text
@@ -74,6 +74,7 @@ class TrainConfig(StrictConfig):
     seed: int = 0  # bridge init and batch order
 
     def __post_init__(self):
+        super().__post_init__()
         if self.loss_scale not in LOSS_SCALES:
             from mmemory.config import ConfigError
 
@@ -206,8 +207,9 @@ def plot_loss(rows: list[dict], png: str | Path, title: str) -> None:
 
 
 def train_emr(train_json, val_json, train_emb, val_emb, llm_path: str, out_dir, bridge: dict, train: dict,
-              variant: str = "after", llm_4bit: bool = False, llm_dtype: str = "float32", llm_trainable: bool = False,
-              prompt_template: str = DEFAULT_PROMPT, device: str = "cpu") -> dict:
+              variant: str = "after", llm_4bit: bool = EmrConfig.llm_4bit, llm_dtype: str = EmrConfig.llm_dtype,
+              llm_trainable: bool = EmrConfig.llm_trainable, prompt_template: str = EmrConfig.prompt_template,
+              device: str = EmrConfig.device) -> dict:
     """Train one variant's bridge; writes bridge.safetensors, bridge_config.json, loss.csv, loss.png in out_dir, and
     the same losses as TensorBoard scalars in out_dir/tensorboard (loss/caption, loss/train, loss/val)."""
     if variant not in VARIANT_OVERRIDES:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from mmemory.io import atomic_write_json, excerpt
+from mmemory.memory.scoring import MemoryConfig
 
 logger = logging.getLogger("mmemory.memory")
 PROG = "python -m mmemory.memory"
@@ -142,7 +143,8 @@ def _store(args, create: bool = False, encoder: bool = True):
     if encoder:
         _need_encoder(args)
     return MemoryStore(args.store, encoder=_encoder(args) if encoder else None, index=args.index,
-                       half_life=args.half_life, recency_unit=args.recency_unit or "hours", create=create)
+                       half_life=args.half_life, recency_unit=args.recency_unit or MemoryConfig.recency_unit,
+                       create=create)
 
 
 def main(argv=None) -> int:
@@ -153,12 +155,14 @@ def main(argv=None) -> int:
     common.add_argument("--encoder", default="minilm",
                         help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
-    common.add_argument("--index", default="flat", choices=["flat", "hnsw", "ivfflat", "ivfpq"], help="FAISS index type")
+    common.add_argument("--index", default=None, choices=["flat", "hnsw", "ivfflat", "ivfpq"],
+                        help="FAISS index type (default: config memory.index's, flat)")
     common.add_argument("--half-life", type=positive_float, default=None,
                         help="recency half-life in --recency-unit (default: 24 hours, 50 turns, 0.5 span)")
     common.add_argument("--recency-unit", default=None, choices=["hours", "turns", "span"],
-                        help="hours | turns | span (fraction of the session so far); default: hours, and span "
-                             "for evaluate (scale-free on conversations of any length)")
+                        help="hours | turns | span (fraction of the session so far); default: config memory's, "
+                             f"{MemoryConfig.recency_unit}, and span for evaluate (scale-free on conversations of "
+                             "any length)")
     for name in ("add", "search", "stats", "forget"):
         p = sub.add_parser(name, parents=[common])
         p.add_argument("store", help="store directory (only add creates it; the others need an existing store)")
@@ -194,9 +198,10 @@ def main(argv=None) -> int:
     p.add_argument("--queries", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--methods", type=parse_methods, default=None,
-                   help='"name:comp=w,...;name2:..." (default: relevance, +recency, +frequency, +saliency, full, '
-                        'bm25, hybrid)')
-    p.add_argument("--retrieve-k", type=positive_int, default=5, help="top memories counted as accessed after a query")
+                   help='"name:comp=w,...;name2:..." (default: config memory.methods: '
+                        f'{", ".join(MemoryConfig().methods)})')
+    p.add_argument("--retrieve-k", type=positive_int, default=MemoryConfig.retrieve_k,
+                   help="top memories counted as accessed after a query (default: config memory.retrieve_k)")
     p.add_argument("--tolerate-torn-tail", action="store_true",
                    help="skip a malformed last line of --turns / --queries (a write cut short by a kill) instead of "
                         "refusing it")
@@ -229,7 +234,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     if args.cmd == "evaluate":
-        from mmemory.memory.evaluate import DEFAULT_METHODS, evaluate, load_sessions, metrics_json
+        from mmemory.memory.evaluate import evaluate, load_sessions, metrics_json
 
         check_utf8(args.turns, "--turns", args.tolerate_torn_tail)
         check_utf8(args.queries, "--queries", args.tolerate_torn_tail)
@@ -239,7 +244,7 @@ def _run(args) -> int:
 
             torch.set_num_threads(args.threads)
         turns, queries = load_sessions(args.turns, args.queries, torn_tail=args.tolerate_torn_tail)
-        methods = args.methods or DEFAULT_METHODS
+        methods = args.methods or MemoryConfig().methods
         unit = args.recency_unit or "span"
         t0 = time.perf_counter()
         res = evaluate(turns, queries, _encoder(args), methods, args.workdir, args.retrieve_k,

@@ -16,16 +16,33 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from mmemory.config import StrictConfig
+from mmemory.memory.sessions import SessionsConfig
 from mmemory.memory.store import MemoryStore
 from mmemory.visdial import VisDialSplit
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReminderContextConfig(StrictConfig):
+    """config memory.reminder: the memories retrieved for the reminder stage's memory variants (defaults:
+    config.yaml's)."""
+
+    SECTION = "memory.reminder"
+
+    k: int = 5  # memories per dialogue
+    dialogs_per_session: int = 8  # dialogues chained into one memory session (earlier ones stay remembered)
+    # the configured weights (priors on their own 0-1 scale; docs/memory.md); val may choose a memory.methods entry
+    weights: dict[str, float] = field(default_factory=lambda: {"relevance": 1.0, "neighbours": 0.5, "recency": 2.0,
+                                                               "saliency": 2.0})
 
 
 def image_memory_text(caption: str) -> str:
@@ -71,10 +88,11 @@ def needed_recall(split: VisDialSplit, context: dict, ks=(1, 3, 5)) -> dict:
     return out
 
 
-def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Path, k: int = 5,
-                           dialogs_per_session: int = 8, weights: dict[str, float] | None = None,
-                           store_kwargs: dict | None = None, start: str = "2024-01-01T09:00:00Z",
-                           hours_between_dialogs: float = 6.0) -> tuple[dict, dict]:
+def build_reminder_context(split: VisDialSplit, encoder: Any, workdir: str | Path, k: int = ReminderContextConfig.k,
+                           dialogs_per_session: int = ReminderContextConfig.dialogs_per_session,
+                           weights: dict[str, float] | None = None, store_kwargs: dict | None = None,
+                           start: str = "2024-01-01T09:00:00Z",
+                           hours_between_dialogs: float = SessionsConfig.hours_between_dialogs) -> tuple[dict, dict]:
     """(context, stats): the top-k memories per dialogue, queried with its last round's question."""
     from mmemory.encoders import CachedEncoder
 

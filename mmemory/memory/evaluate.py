@@ -26,27 +26,15 @@ from tqdm import tqdm
 
 from mmemory.encoders import CachedEncoder
 from mmemory.io import read_jsonl
-from mmemory.memory.scoring import (COMPONENTS, CONTEXT, DEFAULT_WEIGHTS, check_weights, combine, group_max,
-                                    rank_in_group)
+from mmemory.memory.scoring import (COMPONENTS, CONTEXT, DEFAULT_WEIGHTS, MemoryConfig, TuneConfig, check_weights,
+                                    combine, group_max, rank_in_group)
 from mmemory.memory.store import MemoryInputError, MemoryStore, memory_key, to_unix
 
 logger = logging.getLogger(__name__)
 
-# The ablation: each prior on top of relevance (they must not hurt), then the similarity fusion and its additions
-# one at a time, and the shipped default with every component.
-HYBRID = {"relevance": 1.0, "lexical": 1.0}
-DEFAULT_METHODS: dict[str, dict[str, float]] = {
-    "relevance": {"relevance": 1.0},
-    "+recency": {"relevance": 1.0, "recency": 0.25},
-    "+frequency": {"relevance": 1.0, "frequency": 0.25},
-    "+saliency": {"relevance": 1.0, "saliency": 0.25},
-    "bm25": {"lexical": 1.0},
-    "hybrid": HYBRID,
-    "hybrid+neighbours": {**HYBRID, "neighbours": 0.5},
-    "hybrid+neighbours+cues": {**HYBRID, "neighbours": 0.5, "speaker": 0.5, "temporal": 0.25},
-    "hybrid+neighbours+cues+episode": {**HYBRID, "neighbours": 0.5, "speaker": 0.5, "temporal": 0.25, "episode": 0.25},
-    "full (default)": dict(DEFAULT_WEIGHTS),
-}
+
+RETRIEVE_K = MemoryConfig.retrieve_k  # config memory.retrieve_k: memories counted as accessed after a query
+TUNE_METRIC = TuneConfig.metric  # config memory.tune.metric: what the tuning maximises
 KS = (1, 5, 10, 20)
 
 
@@ -128,7 +116,7 @@ def observation_items(turns: list[dict], extractor: Any) -> list[dict]:
 
 
 def replay(turns: list[dict], queries: list[dict], encoder: Any, weights: dict[str, float], workdir: str | Path,
-           retrieve_k: int = 5, store_kwargs: dict | None = None, desc: str = "", collect: bool = False,
+           retrieve_k: int = RETRIEVE_K, store_kwargs: dict | None = None, desc: str = "", collect: bool = False,
            observations: list[dict] | None = None) -> list[dict]:
     """Run one method over the sessions; returns per query {query_id, type, ranks of evidence (1-based or None)}.
     observations: extra memories (`observation_items`), each retrieving the turns it cites."""
@@ -213,7 +201,7 @@ TUNE_GRID = {"lexical": (0, 0.5, 1, 1.5, 2), "neighbours": (0, 0.25, 0.5, 0.75),
 # tuning time (docs/memory.md); give it explicitly (a method's weights, `search(weights=...)`) to use it.
 
 
-def record(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
+def record(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = RETRIEVE_K,
            store_kwargs: dict | None = None, weights: dict[str, float] | None = None,
            observations: list[dict] | None = None) -> list[dict]:
     """One replay that records every candidate's raw components per query (accesses by `weights`)."""
@@ -298,7 +286,7 @@ class Packed:
         np.minimum.at(best, self.ev_unit, per_credit)
         return best
 
-    def metric(self, weights: dict[str, float], metric: str = "recall@5") -> np.ndarray:
+    def metric(self, weights: dict[str, float], metric: str = TUNE_METRIC) -> np.ndarray:
         """Per query `metric` (recall@k, or the reciprocal rank of the first evidence turn)."""
         ranks = self.evidence_ranks(weights)
         if "@" in metric:
@@ -309,13 +297,13 @@ class Packed:
         return np.where(np.isfinite(first), 1.0 / (first + 1), 0.0)
 
 
-def rerank_score(recorded: list[dict], weights: dict[str, float], metric: str = "recall@5",
+def rerank_score(recorded: list[dict], weights: dict[str, float], metric: str = TUNE_METRIC,
                  packed: Packed | None = None) -> np.ndarray:
     """Per query `metric` when the recorded candidates are ranked by `weights` (no replay)."""
     return (packed or Packed(recorded)).metric(weights, metric)
 
 
-def ascend(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple] | None = None,
+def ascend(recorded: list[dict], metric: str = TUNE_METRIC, grid: dict[str, tuple] | None = None,
            start: dict[str, float] | None = None, passes: int = 2) -> tuple[dict[str, float], float, int]:
     """Coordinate ascent on the recorded queries: (weights, mean metric, settings tried)."""
     grid = grid or TUNE_GRID
@@ -338,9 +326,9 @@ def ascend(recorded: list[dict], metric: str = "recall@5", grid: dict[str, tuple
     return {c: v for c, v in w.items() if v}, best, tried
 
 
-def tune_weights(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path, retrieve_k: int = 5,
-                 store_kwargs: dict | None = None, grid: dict[str, tuple] | None = None, metric: str = "recall@5"
-                 ) -> tuple[dict[str, float], dict]:
+def tune_weights(turns: list[dict], queries: list[dict], encoder: Any, workdir: str | Path,
+                 retrieve_k: int = RETRIEVE_K, store_kwargs: dict | None = None, grid: dict[str, tuple] | None = None,
+                 metric: str = TUNE_METRIC) -> tuple[dict[str, float], dict]:
     """Weights (relevance fixed at 1) that maximise `metric` on these (training) sessions.
 
     The sessions are replayed once with the default weights to record every candidate's raw components; each
@@ -357,7 +345,7 @@ def tune_weights(turns: list[dict], queries: list[dict], encoder: Any, workdir: 
     return weights, info
 
 
-def simulate(recorded: list[dict], weights: dict[str, float], retrieve_k: int = 5) -> list[dict]:
+def simulate(recorded: list[dict], weights: dict[str, float], retrieve_k: int = RETRIEVE_K) -> list[dict]:
     """What a replay with `weights` returns, from one recording: exact, because frequency is the only component
     that depends on earlier searches, and what a search counts as accessed is ranked without it. So each method's
     access counts are re-run here, in the recording's time order, and the rest is the recorded components."""
@@ -400,7 +388,7 @@ PROCEDURES: dict[str, tuple[dict[str, float], dict[str, tuple]]] = {
 }
 
 
-def choose_procedure(recorded: list[dict], metric: str = "recall@5", procedures: dict | None = None
+def choose_procedure(recorded: list[dict], metric: str = TUNE_METRIC, procedures: dict | None = None
                      ) -> tuple[str, dict[str, float]]:
     """The procedure (start, grid) whose leave-one-session-out `metric` on `recorded` is best (ties: the first
     listed): each session's queries scored by the weights that procedure tunes on the others. Returns (name, {name:
@@ -422,7 +410,7 @@ def choose_procedure(recorded: list[dict], metric: str = "recall@5", procedures:
     return best, inner
 
 
-def tune_nested(recorded: list[dict], metric: str = "recall@5", procedures: dict | None = None
+def tune_nested(recorded: list[dict], metric: str = TUNE_METRIC, procedures: dict | None = None
                 ) -> tuple[dict[str, float], dict]:
     """Weights for `recorded` with every choice made on it: the procedure by inner leave-one-session-out
     (`choose_procedure`), then that procedure's coordinate ascent on all of it. Returns (weights, info)."""
@@ -435,8 +423,8 @@ def tune_nested(recorded: list[dict], metric: str = "recall@5", procedures: dict
                      "sessions": list(dict.fromkeys(q["session_id"] for q in recorded))}
 
 
-def tune_loo(recorded: list[dict], metric: str = "recall@5", procedures: dict | None = None,
-             retrieve_k: int = 5) -> tuple[list[dict], dict]:
+def tune_loo(recorded: list[dict], metric: str = TUNE_METRIC, procedures: dict | None = None,
+             retrieve_k: int = RETRIEVE_K) -> tuple[list[dict], dict]:
     """Nested leave-one-session-out: each session's queries ranked by weights chosen on the OTHER sessions only,
     where the choice includes the tuning procedure (its start and grid: `tune_nested` on the others, which picks the
     procedure by a leave-one-out inside them). Nothing the scored session holds decides anything, and no start is a
@@ -505,7 +493,8 @@ def save_text_cache(cached: CachedEncoder, path: str | Path) -> None:
 
 
 def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict[str, dict[str, float]] | None = None,
-             workdir: str | Path = "/tmp/mmemory-memory-eval", retrieve_k: int = 5, store_kwargs: dict | None = None,
+             workdir: str | Path = "/tmp/mmemory-memory-eval", retrieve_k: int = RETRIEVE_K,
+             store_kwargs: dict | None = None,
              ks=KS, tune: str | None = None, embedding_cache: str | Path | None = None,
              observations: Any = None) -> dict:
     """All methods side by side: {"methods": {name: summary}, "by_type": {name: {type: summary}}, "per_query"}.
@@ -513,7 +502,7 @@ def evaluate(turns: list[dict], queries: list[dict], encoder: Any, methods: dict
     embedding_cache: an .npz file of text embeddings reused across runs with the same encoder (read, then updated).
     observations: an observation extractor (`mmemory.memory.observations`, off by default): its observations of
     each window of turns become extra memories that retrieve the turns they cite; result["observations"] counts."""
-    methods = methods or DEFAULT_METHODS
+    methods = methods or MemoryConfig().methods  # config memory.methods
     cached = encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
     n_cached = load_text_cache(cached, embedding_cache) if embedding_cache else 0
     extra = observation_items(turns, observations) if observations is not None else None
@@ -585,8 +574,8 @@ def metrics_json(result: dict, methods: dict[str, dict[str, float]], info: dict,
     by_type = [{"method": name, **{f"{t} r@5": round(by[t]["recall@5"], 4) for t in types if t in by},
                 **{f"{t} n": by[t]["queries"] for t in types if t in by}}
                for name, by in result["by_type"].items()]
-    head = {f"memory {m} r@5": result["methods"][m]["recall@5"] for m in ("relevance", "full (default)")
-            if m in result["methods"]}
+    head = {"memory relevance r@5": result["methods"]["relevance"]["recall@5"]} if "relevance" in result["methods"] \
+        else {}
     if chosen:
         head[f"memory chosen-on-val ({chosen}) r@5"] = result["methods"][chosen]["recall@5"]
     # each headline beside its controls: BM25 (words alone, no model) and, for the chosen method, relevance alone

@@ -18,6 +18,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from mmemory.config import ConfigError, StrictConfig
+
 logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw", "ivfflat", "ivfpq")
@@ -36,8 +38,11 @@ def file_checksum(path: str | Path, fsync: bool = False) -> str:
 
 
 @dataclass
-class IndexConfig:
-    """How the FAISS index is built. Every field has a sane default for a few thousand to a few million items."""
+class IndexConfig(StrictConfig):
+    """How the FAISS index is built: config memory.index (defaults: config.yaml's; each sane for a few thousand to a
+    few million items)."""
+
+    SECTION = "memory.index"
 
     type: str = "flat"          # flat (exact) | hnsw (graph) | ivfflat (clustered lists, full vectors; fast to build)
     #                             | ivfpq (clustered lists, compressed codes: the smallest index for very large stores)
@@ -52,16 +57,10 @@ class IndexConfig:
     ivf_quantizer: str = "flat"  # IVF: how a vector finds its lists: flat (exact) or hnsw (faster for large nlist)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.type not in INDEX_TYPES:
-            raise ValueError(f"memory index type {self.type!r} is unknown; use one of {', '.join(INDEX_TYPES)}")
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "IndexConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown memory index setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+            raise ConfigError(f"config {self.SECTION}: type {self.type!r} is unknown; use one of "
+                              f"{', '.join(INDEX_TYPES)}")
 
 
 def train_size(cfg: IndexConfig) -> int:

@@ -23,9 +23,12 @@ candidates: the fusion of the two is the z-score sum that long-conversation base
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from mmemory.config import ConfigError, StrictConfig
 
 SIMILARITIES = ("relevance", "lexical")
 CUES = ("speaker", "temporal")
@@ -33,12 +36,6 @@ PRIORS = ("recency", "frequency", "saliency")
 CONTEXT = ("neighbours", "episode", "diversity")   # terms on the combined score, applied in this order
 COMPONENTS = (*SIMILARITIES, *CUES, *PRIORS, *CONTEXT)
 EPISODE_GAP_HOURS = 1.0   # a longer gap between consecutive turns of a session starts a new episode
-
-# The shipped default: what the nested leave-one-conversation-out procedure (`evaluate.tune_loo`: a neutral start,
-# the procedure itself chosen by an inner leave-one-out) picks on all three LoCoMo dev conversations; its held-out
-# figure, where each conversation is scored by the weights chosen on the other two, is in docs/memory.md.
-DEFAULT_WEIGHTS: dict[str, float] = {"relevance": 1.0, "lexical": 1.5, "neighbours": 0.75, "speaker": 1.0,
-                                     "temporal": 1.0, "frequency": 0.1, "episode": 0.5}
 
 
 def check_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -52,6 +49,55 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
     if not any(v > 0 for c, v in weights.items() if c not in CONTEXT):
         raise ValueError(f"scoring weights {weights} are all zero; give at least one component a positive weight")
     return {k: float(v) for k, v in weights.items()}
+
+
+@dataclass
+class MemoryConfig(StrictConfig):
+    """config memory (its scalar keys and the methods; encoder, index, sessions, tune, observations and reminder are
+    their own sections). Defaults: config.yaml's; activate is read by the workflow (rules/memory.smk)."""
+
+    SECTION = "memory"
+
+    activate: bool = True  # run the memory stages
+    half_life: float = 24.0  # recency halves every half_life recency units
+    recency_unit: str = "hours"  # hours (timestamps) | turns (turn numbers) | span (fraction of the session so far)
+    retrieve_k: int = 5  # after each evaluation query, its top retrieve_k memories count as accessed
+    # the ablation: method name -> component weights (relevance and lexical z-scored; the priors on their own 0-1
+    # scale). `default` is the shipped DEFAULT_WEIGHTS: what the nested leave-one-conversation-out procedure
+    # (`evaluate.tune_loo`) picks on all three LoCoMo dev conversations (its held-out figure: docs/memory.md)
+    methods: dict[str, dict[str, float]] = field(default_factory=lambda: {
+        "relevance": {"relevance": 1.0},
+        "+recency": {"relevance": 1.0, "recency": 1.0},
+        "+frequency": {"relevance": 1.0, "frequency": 1.0},
+        "+saliency": {"relevance": 1.0, "saliency": 1.0},
+        "full": {"relevance": 1.0, "recency": 1.0, "frequency": 1.0, "saliency": 1.0},
+        "bm25": {"lexical": 1.0},
+        "hybrid": {"relevance": 1.0, "lexical": 1.0},
+        "default": {"relevance": 1.0, "lexical": 1.5, "neighbours": 0.75, "speaker": 1.0, "temporal": 1.0,
+                    "frequency": 0.1, "episode": 0.5},
+    })
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, weights in self.methods.items():
+            try:
+                check_weights(weights)
+            except ValueError as e:
+                raise ConfigError(f"config {self.SECTION}: methods.{name}: {e}") from e
+
+
+@dataclass
+class TuneConfig(StrictConfig):
+    """config memory.tune: the `tuned` method of the workflow's ablation (defaults: config.yaml's)."""
+
+    SECTION = "memory.tune"
+
+    sessions: int = 12  # training sessions to tune the weights on (0: no tuned method)
+    metric: str = "recall@5"  # what the tuning maximises, and what picks the chosen method on val (recall@k | mrr)
+
+
+# The store's weights when none are given: the `default` method above.
+DEFAULT_WEIGHTS: dict[str, float] = MemoryConfig().methods["default"]
 
 
 def zscore(x: np.ndarray) -> np.ndarray:

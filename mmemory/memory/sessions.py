@@ -18,9 +18,23 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from mmemory.config import StrictConfig
 from mmemory.visdial import VisDialSplit
+
+
+@dataclass
+class SessionsConfig(StrictConfig):
+    """config memory.sessions: toy sessions chained from a split's dialogues (defaults: config.yaml's)."""
+
+    SECTION = "memory.sessions"
+
+    dialogs_per_session: int = 8  # dialogues (one image each) chained into one session
+    hours_between_dialogs: float = 6.0  # time between consecutive dialogues of a session
+    queries_per_type: int = 1  # picture / fact / recent queries asked after each dialogue (when possible)
+
 
 _OBJ = re.compile(r"\b(red|green|blue|yellow|purple|orange) (circle|square|triangle)\b")
 
@@ -58,8 +72,10 @@ def paraphrase(question: str, toy: bool) -> str | None:
     return None
 
 
-def build_sessions(split: VisDialSplit, dialogs_per_session: int = 8, hours_between_dialogs: float = 6.0,
-                   minutes_between_rounds: float = 1.0, queries_per_type: int = 1, seed: int = 0,
+def build_sessions(split: VisDialSplit, dialogs_per_session: int = SessionsConfig.dialogs_per_session,
+                   hours_between_dialogs: float = SessionsConfig.hours_between_dialogs,
+                   minutes_between_rounds: float = 1.0, queries_per_type: int = SessionsConfig.queries_per_type,
+                   seed: int = 0,
                    start: str = "2024-01-01T09:00:00Z", prefix: str | None = None,
                    max_sessions: int | None = None) -> tuple[list[dict], list[dict]]:
     """(turns, queries) for sessions of `dialogs_per_session` chained dialogues of one VisDial split."""

@@ -11,28 +11,58 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json, atomic_write_text
+from mmemory.memory.scoring import MemoryConfig, TuneConfig
+from mmemory.memory.sessions import SessionsConfig
+from mmemory.reminder.prompts import ReminderConfig
 from mmemory.visdial import load_visdial
 
 logger = logging.getLogger(__name__)
 
 
-def load_memory_encoder(kind: str, path: str | None, device: str = "cpu"):
-    """The memory stage's encoder, wrapped so each distinct text or image is encoded once."""
-    from mmemory.encoders import load_encoder
-    from mmemory.encoders import CachedEncoder
+@dataclass
+class MemoryEncoderConfig(StrictConfig):
+    """config memory.encoder: one embedding space for texts and images (defaults: config.yaml's)."""
 
-    return CachedEncoder(load_encoder(kind, path, device=device))
+    SECTION = "memory.encoder"
+
+    name: str = "minilm"  # variant name: outputs go to results/memory/<name>/
+    kind: str = "minilm"  # minilm (text only; images remembered by caption) | clip | imagebind
+    path: str | None = None  # model directory / checkpoint (None: the packaged all-MiniLM-L6-v2)
+    device: str = "cpu"  # torch device for the encoder
 
 
-def encoder_label(kind: str, path: str | None) -> str:
-    return f"{kind} ({path or 'packaged all-MiniLM-L6-v2'})"
+def load_memory_encoder(encoder: dict):
+    """The encoder of config memory.encoder, wrapped so each distinct text or image is encoded once."""
+    from mmemory.encoders import CachedEncoder, load_encoder
+
+    cfg = MemoryEncoderConfig.from_dict(encoder)
+    return CachedEncoder(load_encoder(cfg.kind, cfg.path, device=cfg.device))
 
 
-def run_sessions(visdial_json: str, out_turns: str, out_queries: str, dialogs_per_session: int,
-                 hours_between_dialogs: float, queries_per_type: int, seed: int = 0,
+def encoder_label(encoder: dict) -> str:
+    """The encoder of config memory.encoder in words."""
+    cfg = MemoryEncoderConfig.from_dict(encoder)
+    return f"{cfg.kind} ({cfg.path or 'packaged all-MiniLM-L6-v2'})"
+
+
+def store_settings(memory: dict, index: dict) -> dict:
+    """MemoryStore's keyword arguments from the keys of config memory a rule passes (half_life, recency_unit) and
+    config memory.index."""
+    from mmemory.memory.index import IndexConfig
+
+    cfg = MemoryConfig.from_dict(memory)
+    return {"index": IndexConfig.from_dict(index), "half_life": cfg.half_life, "recency_unit": cfg.recency_unit}
+
+
+def run_sessions(visdial_json: str, out_turns: str, out_queries: str,
+                 dialogs_per_session: int = SessionsConfig.dialogs_per_session,
+                 hours_between_dialogs: float = SessionsConfig.hours_between_dialogs,
+                 queries_per_type: int = SessionsConfig.queries_per_type, seed: int = 0,
                  max_sessions: int | None = None) -> dict:
     """memory_sessions: (turns, queries) JSONL for one split; an empty result is an error unless max_sessions=0."""
     from mmemory.memory.sessions import build_sessions
@@ -61,8 +91,8 @@ def choose_method(val_summaries: dict[str, dict], metric: str) -> str:
 
 
 def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[str, dict[str, float]],
-                 retrieve_k: int, store_kwargs: dict, workdir: str, out: dict, select_metric: str = "recall@5",
-                 tune_metric: str = "recall@5", tune: bool = True, info: dict | None = None) -> dict:
+                 retrieve_k: int, store_kwargs: dict, workdir: str, out: dict, select_metric: str = TuneConfig.metric,
+                 tune_metric: str = TuneConfig.metric, tune: bool = True, info: dict | None = None) -> dict:
     """memory_evaluate. `sessions`: {"train": (turns, queries), "val": ..., "test": ...} JSONL paths (train only
     when `tune`). Writes out["metrics"] (the report's tables, on test), out["per_query"] and out["figure"]."""
     from mmemory.memory.evaluate import evaluate, load_sessions, metrics_json, plot_recall, tune_weights
@@ -97,7 +127,7 @@ def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[st
 def run_reminder_context(visdial_json: str, encoder, k: int, dialogs_per_session: int, weights: dict[str, float],
                          store_kwargs: dict, workdir: str, out_context: str, out_metrics: str,
                          encoder_name: str = "", candidates: dict[str, dict[str, float]] | None = None,
-                         chosen_metrics: str | None = None, select_k: int = 3) -> dict:
+                         chosen_metrics: str | None = None, select_k: int = ReminderConfig.memory_top_k) -> dict:
     """memory_reminder_context: top-k memories per dialogue of one split, queried with its last question.
 
     The weights: on val (`candidates` given), the configured `weights` and every candidate are scored by the

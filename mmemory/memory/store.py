@@ -34,8 +34,8 @@ import numpy as np
 from mmemory.io import InputError
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
 from mmemory.memory import lexical
-from mmemory.memory.scoring import (CONTEXT, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, check_weights, combine, episodes,
-                                    frequency, recency, saliency)
+from mmemory.memory.scoring import (CONTEXT, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights, combine,
+                                    episodes, frequency, recency, saliency)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ SCHEMA_VERSION = 1
 VECTOR_SLOTS = 8                                        # vector ids per memory: id * 8 + slot
 MODALITY_SLOT = {"text": 0, "caption": 1, "image": 2}   # "text" holds the key vector; slot 1 is no longer written
 RECENCY_UNITS = ("hours", "turns", "span")
-DEFAULT_HALF_LIFE = {"hours": 24.0, "turns": 50.0, "span": 0.5}   # half_life=None: this, for the unit
+# half_life=None: this, for the unit; hours: config memory.half_life (whose recency_unit is hours)
+DEFAULT_HALF_LIFE = {"hours": MemoryConfig.half_life, "turns": 50.0, "span": 0.5}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -214,7 +215,7 @@ class MemoryStore:
         dim: int | None = None,
         index: IndexConfig | dict | str | None = None,
         half_life: float | None = None,
-        recency_unit: str = "hours",
+        recency_unit: str = MemoryConfig.recency_unit,
         update_access: bool = True,
         n_candidates: int = 100,
         exhaustive_below: int = 4096,
@@ -245,7 +246,7 @@ class MemoryStore:
         self.weights = check_weights(weights or DEFAULT_WEIGHTS)
         self.saliency_fn, self.save_every, self.readonly = saliency_fn, save_every, readonly
         self.index_cfg = index if isinstance(index, IndexConfig) else (
-            IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index))
+            IndexConfig(type=index) if isinstance(index, str) else IndexConfig.from_dict(index or {}))
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         db_file = self.path / DB_NAME

@@ -31,10 +31,12 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json
 from mmemory.metrics import bleu4_nltk, ndcg, ranking_metrics, rouge_scores, sacrebleu_corpus, worst_ranking_scores
 from mmemory.reminder.response import final_answer
@@ -55,6 +57,17 @@ MAX_RESPONSE_CHARS = 20_000
 
 class PredictionError(ValueError):
     """A prediction file that cannot be scored as it is."""
+
+
+@dataclass
+class EvaluationConfig(StrictConfig):
+    """config reminder.evaluation: how the predictions are scored (defaults: config.yaml's)."""
+
+    SECTION = "reminder.evaluation"
+
+    bertscore_model: str | None = None  # None: the packaged all-MiniLM-L6-v2 (offline); paper: roberta-large
+    bertscore_layers: int = 6  # the BERTScore layer of bertscore_model (MiniLM: 6; roberta-large: 17)
+    ranking: str = "minilm"  # minilm: rank the answer options by similarity to the generated answer | none
 
 
 def load_predictions(path: str | Path) -> list[dict]:
@@ -176,10 +189,12 @@ def rank_options(answers: list[str], rounds: list[dict], answer_pool: list[str],
 
 
 def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dense_path: str | Path | None = None,
-                         bertscore_model: str | None = None, bertscore_layers: int | None = None,
-                         ranking: str = "minilm", device: str | None = None) -> dict:
+                         bertscore_model: str | None = EvaluationConfig.bertscore_model,
+                         bertscore_layers: int | None = None, ranking: str = EvaluationConfig.ranking,
+                         device: str | None = None) -> dict:
     """Score EVERY dialogue of `visdial_path` on its last round; returns the M.json content (module docstring).
-    A dialogue without a prediction scores as the empty answer and is counted in `n_missing_predictions`."""
+    A dialogue without a prediction scores as the empty answer and is counted in `n_missing_predictions`.
+    `bertscore_layers` None: the default model's layer (`EvaluationConfig`); another model needs its layer."""
     from mmemory.minilm import minilm_path
 
     split = load_visdial(visdial_path)
@@ -207,7 +222,8 @@ def evaluate_predictions(predictions: list[dict], visdial_path: str | Path, dens
         ids.append(d["image_id"])
     model_name = bertscore_model
     if bertscore_model is None:
-        model_name, bertscore_model, bertscore_layers = "all-MiniLM-L6-v2", minilm_path(), bertscore_layers or 6
+        model_name, bertscore_model = "all-MiniLM-L6-v2", minilm_path()
+        bertscore_layers = bertscore_layers or EvaluationConfig.bertscore_layers
     if bertscore_layers is None:
         raise ValueError("set the number of BERTScore layers for a custom model (e.g. roberta-large: 17)")
     t0 = time.time()
@@ -266,7 +282,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dense", help="VisDial dense annotations (adds NDCG where the last round is annotated)")
     ap.add_argument("--bertscore-model", help="BERTScore model path or name (default: packaged all-MiniLM-L6-v2)")
     ap.add_argument("--bertscore-layers", type=int, help="layer to use (MiniLM: 6, roberta-large: 17)")
-    ap.add_argument("--ranking", choices=["minilm", "none"], default="minilm",
+    ap.add_argument("--ranking", choices=["minilm", "none"], default=EvaluationConfig.ranking,
                     help="answer_similarity_ranking: rank the answer options by MiniLM similarity to the generated "
                          "answer (not model likelihood), or skip it")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mmemory.config import StrictConfig
 from mmemory.fingerprint import Fingerprint, Run, items_digest, model_digest, remove
-from mmemory.reminder.prompts import PromptBook, Sample, training_messages
+from mmemory.reminder.prompts import PromptBook, ReminderConfig, Sample, training_messages
 from mmemory.training import latest_checkpoint, log_at_saves_callback, whole_run_loss
 
 logger = logging.getLogger(__name__)
@@ -272,8 +272,9 @@ def finetune_vlm(examples: list[dict], model_path: str, out_dir: str, checkpoint
 
 
 def run_finetune(data_jsonl: str, train_json: str, model: str, cfg: FinetuneConfig, book: PromptBook,
-                 adapter_dir: str, checkpoint_dir: str, metrics_path: str, include_caption: bool = False,
-                 memory_top_k: int = 3) -> dict:
+                 adapter_dir: str, checkpoint_dir: str, metrics_path: str,
+                 include_caption: bool = ReminderConfig.include_caption,
+                 memory_top_k: int = ReminderConfig.memory_top_k) -> dict:
     """The finetune_vlm rule: teacher rows -> chat examples with their images -> LoRA adapter + processor, with
     `cfg` saved beside it. A share `cfg.memory_share` of the examples (seeded by `cfg.seed`) carries a memory block
     (`simulated_memories`, at most memory_top_k entries) so that `finetuned_memory` and `finetuned_caption` are

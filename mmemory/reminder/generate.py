@@ -27,7 +27,7 @@ from mmemory.fingerprint import Fingerprint, Run
 from mmemory.io import append_jsonl, atomic_write_text, read_jsonl
 from mmemory.reminder.prompts import Sample
 from mmemory.reminder.response import validate_response
-from mmemory.reminder.teachers import TeacherError, TransientTeacherError
+from mmemory.reminder.teachers import TeacherConfig, TeacherError, TransientTeacherError
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ def ask_teacher(teacher, sample: Sample, max_attempts: int = 3, backoff_s: float
 
 
 def generate_reminder_data(samples: Iterable[Sample], teacher, out_jsonl: str | Path, rejects_jsonl: str | Path,
-                           progress_dir: str | Path, fp: Fingerprint | str, max_attempts: int = 3,
-                           backoff_s: float = 1.0, concurrency: int = 1,
+                           progress_dir: str | Path, fp: Fingerprint | str,
+                           max_attempts: int = TeacherConfig.max_attempts, backoff_s: float = TeacherConfig.backoff_s,
+                           concurrency: int = TeacherConfig.concurrency,
                            sleep: Callable[[float], None] = time.sleep) -> dict:
     """Run the teacher over `samples` (resumable), then write the accepted rows and the rejects atomically."""
     samples = list(samples)

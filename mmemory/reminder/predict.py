@@ -45,6 +45,7 @@ class GenerationConfig(StrictConfig):
     backend: str = "auto"  # auto (an adapter's training backend; else unsloth on CUDA when installed) | hf | unsloth
 
     def __post_init__(self):
+        super().__post_init__()
         if self.backend not in ("auto", "hf", "unsloth"):
             from mmemory.config import ConfigError
 

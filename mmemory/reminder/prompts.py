@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from mmemory.config import StrictConfig
 from mmemory.visdial import VisDialSplit
 
 VARIANTS = ("base", "prompt", "finetuned", "finetuned_caption", "finetuned_memory", "oracle_memory", "wrong_memory")
@@ -34,6 +35,30 @@ MEMORY_OPEN, MEMORY_CLOSE = "<memories>", "</memories>"
 
 class PromptError(ValueError):
     """A prompt resource or memory file that cannot be used as it is."""
+
+
+@dataclass
+class ReminderConfig(StrictConfig):
+    """config reminder (its scalar keys; prompts, teacher, finetune, toy_vlm, generation and evaluation are their own
+    sections). Defaults: config.yaml's; activate and variants are read by the workflow (rules/reminder.smk)."""
+
+    SECTION = "reminder"
+
+    activate: bool = True  # run the reminder stages
+    include_caption: bool = False  # put the VisDial caption above the Q:/A: lines (the seeds did not)
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # the table's rows: every variant
+    memory_top_k: int | None = 3  # retrieved memories shown to the memory variants (None: memory.reminder.k)
+
+
+@dataclass
+class PromptsConfig(StrictConfig):
+    """config reminder.prompts: the instruction and few-shot examples (defaults: config.yaml's)."""
+
+    SECTION = "reminder.prompts"
+
+    instruction: str = "resources/prompts/reminder_system.txt"  # the <reminder> instruction
+    fewshot: str | None = "resources/prompts/reminder_fewshot.json"  # few-shot examples after it (None: none)
+    max_fewshot: int | None = 1  # use at most this many examples (None: all); the tiny VLM reads 1,024 tokens
 
 
 @dataclass(frozen=True)
@@ -65,7 +90,8 @@ def build_conversation(questions: Sequence[str], answers: Sequence[str], caption
     return "\n".join(lines)
 
 
-def make_sample(split: VisDialSplit, dialog: dict, rnd: int, include_caption: bool = False) -> Sample:
+def make_sample(split: VisDialSplit, dialog: dict, rnd: int,
+                include_caption: bool = ReminderConfig.include_caption) -> Sample:
     """The sample for round `rnd` (1-based) of `dialog`: the answer of that round is held out."""
     rounds = dialog["dialog"]
     if not 1 <= rnd <= len(rounds):
@@ -84,15 +110,16 @@ def make_sample(split: VisDialSplit, dialog: dict, rnd: int, include_caption: bo
                   dialog.get("image_path"), caption, memory.get("asks_about") if isinstance(memory, dict) else None)
 
 
-def last_round_samples(split: VisDialSplit, include_caption: bool = False) -> list[Sample]:
+def last_round_samples(split: VisDialSplit, include_caption: bool = ReminderConfig.include_caption) -> list[Sample]:
     """The evaluation samples: the LAST round of each dialogue (the seeds' contract for the reference answer)."""
     return [make_sample(split, d, len(d["dialog"]), include_caption) for d in split.dialogs]
 
 
-def training_samples(split: VisDialSplit, rounds_per_dialog: int | None, seed: int = 0,
-                     include_last: bool = True, include_caption: bool = False) -> list[Sample]:
+def training_samples(split: VisDialSplit, rounds_per_dialog: int | None, seed: int = 0, *, include_last: bool,
+                     include_caption: bool = ReminderConfig.include_caption) -> list[Sample]:
     """Teacher inputs: `rounds_per_dialog` rounds per dialogue (null: every round), chosen with `seed`.
-    With `include_last`, the last round (the seeds' choice) is always among them."""
+    With `include_last`, the last round (the seeds' choice) is always among them (config
+    reminder.teacher.rounds_per_dialog and include_last_round)."""
     rng = random.Random(f"reminder-rounds-{seed}")
     out = []
     for d in split.dialogs:

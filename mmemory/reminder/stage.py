@@ -13,13 +13,13 @@ from pathlib import Path
 from mmemory.figures import save_figure
 from mmemory.fingerprint import Fingerprint, file_digests, files_digest, model_digest, obj_digest
 from mmemory.io import atomic_write_json, read_jsonl
-from mmemory.reminder.evaluate import evaluate_predictions, load_predictions
+from mmemory.reminder.evaluate import EvaluationConfig, evaluate_predictions, load_predictions
 from mmemory.reminder.finetune import TRAINING_META
 from mmemory.reminder.generate import generate_reminder_data
 from mmemory.reminder.predict import GenerationConfig, predict_reminder
-from mmemory.reminder.prompts import (PromptBook, last_round_samples, load_memory_context, training_samples,
-                                      variant_memories)
-from mmemory.reminder.teachers import make_teacher
+from mmemory.reminder.prompts import (PromptBook, PromptsConfig, ReminderConfig, last_round_samples,
+                                      load_memory_context, training_samples, variant_memories)
+from mmemory.reminder.teachers import TeacherConfig, make_teacher
 from mmemory.seeds import differences_table, mean_over_seeds, seed_note, std_over_seeds
 from mmemory.visdial import load_visdial
 
@@ -33,42 +33,45 @@ RANKING_KEY = "answer_similarity_ranking"
 RANKING_COLUMNS = (("mrr", "MRR (answer similarity)"), ("r@1", "R@1 (answer similarity)"))
 
 
-def prompt_book(prompts: dict):
-    return PromptBook.load(prompts["instruction"], prompts.get("fewshot"), prompts.get("max_fewshot"))
+def prompt_book(prompts: dict) -> PromptBook:
+    """The instruction and few-shot examples of config reminder.prompts."""
+    cfg = PromptsConfig.from_dict(prompts)
+    return PromptBook.load(cfg.instruction, cfg.fewshot, cfg.max_fewshot)
 
 
 def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, progress_dir: str, seed: int = 0,
-                 include_caption: bool = False) -> dict:
-    """generate_reminder_data: sample training rounds, ask the teacher, write data/rejects/metrics."""
-
+                 include_caption: bool = ReminderConfig.include_caption) -> dict:
+    """generate_reminder_data: sample training rounds, ask the teacher (config reminder.teacher), write
+    data/rejects/metrics."""
+    cfg = TeacherConfig.from_dict(teacher_cfg)
     split = load_visdial(train_json)
-    if teacher_cfg.get("max_dialogs"):
-        split.dialogs = split.dialogs[: teacher_cfg["max_dialogs"]]
-    samples = training_samples(split, teacher_cfg.get("rounds_per_dialog"), seed,
-                               teacher_cfg.get("include_last_round", True), include_caption)
+    if cfg.max_dialogs:
+        split.dialogs = split.dialogs[: cfg.max_dialogs]
+    samples = training_samples(split, cfg.rounds_per_dialog, seed, include_last=cfg.include_last_round,
+                               include_caption=include_caption)
     book = prompt_book(prompts)
-    teacher = make_teacher(teacher_cfg, book)
+    teacher = make_teacher(cfg, book)
     fp = Fingerprint(
         inputs={**file_digests(train_json), "images": files_digest(s.image_path for s in samples),
                 "prompts": obj_digest([book.instruction, book.fewshot])},
-        settings={"teacher": {k: v for k, v in teacher_cfg.items() if k not in ("concurrency", "timeout_s")},
+        settings={"teacher": {k: v for k, v in asdict(cfg).items() if k not in ("concurrency", "timeout_s")},
                   "caption": include_caption, "seed": seed},
-        models={"teacher": model_digest(teacher_cfg.get("model_path"))})
+        models={"teacher": model_digest(cfg.model_path)})
     stats = generate_reminder_data(samples, teacher, out["data"], out["rejects"], progress_dir, fp,
-                                   teacher_cfg.get("max_attempts", 3), teacher_cfg.get("backoff_s", 1.0),
-                                   teacher_cfg.get("concurrency", 1))
+                                   cfg.max_attempts, cfg.backoff_s, cfg.concurrency)
     reasons: dict[str, int] = {}
     for r in read_jsonl(out["rejects"]):
         key = r["reason"].split(":")[-1].strip()[:80]
         reasons[key] = reasons.get(key, 0) + 1
-    metrics = {"teacher": teacher_cfg["backend"], **stats, "reject_reasons": reasons}
+    metrics = {"teacher": cfg.backend, **stats, "reject_reasons": reasons}
     atomic_write_json(out["metrics"], metrics, indent=2)
     return metrics
 
 
 def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen: GenerationConfig, out: dict,
                 progress_dir: str, adapter: str | None = None, memories_path: str | None = None,
-                memory_top_k: int | None = None, include_caption: bool = False) -> dict:
+                memory_top_k: int | None = ReminderConfig.memory_top_k,
+                include_caption: bool = ReminderConfig.include_caption) -> dict:
     """predict_reminder for one variant on the last round of each dialogue of `val_json` (any evaluated split)."""
 
     split = load_visdial(val_json)
@@ -95,9 +98,10 @@ def run_predict(variant: str, val_json: str, model: str, prompts: dict, gen: Gen
 
 
 def run_evaluate(predictions: str, val_json: str, dense: str | None, eval_cfg: dict, out_path: str) -> dict:
-    """evaluate_reminder: the generation metrics of one variant."""
-    m = evaluate_predictions(load_predictions(predictions), val_json, dense, eval_cfg.get("bertscore_model"),
-                             eval_cfg.get("bertscore_layers"), eval_cfg.get("ranking", "minilm"))
+    """evaluate_reminder: the generation metrics of one variant (`eval_cfg`: config reminder.evaluation)."""
+    cfg = EvaluationConfig.from_dict(eval_cfg)
+    m = evaluate_predictions(load_predictions(predictions), val_json, dense, cfg.bertscore_model,
+                             cfg.bertscore_layers, cfg.ranking)
     atomic_write_json(out_path, m, indent=2)
     return m
 
@@ -273,7 +277,7 @@ def reminder_controls(exact: dict, per_seed: dict[str, list[dict]]) -> list[dict
 
 def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metrics: list[str], out_json: str,
                 out_png: str, train_json: str | None = None, eval_json: str | None = None,
-                context: str | None = None, memory_top_k: int | None = None,
+                context: str | None = None, memory_top_k: int | None = ReminderConfig.memory_top_k,
                 toy_vlm_metrics: str | None = None) -> dict:
     """reminder_table: `runs` maps each variant to its metrics files, one per training seed (untrained variants:
     one). Trained rows are the mean over seeds, with the seed-to-seed spread in a table of its own, and the

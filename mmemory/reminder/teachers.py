@@ -23,8 +23,10 @@ import base64
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmemory.config import StrictConfig
 from mmemory.io import InputError
 from mmemory.reminder.prompts import PromptBook, Sample, build_prompt, teacher_messages
 
@@ -49,12 +51,33 @@ class TeacherUnavailableError(InputError, TeacherError):
     """The configured teacher cannot serve at all (no server answers, or it lacks the model): one line, exit 2."""
 
 
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+@dataclass
+class TeacherConfig(StrictConfig):
+    """config reminder.teacher: who writes the training <reminder> responses, and how they are sampled (defaults:
+    config.yaml's)."""
+
+    SECTION = "reminder.teacher"
+
+    backend: str = "template"  # template (deterministic, offline) | ollama | transformers
+    host: str | None = "http://127.0.0.1:11434"  # ollama server (None: $OLLAMA_HOST, else this default)
+    model: str = "gemma3:27b"  # ollama model name
+    model_path: str | None = None  # transformers backend: a local image-text-to-text checkpoint directory
+    timeout_s: float = 120  # per-request timeout (ollama)
+    options: dict = field(default_factory=dict)  # ollama generation options, e.g. {"temperature": 0.2}
+    max_new_tokens: int = 128  # transformers backend: response length limit
+    template_turns: int = 1  # template backend: earlier turns recalled in the reminder
+    template_quote: str = "answer"  # template backend: recall a turn's answer (answer) or its question + answer (turn)
+    concurrency: int = 1  # parallel teacher requests
+    max_attempts: int = 3  # tries per sample (invalid responses and server faults) before it is rejected
+    backoff_s: float = 1.0  # wait backoff_s * 2^k seconds after the k-th server fault
+    rounds_per_dialog: int | None = 1  # rounds sampled per training dialogue (None: every round)
+    include_last_round: bool = True  # always sample the last round (the seeds used only the last round)
+    max_dialogs: int | None = None  # use at most this many training dialogues (None: all)
 
 
 def ollama_host(host: str | None) -> str:
-    """The Ollama server to ask: config reminder.teacher.host, else $OLLAMA_HOST, else 127.0.0.1:11434."""
-    return host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+    """The Ollama server to ask: config reminder.teacher.host, else $OLLAMA_HOST, else TeacherConfig's host."""
+    return host or os.environ.get("OLLAMA_HOST") or TeacherConfig.host
 
 
 def _same_model(wanted: str, listed: str) -> bool:
@@ -98,7 +121,7 @@ class TemplateTeacher:
 
     name = "template"
 
-    def __init__(self, max_turns: int = 1, quote: str = "turn"):
+    def __init__(self, max_turns: int = TeacherConfig.template_turns, quote: str = TeacherConfig.template_quote):
         if quote not in ("turn", "answer"):
             raise TeacherError(f"reminder.teacher.template_quote {quote!r}: use turn or answer")
         self.max_turns = max_turns  # earlier turns recalled in the reminder
@@ -135,8 +158,8 @@ class OllamaTeacher:
 
     name = "ollama"
 
-    def __init__(self, book: PromptBook, model: str = "gemma3:27b", host: str | None = DEFAULT_OLLAMA_HOST,
-                 timeout_s: float = 120.0, options: dict | None = None, client=None):
+    def __init__(self, book: PromptBook, model: str = TeacherConfig.model, host: str | None = TeacherConfig.host,
+                 timeout_s: float = TeacherConfig.timeout_s, options: dict | None = None, client=None):
         try:
             import ollama
         except ImportError as e:
@@ -183,7 +206,8 @@ class TransformersTeacher:
 
     name = "transformers"
 
-    def __init__(self, book: PromptBook, model_path: str, max_new_tokens: int = 128, device: str | None = None):
+    def __init__(self, book: PromptBook, model_path: str, max_new_tokens: int = TeacherConfig.max_new_tokens,
+                 device: str | None = None):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -210,18 +234,19 @@ class TransformersTeacher:
         return self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def make_teacher(cfg: dict, book: PromptBook, check: bool = True):
-    """The teacher named by config reminder.teacher; an ollama teacher's server is checked first (`check_ollama`)."""
-    backend = cfg.get("backend", "template")
-    if backend == "template":
-        return TemplateTeacher(cfg.get("template_turns", 1), cfg.get("template_quote", "turn"))
-    if backend == "ollama":
-        teacher = OllamaTeacher(book, cfg["model"], cfg.get("host"), cfg.get("timeout_s", 120.0), cfg.get("options"))
+def make_teacher(cfg: TeacherConfig | dict, book: PromptBook, check: bool = True):
+    """The teacher named by config reminder.teacher (a dict is read as `TeacherConfig`, refusing unknown keys); an
+    ollama teacher's server is checked first (`check_ollama`)."""
+    cfg = cfg if isinstance(cfg, TeacherConfig) else TeacherConfig.from_dict(cfg)
+    if cfg.backend == "template":
+        return TemplateTeacher(cfg.template_turns, cfg.template_quote)
+    if cfg.backend == "ollama":
+        teacher = OllamaTeacher(book, cfg.model, cfg.host, cfg.timeout_s, cfg.options)
         if check:
             check_ollama(teacher.client, teacher.host, teacher.model)
         return teacher
-    if backend == "transformers":
-        if not cfg.get("model_path"):
+    if cfg.backend == "transformers":
+        if not cfg.model_path:
             raise TeacherError("reminder.teacher.backend is transformers: set reminder.teacher.model_path")
-        return TransformersTeacher(book, cfg["model_path"], cfg.get("max_new_tokens", 128))
-    raise TeacherError(f"unknown reminder.teacher.backend {backend!r}: use template, ollama or transformers")
+        return TransformersTeacher(book, cfg.model_path, cfg.max_new_tokens)
+    raise TeacherError(f"unknown reminder.teacher.backend {cfg.backend!r}: use template, ollama or transformers")

@@ -17,6 +17,9 @@ from typing import Iterable
 
 import torch
 
+from mmemory.config import StrictConfig
+from mmemory.toy.visdial import ToyVisDialConfig
+
 logger = logging.getLogger(__name__)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -42,8 +45,11 @@ GEMMA_CHAT_TEMPLATE = (
 
 
 @dataclass
-class ToySizes:
-    """Sizes of the tiny models (config: models.toy)."""
+class ToySizes(StrictConfig):
+    """Sizes of the tiny models: config models.toy (defaults: config.yaml's). `image_size` is data.toy's, set by the
+    workflow."""
+
+    SECTION = "models.toy"
 
     vocab_size: int = 1024  # BPE vocabulary size
     hidden_size: int = 64  # text hidden width
@@ -52,7 +58,7 @@ class ToySizes:
     vision_hidden_size: int = 64  # vision tower width
     vision_patch_size: int = 8  # pixels per patch side
     mm_tokens_per_image: int = 16  # Gemma-3 soft tokens per image (square)
-    image_size: int = 64  # input resolution of the vision towers
+    image_size: int = ToyVisDialConfig.image_size  # input resolution of the vision towers (data.toy.image_size)
     vlm_initializer_range: float = 0.02  # std of the tiny Gemma-3's initial weights (its embeddings: below)
 
 

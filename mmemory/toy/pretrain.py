@@ -9,16 +9,44 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmemory.config import StrictConfig
+from mmemory.emr.lm import EmrConfig, TextCodec
 from mmemory.encoders import clip_text_inputs, image_features, open_image, text_features
 from mmemory.visdial import load_visdial
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ToyClipConfig(StrictConfig):
+    """config emr.toy_clip: contrastive training of the tiny CLIP (defaults: config.yaml's)."""
+
+    SECTION = "emr.toy_clip"
+
+    epochs: int = 60  # passes over the train images and their texts
+    batch_size: int = 64  # image-caption pairs per step (the contrastive negatives)
+    lr: float = 0.002  # AdamW peak learning rate (one-cycle)
+    dialog_text: bool = False  # also pair images with their dialogue rounds, not only their captions
+
+
+@dataclass
+class ToyLLMConfig(StrictConfig):
+    """config emr.toy_llm: LM pre-training of the tiny Llama on train text (defaults: config.yaml's)."""
+
+    SECTION = "emr.toy_llm"
+
+    epochs: int = 3  # passes over the train question/answer text
+    batch_size: int = 64  # sequences per step
+    lr: float = 0.003  # AdamW peak learning rate (one-cycle)
+    context_prob: float = 0.5  # share of sequences with the caption as context where the soft tokens later go
+    with_answers: bool = False  # false: captions and questions only, like a general LM that never learnt the task
 
 
 def _captions_and_images(path):
@@ -47,12 +75,13 @@ def caption_retrieval(model, processor, tokenizer, images: list[str], captions: 
     return {"r@1": float(np.mean(hits)), "chance": chance, "n": len(images)}
 
 
-def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, epochs: int = 30,
-                   batch_size: int = 64, lr: float = 2e-3, dialog_text: bool = True, seed: int = 0) -> dict:
+def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, cfg: ToyClipConfig,
+                   seed: int = 0) -> dict:
     """Train the tiny CLIP contrastively on train images + texts; save it (model, image processor, tokenizer).
 
-    Each epoch pairs every image with one of its texts: the caption, or (dialog_text) one of its dialogue rounds as
-    "question answer"."""
+    Each epoch pairs every image with one of its texts: the caption, or (cfg.dialog_text) one of its dialogue rounds
+    as "question answer"."""
+    epochs, batch_size, lr = cfg.epochs, cfg.batch_size, cfg.lr
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
     torch.manual_seed(seed)
@@ -64,7 +93,7 @@ def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, e
     vcaps, vimgs = _captions_and_images(val_json)
     before = caption_retrieval(model, processor, tokenizer, vimgs, vcaps, max_len)
     pix = processor(images=[open_image(p) for p in imgs], return_tensors="pt")["pixel_values"]
-    texts = _dialog_texts(train_json) if dialog_text else [[c] for c in caps]
+    texts = _dialog_texts(train_json) if cfg.dialog_text else [[c] for c in caps]
     flat = [t for ts in texts for t in ts]
     first = np.cumsum([0] + [len(ts) for ts in texts])[:-1]
     all_ids, all_mask = clip_text_inputs(tokenizer, flat, max_len)
@@ -106,16 +135,15 @@ def train_toy_clip(clip_in: str, train_json: str, val_json: str, out_dir: str, e
             "final_loss": float(np.mean(losses[-5:])), "seconds": round(el, 1)}
 
 
-def pretrain_toy_llm(llm_in: str, train_json: str, val_json: str, out_dir: str, epochs: int = 3,
-                     batch_size: int = 64, lr: float = 3e-3, prompt_template: str = "question: {question} answer:",
-                     context_prob: float = 0.5, with_answers: bool = False, seed: int = 0) -> dict:
+def pretrain_toy_llm(llm_in: str, train_json: str, val_json: str, out_dir: str, cfg: ToyLLMConfig,
+                     prompt_template: str = EmrConfig.prompt_template, seed: int = 0) -> dict:
     """Language-model pre-training of the tiny causal LM on train text  BOS [caption.] question: q answer: [a EOS]
-    (the caption with probability context_prob), so that it knows the domain's words and reads a context where the
-    bridge later puts its soft tokens. Without `with_answers` it never sees an answer: like a general pretrained LM,
-    it has not learnt the VisDial answering task, which EMR fine-tuning teaches. Saved with save_pretrained."""
+    (the caption with probability cfg.context_prob), so that it knows the domain's words and reads a context where
+    the bridge later puts its soft tokens. Without `cfg.with_answers` it never sees an answer: like a general
+    pretrained LM, it has not learnt the VisDial answering task, which EMR fine-tuning teaches. Saved with
+    save_pretrained."""
+    epochs, batch_size, lr = cfg.epochs, cfg.batch_size, cfg.lr
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from mmemory.emr.lm import TextCodec
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(llm_in)
@@ -126,8 +154,8 @@ def pretrain_toy_llm(llm_in: str, train_json: str, val_json: str, out_dir: str, 
 
     def sequences(path):
         s = load_visdial(path)
-        return [codec.lead_ids() + (codec.context_ids(d["caption"]) if rng.random() < context_prob else [])
-                + codec.prompt_ids(s.question(r)) + (codec.answer_ids(s.answer(r)) if with_answers else [])
+        return [codec.lead_ids() + (codec.context_ids(d["caption"]) if rng.random() < cfg.context_prob else [])
+                + codec.prompt_ids(s.question(r)) + (codec.answer_ids(s.answer(r)) if cfg.with_answers else [])
                 for d in s.dialogs for r in d["dialog"]]
 
     def batch(seqs):

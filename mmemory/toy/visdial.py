@@ -27,7 +27,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from mmemory.config import StrictConfig
 from mmemory.io import atomic_write_json
+from mmemory.prepare import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class Obj:
         return f"at the {ROWS[self.row]} {COLS[self.col]}"
 
 
-def sample_scene(rng: random.Random, max_objects: int = 3) -> list[Obj]:
+def sample_scene(rng: random.Random, max_objects: int) -> list[Obj]:
     """A few objects with distinct (colour, shape) pairs in distinct grid cells."""
     n = rng.randint(1, max_objects)
     cells = rng.sample([(r, c) for r in range(3) for c in range(3)], n)
@@ -261,9 +263,28 @@ def make_split(
     return visdial, dense
 
 
+@dataclass
+class ToyVisDialConfig(StrictConfig):
+    """config data.toy: the size and shape of the rendered toy VisDial (defaults: config.yaml's)."""
+
+    SECTION = "data.toy"
+
+    n_train: int = 400  # training dialogues (one image each)
+    n_val: int = 80  # validation dialogues: for choosing settings
+    n_test: int = 120  # test dialogues: the report's tables
+    image_size: int = 64  # side of the square PNG images, in pixels
+    rounds: int = 10  # question/answer rounds per dialogue (VisDial: 10)
+    max_objects: int = 3  # at most this many coloured shapes per image
+    dialogs_per_user: int = 8  # consecutive dialogues of one toy user (one picture per session)
+    memory_share: float = 0.6  # share of a user's dialogues (from the second on) whose last question asks about an
+    #                            earlier picture of that user (0: none)
+
+
 def build_toy_visdial(out_dir: str | Path, n_train: int, n_val: int, n_test: int | None = None,
-                      image_size: int = 64, rounds: int = 10, n_options: int = 100, max_objects: int = 3,
-                      seed: int = 0, dialogs_per_user: int = 8, memory_share: float = 0.0) -> dict:
+                      image_size: int = ToyVisDialConfig.image_size, rounds: int = ToyVisDialConfig.rounds,
+                      n_options: int = DataConfig.n_options, max_objects: int = ToyVisDialConfig.max_objects,
+                      seed: int = 0, dialogs_per_user: int = ToyVisDialConfig.dialogs_per_user,
+                      memory_share: float = ToyVisDialConfig.memory_share) -> dict:
     """Write visdial_1.0_{train,val,test}.json, val and test dense annotations and the images under `out_dir`.
     The three splits are disjoint by scene (`scene_split`); n_test defaults to n_val. `dialogs_per_user` and
     `memory_share` make the earlier-picture questions (module docstring; memory_share 0: none)."""
