@@ -65,8 +65,8 @@ class CorefTrainConfig(StrictConfig):
 
     SECTION = "coref.train"
 
-    learning_rate: float = 1.0e-3  # peak learning rate (seed: 2e-5; a tiny model needs a large one)
-    epochs: float = 8  # passes over the train dialogues (seed: 30)
+    learning_rate: float = 2.0e-3  # peak learning rate (seed: 2e-5; a tiny model needs a large one)
+    epochs: float = 5  # passes over the train dialogues (seed: 30)
     warmup_steps: int = 20  # linear warm-up steps (seed: 100)
     weight_decay: float = 0.0  # AdamW weight decay (seed: 0.01)
     batch_size: int = 16  # per-device batch size, train and val (seed: 2)
