@@ -94,6 +94,7 @@ if stage_active("emr"):
         benchmark:
             "results/benchmarks/emr/extract_embeddings_{split}.tsv"
         threads: 1
+        priority: 5  # heads train_emr's chain; left for last, the ~1-min training ran alone on one core at the end
         resources:
             **gpu_job(64000, 720),
         conda:
@@ -126,6 +127,7 @@ if stage_active("emr"):
         benchmark:
             "results/benchmarks/emr/train_emr_{variant}_s{seed}.tsv"
         threads: EMR["threads"]
+        priority: 5  # start it before the short prediction jobs, which fill both cores at the end
         resources:
             **gpu_job(64000, 1440),
         conda:

@@ -60,7 +60,7 @@ class PretrainVLMConfig(StrictConfig):
     SECTION = "reminder.toy_vlm"
 
     scenes: int = 3000  # fresh train-split scenes rendered for pre-training
-    steps: int = 450  # optimizer steps
+    steps: int = 600  # optimizer steps
     batch_size: int = 32  # examples per step
     lr: float = 3.0e-3  # AdamW peak learning rate (cosine to 10% after warm-up)
     warmup_steps: int = 50  # linear warm-up steps
