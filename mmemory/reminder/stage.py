@@ -39,6 +39,31 @@ def prompt_book(prompts: dict) -> PromptBook:
     return PromptBook.load(cfg.instruction, cfg.fewshot, cfg.max_fewshot)
 
 
+def run_pretrain_toy_vlm(vlm_in: str, out_dir: str, metrics_path: str, toy: dict, settings: dict) -> dict:
+    """Pre-train the tiny Gemma-3 stand-in to copy, see and read on train scenes only (config data.toy for the scenes,
+    reminder.toy_vlm for the settings; mmemory.toy.pretrain_vlm) and write its figures to `metrics_path`."""
+    from mmemory.toy.pretrain_vlm import PretrainVLMConfig, pretrain_toy_vlm
+    from mmemory.toy.visdial import ToyVisDialConfig
+
+    t = ToyVisDialConfig.from_dict(toy)
+    metrics = pretrain_toy_vlm(vlm_in, out_dir, {"train": t.n_train, "val": t.n_val, "test": t.n_test},
+                               t.image_size, t.max_objects, PretrainVLMConfig.from_dict(settings))
+    atomic_write_json(metrics_path, metrics, indent=2)
+    return metrics
+
+
+def run_finetune_vlm(data: str, train_json: str, model: str, finetune: dict, seed: int, prompts: dict,
+                     reminder: dict, adapter_dir: str, checkpoints: str, metrics_path: str) -> dict:
+    """The LoRA adapter for one training seed (config reminder.finetune, reminder.prompts and the reminder keys
+    include_caption and memory_top_k; mmemory.reminder.finetune.run_finetune)."""
+    from mmemory.reminder.finetune import FinetuneConfig, run_finetune
+
+    r = ReminderConfig.from_dict(reminder)
+    return run_finetune(data, train_json, model, FinetuneConfig.from_dict({**finetune, "seed": seed}),
+                        prompt_book(prompts), adapter_dir, checkpoints, metrics_path,
+                        include_caption=r.include_caption, memory_top_k=r.memory_top_k)
+
+
 def run_generate(train_json: str, teacher_cfg: dict, prompts: dict, out: dict, progress_dir: str, seed: int = 0,
                  include_caption: bool = ReminderConfig.include_caption) -> dict:
     """generate_reminder_data: sample training rounds, ask the teacher (config reminder.teacher), write
