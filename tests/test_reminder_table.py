@@ -78,3 +78,22 @@ def test_one_seed_calls_nothing_a_gain(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["finetune"]["backend"] == "hf"
     assert "reject_reasons" not in out["teacher"]
     assert "MiniLM similarity" in out["answer_similarity_ranking"]
+
+
+def test_group_headlines_carry_their_controls_for_the_overview_figure():
+    """The overview figure draws each <reminder> headline beside its controls: finetuned_memory on earlier pictures
+    beside finetuned, wrong_memory, oracle_memory and the question prior; finetuned beside the prior."""
+    from mmemory.reminder.stage import group_headline
+
+    rows = [{"variant": "question prior (no picture, no memory)", "exact match (current picture)": 0.48,
+             "exact match (earlier picture)": 0.12},
+            {"variant": "finetuned", "exact match (current picture)": 0.53, "exact match (earlier picture)": 0.08},
+            {"variant": "finetuned_memory", "exact match (current picture)": 0.52, "exact match (earlier picture)": 0.32},
+            {"variant": "wrong_memory", "exact match (current picture)": 0.46, "exact match (earlier picture)": 0.11}]
+    headline, controls = group_headline(rows)
+    assert headline == {"finetuned_memory EM (earlier picture)": 0.32, "finetuned EM (earlier picture)": 0.08,
+                        "finetuned EM (current picture)": 0.53}
+    assert controls["finetuned_memory EM (earlier picture)"] == [
+        {"control": "finetuned", "value": 0.08}, {"control": "wrong_memory", "value": 0.11},
+        {"control": "question prior", "value": 0.12}]  # no oracle_memory row: no tick for it
+    assert controls["finetuned EM (current picture)"] == [{"control": "question prior", "value": 0.48}]

@@ -243,6 +243,24 @@ def group_rows(per_seed: dict[str, list[dict]], prior: dict[int, str] | None) ->
     return rows, exact
 
 
+def group_headline(rows: list[dict]) -> tuple[dict, dict]:
+    """The exact-match headlines by question group (`group_rows`) and, for the report's overview figure, the controls
+    drawn beside each: on earlier pictures `finetuned_memory` beside `finetuned` (no memory), `wrong_memory` (another
+    user's block), `oracle_memory` (the ceiling) and the question prior; `finetuned` beside the prior."""
+    by = {r["variant"].split(" (")[0]: r for r in rows}
+    bars = (("finetuned_memory", "earlier", ("finetuned", "wrong_memory", "oracle_memory", "question prior")),
+            ("finetuned", "earlier", ("question prior",)), ("finetuned", "current", ("question prior",)))
+    headline, controls = {}, {}
+    for v, g, others in bars:
+        key = f"exact match ({g} picture)"
+        if v not in by or key not in by[v]:
+            continue
+        name = f"{v} EM ({g} picture)"
+        headline[name] = by[v][key]
+        controls[name] = [{"control": o, "value": by[o][key]} for o in others if o in by and key in by[o]]
+    return headline, controls
+
+
 def retrieval_rows(per_seed: dict[str, list[dict]], context: dict, eval_json: str, top_k: int | None) -> list[dict]:
     """For the earlier-picture questions: whether the needed picture was among the memories the prompt showed
     (finetuned_memory's block), and each memory variant's exact match when it was and when it was not."""
@@ -370,10 +388,9 @@ def build_table(runs: dict[str, list[str]], teacher_metrics: str, finetune_metri
                              ("pre-trained", tv["val_exact_match_after"]))]
         out["toy_vlm"] = {k: tv[k] for k in ("steps", "first_loss", "last_loss", "seconds", "train_scenes")}
     out["positive_controls"] = reminder_controls(exact, per_seed)
-    for v in ("finetuned_memory", "finetuned"):
-        g = [r for r in rows if r["variant"] == v]
-        if g and "exact match (earlier picture)" in g[0]:
-            out["headline"][f"{v} EM (earlier picture)"] = g[0]["exact match (earlier picture)"]
+    headline, controls = group_headline(rows)
+    out["headline"].update(headline)
+    out["headline_controls"] = controls
     save_figure(_variants_figure(metrics, stds, split), out_png)
     atomic_write_json(out_json, out, indent=2)
     return out
