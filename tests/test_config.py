@@ -124,3 +124,15 @@ def test_the_coref_paper_preset_in_code_matches_config_paper_yaml():
     from mmemory.coref.train import PAPER_TRAIN as COREF_PAPER
 
     assert PAPER["coref"]["train"] == yaml.safe_load(COREF_PAPER)["coref"]["train"]
+
+
+def test_a_misspelt_scoring_component_fails_when_the_config_is_read():
+    """memory.methods and memory.reminder.weights name scoring components; a typo is a ConfigError naming the section,
+    not a KeyError at the first query."""
+    from mmemory.memory.context import ReminderContextConfig
+    from mmemory.memory.scoring import MemoryConfig
+
+    with pytest.raises(ConfigError, match=r"memory.reminder: weights: unknown scoring component\(s\) \['relevnce'\]"):
+        ReminderContextConfig.from_dict({"weights": {"relevnce": 1.0}})
+    with pytest.raises(ConfigError, match=r"memory: methods.mine: unknown scoring component"):
+        MemoryConfig.from_dict({"methods": {"mine": {"recncy": 1.0}}})

@@ -23,7 +23,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mmemory.config import StrictConfig
+from mmemory.config import ConfigError, StrictConfig
+from mmemory.memory.scoring import check_weights
 from mmemory.memory.sessions import SessionsConfig
 from mmemory.memory.store import MemoryStore
 from mmemory.visdial import VisDialSplit
@@ -43,6 +44,13 @@ class ReminderContextConfig(StrictConfig):
     # the configured weights (priors on their own 0-1 scale; docs/memory.md); val may choose a memory.methods entry
     weights: dict[str, float] = field(default_factory=lambda: {"relevance": 1.0, "neighbours": 0.5, "recency": 2.0,
                                                                "saliency": 2.0})
+
+    def __post_init__(self):
+        super().__post_init__()
+        try:
+            check_weights(self.weights)
+        except ValueError as e:  # a misspelt component fails when the config is read, not at the first query
+            raise ConfigError(f"config {self.SECTION}: weights: {e}") from e
 
 
 def image_memory_text(caption: str) -> str:
