@@ -33,7 +33,7 @@ import numpy as np
 
 from mmemory.io import InputError
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
-from mmemory.memory import lexical
+import mmemory.memory.lexical as lexical
 from mmemory.memory.scoring import (CONTEXT, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights, combine,
                                     episodes, frequency, recency, saliency)
 
