@@ -182,6 +182,34 @@ def run_reminder_context(visdial_json: str, encoder, k: int, dialogs_per_session
     return metrics
 
 
+def evaluate_step(sessions: dict[str, tuple[str, str]], encoder: dict, memory: dict, tune: dict, index: dict,
+                  workdir: str, out: dict) -> dict:
+    """The memory_evaluate rule from its config sections (memory.encoder, memory's scoring keys, memory.tune,
+    memory.index): weights tuned on train (when it is given), a method chosen on val, the table on test
+    (`run_ablation`)."""
+    cfg, tune_cfg, store = MemoryConfig.from_dict(memory), TuneConfig.from_dict(tune), store_settings(memory, index)
+    return run_ablation(sessions, load_memory_encoder(encoder), cfg.methods, cfg.retrieve_k, store, workdir, out,
+                        select_metric=tune_cfg.metric, tune_metric=tune_cfg.metric, tune="train" in sessions,
+                        info={"encoder": encoder_label(encoder), "index": store["index"].type,
+                              "recency_half_life": f"{store['half_life']} {store['recency_unit']}"})
+
+
+def reminder_context_step(visdial_json: str, encoder: dict, memory: dict, reminder: dict, index: dict, workdir: str,
+                          out_context: str, out_metrics: str, chosen_metrics: str | None = None,
+                          select_k: int = ReminderConfig.memory_top_k) -> dict:
+    """The memory_reminder_context rule from its config sections (memory.encoder, memory's scoring keys,
+    memory.reminder, memory.index): on val (no `chosen_metrics`) the weights are chosen among the configured ones and
+    memory.methods; on test the val choice is used (`run_reminder_context`)."""
+    from mmemory.memory.context import ReminderContextConfig
+
+    rc = ReminderContextConfig.from_dict(reminder)
+    return run_reminder_context(visdial_json, load_memory_encoder(encoder), rc.k, rc.dialogs_per_session, rc.weights,
+                                store_settings(memory, index), workdir, out_context, out_metrics,
+                                encoder_name=encoder_label(encoder),
+                                candidates=None if chosen_metrics else MemoryConfig.from_dict(memory).methods,
+                                chosen_metrics=chosen_metrics, select_k=select_k)
+
+
 def retrieves_through(encoder_name: str) -> str:
     """What a picture is found by: its caption's text vector (MiniLM), or its image vector (CLIP / ImageBind)."""
     if encoder_name.startswith("minilm"):
