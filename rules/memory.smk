@@ -60,6 +60,7 @@ if stage_active("memory"):
             memory=settings("memory", "methods", "retrieve_k", "half_life", "recency_unit"),
             index=MCFG["index"],
             tune=MCFG["tune"],
+            observations=MCFG["observations"],   # off by default (enabled: false): it needs an Ollama server
             workdir=f"results/memory/{MEMORY_VARIANT}/eval_stores",
         threads: 1  # startup-bound on the embedded default: two such jobs side by side beat one on 2 threads (same outputs)
         resources:

@@ -143,3 +143,34 @@ def test_config_section_is_strict_and_off_by_default(tmp_path):
     (tmp_path / "c.yaml").write_text("memory:\n  observations:\n    enabled: true\n    modle: x\n")
     with pytest.raises(ValueError, match="modle"):
         config_from_file(tmp_path / "c.yaml")
+
+
+def test_the_workflow_step_passes_memory_observations_to_the_extractor(server, tmp_path, monkeypatch):
+    """rules/memory.smk gives memory_evaluate the memory.observations section; `stage.evaluate_step` turns it into
+    an extractor that reads every split (train for the tuning, val, test), and off (the default) asks nothing."""
+    from mmemory.memory import stage
+
+    monkeypatch.setattr(stage, "load_memory_encoder", lambda encoder: FakeEncoder())
+    paths = {}
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        paths[split] = write(tmp_path / split, *data())
+    srv = server(["ok"])
+    memory = {"methods": {"relevance": {"relevance": 1.0}}, "recency_unit": "span"}
+
+    def run(name, observations):
+        out = {k: tmp_path / name / f"{k}.{ext}" for k, ext in (("metrics", "json"), ("per_query", "json"),
+                                                               ("figure", "png"))}
+        return stage.evaluate_step(paths, {}, memory, {"sessions": 3}, {"type": "flat"}, str(tmp_path / name / "w"),
+                                   out, observations=observations)
+
+    off = run("off", {"enabled": False, "host": srv.host})
+    assert srv.requests == [] and "observations" not in off
+    assert "observations" not in run("none", None)
+    on = run("on", {"enabled": True, "host": srv.host, "window": 6, "timeout_s": 5})
+    turns = len(data()[0])
+    assert len(srv.requests) == 3 * 12 and all(p == "/api/chat" for p, _ in srv.requests)   # 12 windows per split
+    assert on["observations"]["windows"] == 36 and on["observations"]["test_memories"] == turns
+    assert on["observations"]["model"] == "gemma3:27b"
+    with pytest.raises(ValueError, match="modle"):
+        run("bad", {"enabled": True, "modle": "x"})

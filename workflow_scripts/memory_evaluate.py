@@ -9,4 +9,5 @@ from mmemory.memory.stage import evaluate_step  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
-evaluate_step(p.sessions, p.encoder, p.memory, p.tune, p.index, p.workdir, dict(snakemake.output.items()))
+evaluate_step(p.sessions, p.encoder, p.memory, p.tune, p.index, p.workdir, dict(snakemake.output.items()),
+              observations=p.observations)

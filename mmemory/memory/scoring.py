@@ -1,7 +1,7 @@
 """Retrieval scoring: a fused similarity (dense relevance + lexical BM25) plus bounded priors, and neighbour context.
 
     score = relevance_z * w_rel + lexical_z * w_lex              similarity: z-scored over the candidates
-          + w_spk * speaker + w_time * temporal                 query cues: 0 or 1
+          + w_spk * speaker + w_time * temporal + w_date * dates  query cues: 0 or 1
           + w_rec * recency + w_freq * frequency + w_sal * saliency   priors on fixed scales in [0, 1]
     score += w_nb * max(score of the previous turn, score of the next turn)      (neighbours)
     score += w_ep * best score of the turn's episode                          (episode: session-then-turn)
@@ -31,7 +31,7 @@ import numpy as np
 from mmemory.config import ConfigError, StrictConfig
 
 SIMILARITIES = ("relevance", "lexical")
-CUES = ("speaker", "temporal")
+CUES = ("speaker", "temporal", "dates")
 PRIORS = ("recency", "frequency", "saliency")
 CONTEXT = ("neighbours", "episode", "diversity")   # terms on the combined score, applied in this order
 COMPONENTS = (*SIMILARITIES, *CUES, *PRIORS, *CONTEXT)

@@ -92,9 +92,12 @@ def choose_method(val_summaries: dict[str, dict], metric: str) -> str:
 
 def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[str, dict[str, float]],
                  retrieve_k: int, store_kwargs: dict, workdir: str, out: dict, select_metric: str = TuneConfig.metric,
-                 tune_metric: str = TuneConfig.metric, tune: bool = True, info: dict | None = None) -> dict:
+                 tune_metric: str = TuneConfig.metric, tune: bool = True, info: dict | None = None,
+                 observations=None) -> dict:
     """memory_evaluate. `sessions`: {"train": (turns, queries), "val": ..., "test": ...} JSONL paths (train only
-    when `tune`). Writes out["metrics"] (the report's tables, on test), out["per_query"] and out["figure"]."""
+    when `tune`). Writes out["metrics"] (the report's tables, on test), out["per_query"] and out["figure"].
+    observations: an observation extractor (`mmemory.memory.observations`; None, the default: none) whose
+    observations of every split's turns become extra memories, in the tuning, on val and on test alike."""
     from mmemory.memory.evaluate import evaluate, load_sessions, metrics_json, plot_recall, tune_weights
 
     methods = dict(methods)
@@ -102,16 +105,20 @@ def run_ablation(sessions: dict[str, tuple[str, str]], encoder, methods: dict[st
     if tune:
         tt, tq = load_sessions(*sessions["train"])
         methods["tuned"], tune_info = tune_weights(tt, tq, encoder, f"{workdir}/tune", retrieve_k, store_kwargs,
-                                                   metric=tune_metric)
+                                                   metric=tune_metric, observations=observations)
         info["tuning"] = {"split": "train", **tune_info,
                           "weights": " ".join(f"{c}={w:g}" for c, w in methods["tuned"].items())}
     vt, vq = load_sessions(*sessions["val"])
-    val = evaluate(vt, vq, encoder, methods, f"{workdir}/val", retrieve_k, store_kwargs)
+    val = evaluate(vt, vq, encoder, methods, f"{workdir}/val", retrieve_k, store_kwargs, observations=observations)
     chosen = choose_method(val["methods"], select_metric)
     logger.info("chosen on val by %s: %s (%.4f); now scoring test", select_metric, chosen,
                 val["methods"][chosen][select_metric])
     test_turns, test_queries = load_sessions(*sessions["test"])
-    test = evaluate(test_turns, test_queries, encoder, methods, f"{workdir}/test", retrieve_k, store_kwargs)
+    test = evaluate(test_turns, test_queries, encoder, methods, f"{workdir}/test", retrieve_k, store_kwargs,
+                    observations=observations)
+    if observations is not None:   # the extractor's counts over every split it read; the test split's memories
+        info["observations"] = {"model": observations.cfg.model, **observations.counts,
+                                "test_memories": test["observations"]["memories"]}
     info.update({"images_embedded": test["images_embedded"], "retrieve_k": retrieve_k,
                  "sessions": len({t["session_id"] for t in test_turns}), "turns": len(test_turns),
                  "chosen_on_val": {"method": chosen, "metric": select_metric,
@@ -182,16 +189,25 @@ def run_reminder_context(visdial_json: str, encoder, k: int, dialogs_per_session
     return metrics
 
 
+def observation_extractor(observations: dict | None):
+    """The extractor of config memory.observations, or None when it is not enabled (the default: no server)."""
+    from mmemory.memory.observations import ObservationConfig, OllamaObservationExtractor
+
+    cfg = ObservationConfig.from_dict(observations or {})
+    return OllamaObservationExtractor(cfg) if cfg.enabled else None
+
+
 def evaluate_step(sessions: dict[str, tuple[str, str]], encoder: dict, memory: dict, tune: dict, index: dict,
-                  workdir: str, out: dict) -> dict:
+                  workdir: str, out: dict, observations: dict | None = None) -> dict:
     """The memory_evaluate rule from its config sections (memory.encoder, memory's scoring keys, memory.tune,
-    memory.index): weights tuned on train (when it is given), a method chosen on val, the table on test
-    (`run_ablation`)."""
+    memory.index, memory.observations): weights tuned on train (when it is given), a method chosen on val, the table
+    on test (`run_ablation`); with memory.observations.enabled, a local LLM's observations join the memories."""
     cfg, tune_cfg, store = MemoryConfig.from_dict(memory), TuneConfig.from_dict(tune), store_settings(memory, index)
     return run_ablation(sessions, load_memory_encoder(encoder), cfg.methods, cfg.retrieve_k, store, workdir, out,
                         select_metric=tune_cfg.metric, tune_metric=tune_cfg.metric, tune="train" in sessions,
                         info={"encoder": encoder_label(encoder), "index": store["index"].type,
-                              "recency_half_life": f"{store['half_life']} {store['recency_unit']}"})
+                              "recency_half_life": f"{store['half_life']} {store['recency_unit']}"},
+                        observations=observation_extractor(observations))
 
 
 def reminder_context_step(visdial_json: str, encoder: dict, memory: dict, reminder: dict, index: dict, workdir: str,

@@ -34,8 +34,8 @@ import numpy as np
 from mmemory.io import InputError
 from mmemory.memory.index import IndexConfig, VectorIndex, train_size
 import mmemory.memory.lexical as lexical
-from mmemory.memory.scoring import (CONTEXT, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights, combine,
-                                    episodes, frequency, recency, saliency)
+from mmemory.memory.scoring import (CONTEXT, CUES, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights,
+                                    combine, episodes, frequency, recency, saliency)
 
 logger = logging.getLogger(__name__)
 
@@ -664,7 +664,7 @@ class MemoryStore:
         """Top-k memories by the weighted sum of their components (`mmemory.memory.scoring.combine`: similarities
         z-scored over the candidates, priors on their own scale).
 
-        Give exactly one of query_text, query_image, query_vector (the lexical, speaker and temporal components
+        Give exactly one of query_text, query_image, query_vector (the lexical, speaker, temporal and dates components
         need query_text: the store's default weights drop them for the others, explicit weights may not ask for them). `session` and `before` (strictly older than this
         time) filter the memories; `now` (default: the current time) is the time recency is measured from.
         """
@@ -718,9 +718,9 @@ class MemoryStore:
         raw["frequency"] = frequency(np.array([rows[m][8] for m in mids]))
         raw["saliency"] = saliency(np.array([rows[m][10] for m in mids], dtype=np.float64))
         if query_text is not None:
-            raw.update(self._text_cues(query_text, mids, rows))
-        elif explicit and any(weights.get(c, 0) > 0 for c in ("lexical", "speaker", "temporal")):
-            raise MemoryInputError("search: the lexical, speaker and temporal components need query_text")
+            raw.update(self._text_cues(query_text, mids, rows, now_ts))
+        elif explicit and any(weights.get(c, 0) > 0 for c in ("lexical", *CUES)):
+            raise MemoryInputError(f"search: the lexical, {', '.join(CUES)} components need query_text")
         neighbours = None   # (previous, next) candidate positions: only a neighbours weight reads them
         if weights.get("neighbours"):
             position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
@@ -768,8 +768,9 @@ class MemoryStore:
         ids = np.array([h.memory.id for h in hits], dtype=np.int64)
         return [hits[i].memory.id for i in np.lexsort((ids, -raw["relevance"], -counted))[:k]]
 
-    def _text_cues(self, query: str, mids: list[int], rows: dict) -> dict[str, np.ndarray]:
-        """Lexical BM25 over the memories' keys, whether the question names the speaker, and time cues."""
+    def _text_cues(self, query: str, mids: list[int], rows: dict, now_ts: float) -> dict[str, np.ndarray]:
+        """Lexical BM25 over the memories' keys, whether the question names the speaker, time cues, and whether a
+        period the question names is one the memory is from or refers to (`lexical.question_periods`)."""
         cues = self._cues
         for m in mids:
             if m not in cues:   # memories never change: tokens, time cue and (year, month) are computed once
@@ -787,6 +788,9 @@ class MemoryStore:
             temporal = np.maximum(temporal, [any(d.year == y and (mo is None or d.month == mo) for y, mo in dates)
                                              for d in docs])
         out["temporal"] = temporal
+        periods = lexical.question_periods(query, now_ts)   # "on 3 June, 2023": that day, "in May": the latest May
+        out["dates"] = (np.array([lexical.names_period(periods, d.periods) for d in docs], dtype=np.float64)
+                        if periods else np.zeros(len(mids)))
         return out
 
     def _candidates(self, q: np.ndarray, session: str | None, before: float | None) -> dict[int, float]:
