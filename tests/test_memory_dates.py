@@ -32,11 +32,11 @@ def refers_to(text: str, ts: float) -> list[tuple[str, str]]:
 
 
 def test_relative_dates_resolve_against_the_memory_time():
-    assert refers_to("I went to a support group yesterday", MONDAY) == [("2023-05-07", "2023-05-07")]
-    assert refers_to("last Saturday we ran a charity race", MONDAY) == [("2023-05-06", "2023-05-06")]
+    assert refers_to("I went to a pottery class yesterday", MONDAY) == [("2023-05-07", "2023-05-07")]
+    assert refers_to("last Saturday we repaired the boat", MONDAY) == [("2023-05-06", "2023-05-06")]
     assert refers_to("we did it last fri", MONDAY) == [("2023-05-05", "2023-05-05")]
     assert refers_to("see you next friday", MONDAY) == [("2023-05-12", "2023-05-12")]
-    assert refers_to("we went camping last weekend", MONDAY) == [("2023-05-06", "2023-05-07")]
+    assert refers_to("we went sailing last weekend", MONDAY) == [("2023-05-06", "2023-05-07")]
     assert refers_to("it was crazy last week", MONDAY) == [("2023-05-01", "2023-05-07")]   # the calendar week before
     assert refers_to("I'm moving next month", MONDAY) == [("2023-06-01", "2023-06-30")]
     assert refers_to("I adopted her two weeks ago", MONDAY) == [("2023-04-21", "2023-04-27")]   # 14 days, +-3
@@ -51,20 +51,20 @@ def test_relative_dates_resolve_against_the_memory_time():
 
 def test_question_periods_are_explicit_dates_and_what_they_anchor():
     now = to_unix("2023-10-23T10:00:00Z")
-    assert days(lexical.question_periods("What did she find on 1 February, 2023?", now)) == [("2023-02-01",) * 2]
-    assert days(lexical.question_periods("What did he show her on October 13, 2023?", now)) == [("2023-10-13",) * 2]
-    assert days(lexical.question_periods("What class did she start in December 2023?", now)) == [
+    assert days(lexical.question_periods("What did she buy on 1 February, 2023?", now)) == [("2023-02-01",) * 2]
+    assert days(lexical.question_periods("What did he cook on October 13, 2023?", now)) == [("2023-10-13",) * 2]
+    assert days(lexical.question_periods("What sport did she take up in December 2023?", now)) == [
         ("2023-12-01", "2023-12-31")]
     # a month without a year is the latest one not after the question
-    assert days(lexical.question_periods("When did they go camping in June?", now)) == [("2023-06-01", "2023-06-30")]
-    assert days(lexical.question_periods("When did they go camping in June?", to_unix("2023-03-01T00:00:00Z"))) == [
+    assert days(lexical.question_periods("When did they go sailing in June?", now)) == [("2023-06-01", "2023-06-30")]
+    assert days(lexical.question_periods("When did they go sailing in June?", to_unix("2023-03-01T00:00:00Z"))) == [
         ("2022-06-01", "2022-06-30")]
     # a relative phrase before an explicit date is anchored on that date
-    assert days(lexical.question_periods("What did he do the week before August 3, 2023?", now)) == [
+    assert days(lexical.question_periods("What did he fix the week before August 3, 2023?", now)) == [
         ("2023-08-03",) * 2, ("2023-07-24", "2023-07-30")]
-    assert days(lexical.question_periods("What puppy did she get two weeks before August 11, 2023?", now))[1] == (
+    assert days(lexical.question_periods("What boat did she buy two weeks before August 11, 2023?", now))[1] == (
         "2023-07-25", "2023-07-31")
-    assert lexical.question_periods("When did she go to the support group?", now) == []
+    assert lexical.question_periods("When did she go to the pottery class?", now) == []
     assert lexical.names_period(lexical.question_periods("on 7 May 2023?", now),
                                 lexical.memory_periods("I went yesterday", MONDAY))
     assert not lexical.names_period(lexical.question_periods("on 5 May 2023?", now),

@@ -198,7 +198,7 @@ TUNE_GRID = {"lexical": (0, 0.5, 1, 1.5, 2), "neighbours": (0, 0.25, 0.5, 0.75),
              "temporal": (0, 0.25, 0.5, 1, 2), "dates": (0, 0.5, 1, 2), "recency": (0, 0.1, 0.25, 0.5),
              "frequency": (0, 0.1, 0.25, 0.5), "saliency": (0, 0.1, 0.25, 0.5), "episode": (0, 0.25, 0.5, 1)}
 # The cues reach 2-3 since issue 25's second round: at 1 (the old top) a cue is outweighed by one standard deviation
-# of the similarities; nested LOO on LoCoMo dev chose speaker 2 and dates 2 (docs/memory.md).
+# of the similarities; the nested LOO on the dev conversations chose speaker 2 and dates 2 (docs/memory.md).
 # `diversity` is not in the grid: under nested LOO on LoCoMo dev it changed recall@5 by +0.001 and tripled the
 # tuning time (docs/memory.md); give it explicitly (a method's weights, `search(weights=...)`) to use it.
 

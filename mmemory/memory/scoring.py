@@ -7,6 +7,11 @@
     score += w_ep * best score of the turn's episode                          (episode: session-then-turn)
     score -= w_div * number of better-scored turns of the same episode        (diversity across episodes)
 
+The cues: `speaker` (the question names the memory's speaker), `temporal` (a "when" question and a memory that
+places something in time, or a question naming a month and a memory from then) and `dates` (a period the question
+names, "on 3 June, 2023" or "in June", is the memory's own day or one its text refers to, with relative dates such
+as "yesterday" or "two weeks ago" resolved against the memory's timestamp: `lexical.memory_periods`).
+
 An episode is a run of turns of one session with no gap longer than an hour between consecutive turns (a sitting
 of a long conversation, one dialogue of a chained toy session); it is found from the timestamps (`episodes`), so no
 dataset's turn numbering is read. `episode` lifts every turn of the episode whose best turn matches the question
@@ -73,8 +78,8 @@ class MemoryConfig(StrictConfig):
         "full": {"relevance": 1.0, "recency": 1.0, "frequency": 1.0, "saliency": 1.0},
         "bm25": {"lexical": 1.0},
         "hybrid": {"relevance": 1.0, "lexical": 1.0},
-        "default": {"relevance": 1.0, "lexical": 1.5, "neighbours": 0.75, "speaker": 1.0, "temporal": 1.0,
-                    "frequency": 0.1, "episode": 0.5},
+        "default": {"relevance": 1.0, "lexical": 0.5, "neighbours": 0.5, "speaker": 2.0, "temporal": 2.0,
+                    "dates": 2.0, "saliency": 0.5, "episode": 1.0},
     })
 
     def __post_init__(self):

@@ -665,8 +665,10 @@ class MemoryStore:
         z-scored over the candidates, priors on their own scale).
 
         Give exactly one of query_text, query_image, query_vector (the lexical, speaker, temporal and dates components
-        need query_text: the store's default weights drop them for the others, explicit weights may not ask for them). `session` and `before` (strictly older than this
-        time) filter the memories; `now` (default: the current time) is the time recency is measured from.
+        need query_text: the store's default weights drop them for the others, explicit weights may not ask for
+        them). `session` and `before` (strictly older than this time) filter the memories; `now` (default: the
+        current time) is the time recency is measured from, and the time a question's dates without a year are
+        resolved against.
         """
         given = [x is not None for x in (query_text, query_image, query_vector)]
         if sum(given) != 1:
