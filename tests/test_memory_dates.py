@@ -117,3 +117,28 @@ def test_the_dates_cue_needs_a_text_query(tmp_path):
     with pytest.raises(MemoryInputError, match="dates"):
         store.search(query_vector=np.ones(FakeEncoder.dim), weights={"relevance": 1, "dates": 1})
     store.close()
+
+
+def test_the_config_schema_names_every_scoring_component():
+    """A weight the code knows (dates among them) is one config.yaml's schema accepts, in every method table."""
+    import yaml
+
+    from mmemory.memory.scoring import COMPONENTS
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "rules" / "schemas" / "config.schema.yaml")
+                            .read_text())
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            names = node.get("propertyNames", {}).get("enum") if isinstance(node.get("propertyNames"), dict) else None
+            if names and "relevance" in names:
+                found.append(names)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    assert found and all(set(names) == set(COMPONENTS) for names in found)
