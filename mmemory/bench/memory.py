@@ -16,10 +16,13 @@ Prints (and writes as JSON with --out):
 - recall@10 of the store's top-10 against exact cosine top-10;
 - peak RSS;
 - brute-force numpy top-10 (matrix-vector product + argpartition) in the same run, and the speed-up over it;
-- `--sweep 1,2,4,...`: the recall@10-vs-latency curve over IVF's nprobe (FAISS alone and the store, side by side at
-  every point, with the store's overhead), `--plot` draws it, and the smallest nprobe that reaches recall@10 0.95
-  is named (`sweep_chosen_nprobe`).
-Goals (docs/memory.md says which are met): p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.5 ms,
+- the recall@10-vs-latency curve (`--sweep-nprobe` for IVF, `--sweep-ef` for hnsw / pca_hnsw; flat is one point):
+  FAISS alone and the store, side by side at every point, with the store's overhead. `--index` takes several
+  families (`pca_hnsw,hnsw,ivfflat,flat`): the first is built while inserting (its figures are the main ones), each
+  later one is rebuilt from SQLite (its build time reported) after the previous index is freed, and swept on the
+  same queries. `--plot` draws every family in one figure; `sweep_chosen` names each family's cheapest point (store
+  p50, full score) with recall@10 >= 0.95.
+Goals (docs/memory.md says which are met): p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.3 ms,
 recall@10 >= 0.95, >= 100x faster than brute force.
 The vectors live three times in this process at 1M x 1024 (numpy copy for the exact answers, FAISS, SQLite pages):
 about 12 GiB. Use --n to stay inside the machine; the figures scale as noted in docs/memory.md.
@@ -37,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mmemory.memory.index import IndexConfig
+from mmemory.memory.index import INDEX_TYPES, IndexConfig
 from mmemory.memory.store import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -96,6 +99,42 @@ def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(xs), p))
 
 
+def index_families(value: str) -> list[str]:
+    """--index: one or more index types, comma-separated."""
+    kinds = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [k for k in kinds if k not in INDEX_TYPES]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown index type(s) {', '.join(bad) or value!r}; use "
+                                         f"{', '.join(INDEX_TYPES)}")
+    return kinds
+
+
+KNOB = {"ivfflat": "nprobe", "ivfpq": "nprobe", "hnsw": "ef_search", "pca_hnsw": "ef_search", "flat": None}
+
+
+def set_knob(index, name: str | None, value: int | None) -> None:
+    """Set a built VectorIndex's search-time setting (nprobe or efSearch) for the following searches."""
+    import dataclasses
+
+    import faiss
+
+    if name is None:
+        return
+    index.cfg = dataclasses.replace(index.cfg, **{name: value})
+    if name == "nprobe":
+        faiss.extract_index_ivf(index.index).nprobe = value
+
+
+def describe(cfg: IndexConfig, kind: str) -> str:
+    """The built index's settings, for the table."""
+    return {"hnsw": f"M={cfg.hnsw_m} efC={cfg.ef_construction} efSearch={cfg.ef_search}",
+            "pca_hnsw": f"pca_dim={cfg.pca_dim} M={cfg.hnsw_m} efC={cfg.ef_construction} efSearch={cfg.ef_search} "
+                        f"refine_factor={cfg.refine_factor} pca_train={cfg.pca_train}",
+            "ivfpq": f"nlist={cfg.ivf_nlist} m={cfg.pq_m} nprobe={cfg.nprobe}",
+            "ivfflat": f"nlist={cfg.ivf_nlist} nprobe={cfg.nprobe} train={cfg.ivf_nlist * cfg.min_train} "
+                       f"niter={cfg.kmeans_niter} quantizer={cfg.ivf_quantizer}"}.get(kind, "exact")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmemory.bench memory", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,8 +149,10 @@ def main(argv=None) -> int:
     ap.add_argument("--spectrum-of", default=None, metavar="NPZ",
                     help="an .npz with real embeddings under 'vectors' (e.g. `memory evaluate --embedding-cache`): "
                          "its spectrum is reported beside the synthetic vectors'")
-    ap.add_argument("--sweep", default=None, metavar="NPROBES",
-                    help="IVF: comma-separated nprobe values timed after the main series (recall@10 vs p50)")
+    ap.add_argument("--sweep-nprobe", default=None, metavar="NPROBES",
+                    help="IVF families: comma-separated nprobe values timed after the main series (recall@10 vs p50)")
+    ap.add_argument("--sweep-ef", default=None, metavar="EFS",
+                    help="hnsw / pca_hnsw families: comma-separated efSearch values (recall@10 vs p50)")
     ap.add_argument("--sweep-queries", type=int, default=100, help="queries per sweep point")
     ap.add_argument("--plot", default=None, metavar="PNG", help="draw the sweep: recall@10 against p50")
     ap.add_argument("--clusters", type=int, default=1000, help="clustered: cluster centres of the synthetic vectors")
@@ -120,7 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=200, help="timed store searches")
     ap.add_argument("--warmup", type=int, default=50, help="untimed searches of every series before timing")
     ap.add_argument("--brute-queries", type=int, default=20, help="timed brute-force searches (slow at 1M)")
-    ap.add_argument("--index", default="ivfflat", choices=["flat", "hnsw", "ivfflat", "ivfpq"])
+    ap.add_argument("--index", default="pca_hnsw", type=index_families, metavar="TYPES",
+                    help=f"index type, or several comma-separated (the first is the main one): {', '.join(INDEX_TYPES)}")
     ap.add_argument("--nlist", type=int, default=4096, help="IVF coarse clusters (~4 * sqrt(n))")
     ap.add_argument("--pq-m", type=int, default=IndexConfig.pq_m, help="IVF-PQ sub-quantisers (bytes per vector)")
     ap.add_argument("--nprobe", type=int, default=8, help="IVF lists visited per search")
@@ -131,6 +173,11 @@ def main(argv=None) -> int:
     ap.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
     ap.add_argument("--ef-construction", type=int, default=IndexConfig.ef_construction)
     ap.add_argument("--ef-search", type=int, default=IndexConfig.ef_search)
+    ap.add_argument("--pca-dim", type=int, default=IndexConfig.pca_dim, help="pca_hnsw: dimensions the graph sees")
+    ap.add_argument("--refine-factor", type=int, default=IndexConfig.refine_factor,
+                    help="pca_hnsw: graph candidates per asked-for one, re-ranked exactly")
+    ap.add_argument("--pca-train", type=int, default=IndexConfig.pca_train,
+                    help="pca_hnsw: vectors the projection is learned on (flat until the store holds that many)")
     ap.add_argument("--candidates", type=int, default=40, help="index candidates rescored exactly per search")
     ap.add_argument("--batch", type=int, default=10_000, help="memories per add_many transaction")
     ap.add_argument("--store", default="/tmp/mmemory-bench-memory", help="scratch store directory (replaced)")
@@ -150,9 +197,14 @@ def main(argv=None) -> int:
             return clustered(rng, centers, n, args.noise)
         return anisotropic(rng, n, args.dim, args.alpha, args.mean_share, mean_dir)
     shutil.rmtree(args.store, ignore_errors=True)
-    cfg = IndexConfig(type=args.index, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                      ef_search=args.ef_search, ivf_nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe,
-                      min_train=args.train_per_list, kmeans_niter=args.kmeans_niter, ivf_quantizer=args.quantizer)
+    def config(kind: str) -> IndexConfig:
+        return IndexConfig(type=kind, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
+                           ef_search=args.ef_search, ivf_nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe,
+                           min_train=args.train_per_list, kmeans_niter=args.kmeans_niter, ivf_quantizer=args.quantizer,
+                           pca_dim=args.pca_dim, refine_factor=args.refine_factor,
+                           pca_train=min(args.pca_train, args.n))
+    families = args.index
+    cfg = config(families[0])
     store = MemoryStore(args.store, dim=args.dim, index=cfg, n_candidates=args.candidates, exhaustive_below=0,
                         update_access=False, save_every=1 << 62, synchronous="NORMAL")
     store._sync()  # an empty index from the start: every batch is indexed as it is committed
@@ -227,41 +279,50 @@ def main(argv=None) -> int:
             fn(q)
     lat, recalls = timed(tqdm(queries, desc="search", unit="query"))
     lat_faiss, lat_rel, lat_full = lat["faiss"], lat["relevance"], lat["full"]
-    sweep = []
-    if args.sweep and store._index.kind in ("ivfflat", "ivfpq"):
-        import dataclasses
+    index_bytes = (Path(args.store) / "index.faiss").stat().st_size
+    main_params = describe(store._index.cfg, store._index.kind)
 
-        import faiss
+    def point(kind: str, knob: str | None, value: int | None, build_s: float) -> dict:
+        """One sweep point: warm-up, then the three series side by side on the first --sweep-queries queries."""
+        set_knob(store._index, knob, value)
+        for q in warm_q[:10]:
+            for fn in series.values():
+                fn(q)
+        lat_p, rec_p = timed(queries[:args.sweep_queries])
+        out = {"index": kind, "knob": knob, "value": value, "params": describe(store._index.cfg, store._index.kind),
+               "build_s": build_s, "recall@10": float(np.mean(rec_p)),
+               **{f"{name}_p50_ms": 1e3 * pct(v, 50) for name, v in lat_p.items()},
+               "store_overhead_p50_ms": 1e3 * float(np.median(np.subtract(lat_p["relevance"], lat_p["faiss"]))),
+               "store_overhead_full_p50_ms": 1e3 * float(np.median(np.subtract(lat_p["full"], lat_p["faiss"]))),
+               "speedup_vs_brute_force_p50": pct(lat_brute, 50) / pct(lat_p["relevance"], 50),
+               "speedup_full_vs_brute_force_p50": pct(lat_brute, 50) / pct(lat_p["full"], 50)}
+        logger.info("sweep %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()})
+        return out
 
-        base_cfg = store._index.cfg
-        for nprobe in (int(v) for v in args.sweep.split(",")):
-            store._index.cfg = dataclasses.replace(base_cfg, nprobe=nprobe)
-            faiss.extract_index_ivf(store._index.index).nprobe = nprobe
-            for q in warm_q[:10]:
-                for fn in series.values():
-                    fn(q)
-            point, rec_p = timed(queries[:args.sweep_queries])
-            sweep.append({"nprobe": nprobe, "recall@10": float(np.mean(rec_p)),
-                          **{f"{name}_p50_ms": 1e3 * pct(v, 50) for name, v in point.items()},
-                          "store_overhead_p50_ms": 1e3 * float(np.median(np.subtract(point["relevance"],
-                                                                                     point["faiss"]))),
-                          "speedup_vs_brute_force_p50": pct(lat_brute, 50) / pct(point["relevance"], 50)})
-            logger.info("sweep %s", {k: round(v, 3) for k, v in sweep[-1].items()})
-        store._index.cfg = base_cfg
-        faiss.extract_index_ivf(store._index.index).nprobe = base_cfg.nprobe
+    sweep, builds = [], {families[0]: t_index}
+    values = {"nprobe": args.sweep_nprobe, "ef_search": args.sweep_ef}
+    for i, kind in enumerate(families):
+        if i:  # the next family: free the previous index, rebuild from SQLite (the store's own path), time it
+            store._index = None
+            store.index_cfg = config(kind)
+            t0 = time.perf_counter()
+            store.rebuild_index()
+            builds[kind] = time.perf_counter() - t0
+        knob = KNOB[store._index.kind]
+        base = getattr(store._index.cfg, knob) if knob else None
+        todo = [int(v) for v in values[knob].split(",")] if knob and values[knob] else [base]
+        for value in tqdm(todo, desc=f"sweep {kind}", unit="point"):
+            sweep.append(point(store._index.kind, knob, value, builds[kind]))
+        set_knob(store._index, knob, base)
     cur, peak = rss_mb()
     db_bytes = sum(f.stat().st_size for f in Path(args.store).glob("memory.sqlite*"))
-    index_bytes = (Path(args.store) / "index.faiss").stat().st_size
     store.close()
     if not args.keep:
         shutil.rmtree(args.store, ignore_errors=True)
 
     res = {
-        "n": args.n, "dim": args.dim, "index": store._index.kind,
-        "index_params": (f"M={args.hnsw_m} efSearch={args.ef_search}" if args.index == "hnsw" else
-                         f"nlist={args.nlist} m={args.pq_m} nprobe={args.nprobe}" if args.index == "ivfpq" else
-                         f"nlist={args.nlist} nprobe={args.nprobe} train={args.nlist * args.train_per_list} "
-                         f"niter={args.kmeans_niter} quantizer={args.quantizer}" if args.index == "ivfflat" else "exact"),
+        "n": args.n, "dim": args.dim, "index": sweep[0]["index"] if sweep else store._index.kind,
+        "index_params": main_params,
         "distribution": args.distribution, **({"noise": args.noise, "clusters": args.clusters}
                                               if args.distribution == "clustered" else
                                               {"alpha": args.alpha, "mean_share": args.mean_share}),
@@ -285,19 +346,30 @@ def main(argv=None) -> int:
         "db_mb": db_bytes / 2**20, "index_mb": index_bytes / 2**20,
     }
     goals = {"p50<=2ms": res["search_p50_ms"] <= 2.0, "full score p50<=2ms": res["search_full_score_p50_ms"] <= 2.0,
-             "store overhead<=0.5ms": res["store_overhead_p50_ms"] <= 0.5, "recall@10>=0.95": res["recall@10"] >= 0.95,
+             "store overhead<=0.3ms": res["store_overhead_p50_ms"] <= 0.3, "recall@10>=0.95": res["recall@10"] >= 0.95,
              ">=100x brute force": res["speedup_vs_brute_force_p50"] >= 100}
     res["goals_met"] = goals
     res["spectrum"] = spectrum
-    if sweep:
-        res["sweep"] = sweep
-        good = [p["nprobe"] for p in sweep if p["recall@10"] >= 0.95]
-        res["sweep_chosen_nprobe"] = min(good) if good else None   # the cheapest point with recall@10 >= 0.95
-        if args.plot:
-            plot_sweep(sweep, pct(lat_brute, 50) * 1e3, args.plot, f"{args.n:,} x {args.dim}, {args.distribution}")
+    res["builds_s"] = builds
+    res["sweep"] = sweep
+    res["sweep_chosen"] = {}   # per family: the cheapest point (store p50, full score) with recall@10 >= 0.95
+    for kind in dict.fromkeys(p["index"] for p in sweep):
+        good = [p for p in sweep if p["index"] == kind and p["recall@10"] >= 0.95]
+        best = min(good, key=lambda p: p["full_p50_ms"]) if good else None
+        res["sweep_chosen"][kind] = None if best is None else best["value"] if best["knob"] else "exact"
+    if args.plot:
+        plot_sweep(sweep, pct(lat_brute, 50) * 1e3, args.plot,
+                   f"{args.n:,} x {args.dim}, {args.distribution}, {args.candidates} candidates; "
+                   f"load avg {res['load_average_1min']:.1f}")
     width = max(map(len, res))
     for k, v in res.items():
-        print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+        if k != "sweep":
+            print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    cols = ("recall@10", "faiss_p50_ms", "relevance_p50_ms", "full_p50_ms", "store_overhead_p50_ms",
+            "speedup_full_vs_brute_force_p50")
+    print("sweep: index  setting  " + "  ".join(cols))
+    for p in sweep:
+        print(f"  {p['index']}  {p['knob'] or 'exact'}={p['value']}  " + "  ".join(f"{p[c]:.3f}" for c in cols))
     if args.out:
         from mmemory.io import atomic_write_json
 
@@ -306,28 +378,35 @@ def main(argv=None) -> int:
 
 
 def plot_sweep(sweep: list[dict], brute_ms: float, out_png: str | Path, title: str) -> None:
-    """Recall@10 against p50 latency: FAISS alone and the store per nprobe, and exact brute force."""
+    """Recall@10 against p50 latency, one colour per index family: the store with full scoring (solid) and FAISS
+    alone (dashed) at each swept setting, and exact brute force."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    rec = [p["recall@10"] for p in sweep]
-    for key, label in (("faiss_p50_ms", "FAISS alone (IVF, 40 candidates)"), ("relevance_p50_ms", "store, relevance"),
-                       ("full_p50_ms", "store, full score")):
-        ax.plot([p[key] for p in sweep], rec, marker="o", label=label)
-    for p in sweep:
-        ax.annotate(f"nprobe {p['nprobe']}", (p["relevance_p50_ms"], p["recall@10"]), fontsize=7,
-                    xytext=(4, -8), textcoords="offset points")
-    ax.scatter([brute_ms], [1.0], marker="s", color="k", label="brute force (numpy, exact)")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    short = {"nprobe": "nprobe ", "ef_search": "ef ", None: ""}
+    for i, kind in enumerate(dict.fromkeys(p["index"] for p in sweep)):
+        pts = [p for p in sweep if p["index"] == kind]
+        colour = f"C{i}"
+        rec = [p["recall@10"] for p in pts]
+        ax.plot([p["full_p50_ms"] for p in pts], rec, marker="o", color=colour, label=f"{kind}: store, full score")
+        ax.plot([p["faiss_p50_ms"] for p in pts], rec, marker=".", ls="--", color=colour, alpha=0.6,
+                label=f"{kind}: FAISS alone")
+        for p in pts:
+            if p["knob"]:
+                ax.annotate(f"{short[p['knob']]}{p['value']}", (p["full_p50_ms"], p["recall@10"]), fontsize=6,
+                            color=colour, xytext=(3, -8), textcoords="offset points")
+    ax.scatter([brute_ms], [1.0], marker="s", color="k", label="brute force (numpy, exact)", zorder=3)
     ax.axhline(0.95, color="grey", ls=":", lw=1)
+    ax.axvline(2.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency per query (ms, log)")
     ax.set_ylabel("recall@10 vs exact top 10")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     from mmemory.figures import save_figure
 

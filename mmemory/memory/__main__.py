@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from mmemory.io import atomic_write_json, excerpt
+from mmemory.memory.index import INDEX_TYPES
 from mmemory.memory.scoring import MemoryConfig
 
 logger = logging.getLogger("mmemory.memory")
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     common.add_argument("--encoder", default="minilm",
                         help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
-    common.add_argument("--index", default=None, choices=["flat", "hnsw", "ivfflat", "ivfpq"],
+    common.add_argument("--index", default=None, choices=list(INDEX_TYPES),
                         help="FAISS index type (default: config memory.index's, flat)")
     common.add_argument("--half-life", type=positive_float, default=None,
                         help="recency half-life in --recency-unit (default: 24 hours, 50 turns, 0.5 span)")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mmemory.io import InputError
-from mmemory.memory.index import IndexConfig, VectorIndex, train_size
+from mmemory.memory.index import TRAINED_TYPES, IndexConfig, VectorIndex, train_size
 import mmemory.memory.lexical as lexical
 from mmemory.memory.scoring import (CONTEXT, CUES, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights,
                                     combine, episodes, frequency, recency, saliency)
@@ -183,7 +183,8 @@ def heuristic_saliency(novelty: float, has_image: bool) -> float:
 
 
 class MemoryStore:
-    """Persistent memory: SQLite (WAL) holds memories and vectors; a FAISS index (flat | hnsw | ivfpq) serves search.
+    """Persistent memory: SQLite (WAL) holds memories and vectors; a FAISS index (flat | hnsw | ivfflat | ivfpq |
+    pca_hnsw) serves search.
 
     encoder: anything with `encode_texts(list[str])`, `encode_images(list[path])` and `.dim`
         (`mmemory.encoders.load_encoder(kind, path)`); None to pass vectors yourself (`vector=`, `query_vector=`).
@@ -448,7 +449,7 @@ class MemoryStore:
         self._index.generation = gen
         self._unsaved += len(ids)
         cfg = self.index_cfg
-        if cfg.type in ("ivfpq", "ivfflat") and self._index.kind == "flat" and n_db >= train_size(cfg):
+        if cfg.type in TRAINED_TYPES and self._index.kind == "flat" and n_db >= train_size(cfg):
             logger.info("memory store %s reached %d vectors: training the %s index", self.path, n_db, cfg.type)
             self.rebuild_index()
             return self._index
@@ -831,7 +832,7 @@ class MemoryStore:
         if len(vids) == 0:
             return {}
         if idx.kind != "ivfpq":
-            # flat / hnsw / ivfflat hold the vectors themselves: their scores are exact cosines. A memory's best
+            # flat / hnsw / ivfflat / pca_hnsw (re-ranked on its full vectors) score exact cosines. A memory's best
             # vector scores at least as high as any of its returned ones, so the max over returned ones is exact.
             out = {}
             for vid, score in zip(vids.tolist(), scores.tolist()):
