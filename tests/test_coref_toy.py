@@ -156,11 +156,30 @@ def test_each_rule_alone_is_recoverable_and_shortcuts_are_not_enough(rule):
     dialogues = validate_dialogues(make_toy_dialogues(N, seed=1, rules=(rule,)), strict=True)[0]
     assert scores(dialogues, resolve_by_rule)[0] == 1.0
     assert scores(dialogues, most_recent_mention)[0] < 0.35
-    # who praised matters: ignoring the speakers is a partial rule (right when no one praises after the marking
-    # praise), far from the rule; in attribute dialogues it is chance
-    assert scores(dialogues, last_praised_by_anyone)[0] < (0.7 if rule == "praise" else 0.32)
+    # who praised never decides (issue 23): the last praise by anyone is the rule's answer in praise dialogues, and
+    # chance in attribute dialogues, whose praise is unrelated to the answer
+    assert scores(dialogues, last_praised_by_anyone)[0] == 1.0 if rule == "praise" else \
+        scores(dialogues, last_praised_by_anyone)[0] < 0.32
     for f in (first_mentioned, most_mentioned):
         assert scores(dialogues, f)[0] < 0.32
+
+
+def test_praise_marks_the_object_after_the_praise_word_and_nothing_is_praised_later():
+    """Praise dialogues: the marking praise is the other speaker's, every later remark is neutral, earlier remarks
+    by both speakers are praise or neutral, and each praise word comes before the object it praises."""
+    dialogues = validate_dialogues(make_toy_dialogues(N, seed=2, rules=("praise",)), strict=True)[0]
+    earlier_praise = Counter()
+    for d in dialogues:
+        utterances = [t for t in d.turns if t.photo is None]
+        final, before = utterances[-1], utterances[:-1]
+        praised = [k for k, t in enumerate(before) if any(w in t.text.lower() for w in PRAISE_WORDS)]
+        last = praised[-1]
+        assert before[last].speaker != final.speaker
+        word = next(w for w in PRAISE_WORDS if w in before[last].text.lower())
+        noun_at = re.search(rf"\b{d.answer_choice.object}\b", before[last].text).start()
+        assert before[last].text.lower().index(word) < noun_at
+        earlier_praise.update(before[k].speaker == final.speaker for k in praised[:-1])
+    assert earlier_praise[True] > 0.1 * len(dialogues) and earlier_praise[False] > 0.1 * len(dialogues)
 
 
 def test_unknown_rule_is_an_error():

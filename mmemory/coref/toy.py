@@ -4,8 +4,9 @@ Two speakers, A and B, each share one photo of two everyday objects with attribu
 on a desk"); the four objects have four different nouns. They talk about the objects, then the final speaker says
 "that one" or "that <attribute> one". The referent follows from the dialogue, by one of two rules:
 
-- `praise`: the object the OTHER speaker praised last ("I really love the mug"). Praise by the final speaker, and
-  the other speaker's earlier praise and later neutral remarks, are distractors;
+- `praise`: the object praised last ("I really love the mug"), always by the OTHER speaker. Earlier praise, by
+  either speaker, is the distractor; every remark after the marking praise is neutral (issue 23: who praised
+  never decides the answer, see docs/coref.md, "Praise dialogues");
 - `attribute`: the one object whose attribute (given in the captions) the final utterance names.
 
 No surface cue gives it away. Each dialogue is built in two steps:
@@ -17,8 +18,8 @@ No surface cue gives it away. Each dialogue is built in two steps:
    noun or by attribute and noun is a coin.
 2. **The referent, drawn uniformly from the four objects, independently of the skeleton.** Then the words are
    chosen to make it the answer: `praise` praises one of the referent's mentions by the other speaker (drawn
-   uniformly), makes the other speaker's later remarks neutral, and lets every other remark be praise or neutral
-   by a coin; `attribute` gives the referent an attribute no other object has and names it in the final turn.
+   uniformly), makes every later remark neutral, and lets every earlier remark be praise or neutral by a coin;
+   `attribute` gives the referent an attribute no other object has and names it in the final turn.
 
 So everything the skeleton decides (how often an object is mentioned; whether first, in the middle or last; once
 or several times; by which speaker first and last, including the other speaker's first and last mentions) is
@@ -44,8 +45,10 @@ SHARE = ("Here's a photo I took at home today.", "Let me share a picture from my
          "This is what my corner looks like right now.")
 REPLY_SHARE = ("Nice! Here's one I just took.", "Cool, let me share mine too.", "Oh, I have a photo like that too.")
 PRAISE_WORDS = ("love", "great", "gorgeous", "beautiful", "adore", "amazing")
-PRAISE = ("I really love {o}.", "{O} looks great.", "{O} is gorgeous, honestly.", "What a beautiful {n}, {o}!",
-          "I adore {o}.", "{O} is amazing.")
+# the praise word comes before the object it praises (docs/coref.md: the stand-ins bind a praise to the object
+# after it, 0.82 on val, but not to the object before it, 0.32)
+PRAISE = ("I really love {o}.", "Great choice, {o}.", "Such a gorgeous piece, {o}.", "What a beautiful {n}, {o}!",
+          "I adore {o}.", "Simply amazing, {o}.")
 NEUTRAL = ("{O} was on sale last month.", "I noticed {o} too.", "Where did {o} come from?", "{O} is a bit old now.",
            "{O} was moved there yesterday.", "Is {o} heavy?")
 FINAL = ("I'd like to have that {a}one too.", "Honestly, that {a}one is exactly what I need.",
@@ -105,8 +108,8 @@ def make_dialogue(rng: random.Random, dialog_id: str, answer_label: str, rule: s
     for j, (s, i) in enumerate(skeleton):
         if j == praise_at:
             praised = True
-        elif praise_at is not None and s == other and j > praise_at:
-            praised = False  # the other speaker's later remarks are neutral
+        elif praise_at is not None and j > praise_at:
+            praised = False  # every later remark is neutral: the marking praise is the last one
         else:
             praised = rng.random() < PRAISE_SHARE
         turns.append({"speaker": s, "text": _remark(rng, PRAISE if praised else NEUTRAL, *objs[i])})
