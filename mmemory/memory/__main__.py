@@ -157,7 +157,7 @@ def main(argv=None) -> int:
                         help="minilm | clip | imagebind: the encoder the store was built with (stats/forget: unused)")
     common.add_argument("--encoder-path", default=None, help="model directory / checkpoint (minilm: packaged)")
     common.add_argument("--index", default=None, choices=list(INDEX_TYPES),
-                        help="FAISS index type (default: config memory.index's, flat)")
+                        help="FAISS index type (default: config memory.index's: pca_hnsw, which is exact flat below pca_train vectors)")
     common.add_argument("--half-life", type=positive_float, default=None,
                         help="recency half-life in --recency-unit (default: 24 hours, 50 turns, 0.5 span)")
     common.add_argument("--recency-unit", default=None, choices=["hours", "turns", "span"],

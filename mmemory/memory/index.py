@@ -53,17 +53,18 @@ def file_checksum(path: str | Path, fsync: bool = False) -> str:
 
 @dataclass
 class IndexConfig(StrictConfig):
-    """How the FAISS index is built: config memory.index (defaults: config.yaml's; each sane for a few thousand to a
-    few million items)."""
+    """How the FAISS index is built: config memory.index (defaults: config.yaml's, chosen from the recall-vs-latency
+    curve in docs/memory.md "Benchmark": exact flat below pca_train vectors, so conversation-sized stores are exact;
+    pca_hnsw above, recall@10 0.955 at 1M x 1024 on the hard distribution)."""
 
     SECTION = "memory.index"
 
-    type: str = "flat"          # flat (exact) | hnsw (graph) | ivfflat (clustered lists, full vectors; fast to build)
+    type: str = "pca_hnsw"      # flat (exact) | hnsw (graph) | ivfflat (clustered lists, full vectors; fast to build)
     #                             | ivfpq (clustered lists, compressed codes: the smallest index for very large stores)
     #                             | pca_hnsw (graph over projected vectors + exact re-ranking; flat below pca_train)
     hnsw_m: int = 32            # HNSW, pca_hnsw: neighbours per node
-    ef_construction: int = 80   # HNSW, pca_hnsw: build-time beam width
-    ef_search: int = 64         # HNSW, pca_hnsw: search-time beam width (recall vs latency)
+    ef_construction: int = 200  # HNSW, pca_hnsw: build-time beam width
+    ef_search: int = 320        # HNSW, pca_hnsw: search-time beam width (recall vs latency)
     ivf_nlist: int = 1024       # IVF: number of coarse clusters
     pq_m: int = 64              # IVF-PQ: sub-quantisers (must divide the dimension)
     nprobe: int = 16            # IVF: clusters visited per search
@@ -72,7 +73,7 @@ class IndexConfig(StrictConfig):
     ivf_quantizer: str = "flat"  # IVF: how a vector finds its lists: flat (exact) or hnsw (faster for large nlist)
     pca_dim: int = 64           # pca_hnsw: dimensions the graph sees (top eigenvectors of the uncentred 2nd moment)
     refine_factor: int = 4      # pca_hnsw: graph candidates per asked-for one, re-ranked exactly on the full vectors
-    pca_train: int = 20000      # pca_hnsw: learn the projection once this many vectors exist (on that many); flat,
+    pca_train: int = 10000      # pca_hnsw: learn the projection once this many vectors exist (on that many); flat,
     #                             exact, until then
 
     def __post_init__(self):
