@@ -188,8 +188,8 @@ def test_unknown_rule_is_an_error():
 
 
 def test_evidence_names_what_makes_each_choice_the_referent(dialogues):
-    """The `evidence` answer format: the attribute the final turn names and the noun it belongs to, or the other
-    speaker praising the object; each choice gets its own (the likelihood protocol scores all four), and the parser
+    """The `evidence` answer format: the final turn's referring expression, then the attribute it names and the noun
+    it belongs to, or the other speaker praising the object; each choice gets its own (the likelihood protocol scores all four), and the parser
     reads only the part after the arrow."""
     from mmemory.coref.prompts import answer_part, format_option, format_target
     from mmemory.coref.toy import dialogue_kind, evidence
@@ -202,11 +202,11 @@ def test_evidence_names_what_makes_each_choice_the_referent(dialogues):
         right = evidence(d, d.answer)
         if kind == "attribute":
             attr = re.search(r"that (\w+) one", final.text).group(1)
-            assert right == f"{attr} {d.answer_choice.object}"
+            assert right == f"that {attr} one = {attr} {d.answer_choice.object}"
             captions = " ".join(t.photo.caption for t in d.turns if t.photo is not None)
             assert f"{attr} {d.answer_choice.object}" in captions
         else:
-            assert right == f"{'B' if final.speaker == 'A' else 'A'} praised {d.answer_choice.object}"
+            assert right == f"that one = {'B' if final.speaker == 'A' else 'A'} praised {d.answer_choice.object}"
         assert format_target(d, "evidence") == f" {right} -> {d.answer_choice.text}"
         options = [format_option(c, "evidence", d) for c in d.choices]
         assert len(set(options)) == 4 and all(o.endswith(f" -> {c.text}") for o, c in zip(options, d.choices))

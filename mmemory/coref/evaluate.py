@@ -6,8 +6,8 @@
   the parse-failure rate. An unparseable answer counts as wrong in every accuracy; it is never dropped.
 - **Option likelihood, as lm-evaluation-harness scores multiple choice.** Each option's continuation
   (`format_option(c, answer_format, d)`: " D) the mug in B's photo", " the mug in B's photo" in the `text` format,
-  or " red mug -> the mug in B's photo" in the toy's `evidence` format: the format the model was trained to answer
-  in) is scored given the prompt: the context and context+continuation
+  or " that red one = red mug -> the mug in B's photo" in the toy's `evidence` format: the format the model was
+  trained to answer in) is scored given the prompt: the context and context+continuation
   are tokenised, and the continuation's tokens are those after the context's (a trailing space of the context moves
   into the continuation first), as lm-eval's `_encode_pair` does. `acc` picks the largest summed log-likelihood,
   `acc_norm` the largest log-likelihood per character of the option (lm-eval divides by `len(choice)`, the choice's
@@ -63,7 +63,7 @@ class CorefEvalConfig(StrictConfig):
     dtype: str = "auto"  # on CUDA: auto (bfloat16 from compute capability 8.0, else float16) or a name; CPU: float32
     load_in_4bit: bool = False  # NF4 weights through bitsandbytes: an 8B then needs ~6 GB instead of ~16 GB (CUDA)
     limit: int | None = None  # evaluate the first N test dialogues only (None: all)
-    answer_format: str = "evidence"  # as trained: evidence " red mug -> the mug ..." (toy) | text | option " D) ..."
+    answer_format: str = "evidence"  # as trained: evidence " that one = A praised mug -> ..." (toy) | text | option
 
     def __post_init__(self):
         check_types(self)

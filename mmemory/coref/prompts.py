@@ -8,7 +8,8 @@ choices, and an answer cue; the target is the answer's option, in one of three f
   can learn which object is meant long before it can bind that object to a letter (with `option` the tiny Llamas
   began their answers with one favourite letter; docs/coref.md);
 - `evidence` (toy dialogues only; the embedded default): what the dialogue says for the option, then its words
-  (` red mug -> the mug in B's photo`, ` A praised mug -> the mug in B's photo`; `mmemory.coref.toy.evidence`).
+  (` that red one = red mug -> the mug in B's photo`, ` that one = A praised mug -> the mug in B's photo`;
+  `mmemory.coref.toy.evidence`).
   The answer then begins by copying the evidence, and the object's name is the next token of a copy; the parser
   reads the part after the last ` -> ` (`answer_part`).
 
@@ -58,7 +59,7 @@ def format_prompt(d: Dialogue) -> str:
 def format_option(c: Choice, answer_format: str = "option", dialogue: Dialogue | None = None) -> str:
     """One option as a continuation of the prompt: a space, then the label and its text (` D) the mug in B's photo`;
     format `option`), its text alone (` the mug in B's photo`; format `text`), or the toy dialogue's evidence for it
-    and its text (` red mug -> the mug in B's photo`; format `evidence`, which needs the `dialogue`)."""
+    and its text (` that red one = red mug -> the mug in B's photo`; format `evidence`, which needs the `dialogue`)."""
     if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"coref answer format {answer_format!r}: choose from {ANSWER_FORMATS}")
     if answer_format == "option":

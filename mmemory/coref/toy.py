@@ -179,11 +179,24 @@ def resolve_by_rule(d: Dialogue | dict) -> str | None:
     return None
 
 
+def referring_expression(d: Dialogue | dict) -> str:
+    """The final utterance's referring expression: "that one" (praise) or "that <attribute> one" (attribute)."""
+    d = _as_dialogue(d)
+    final = [t for t in d.turns if t.photo is None][-1]
+    m = re.search(r"\bthat (\w+ )?one\b", final.text)
+    if m is None:
+        raise ValueError(f"dialogue {d.dialog_id!r}: the final utterance says neither 'that one' nor 'that "
+                         "<attribute> one', so it is not a toy dialogue. Fix: the answer format `evidence` is the "
+                         "toy's; use `text` or `option` (coref.train.target, coref.eval.answer_format)")
+    return m.group(0)
+
+
 def evidence(d: Dialogue | dict, choice_label: str) -> str:
-    """What a toy dialogue says that makes the choice `choice_label` its referent, in the words of the rule: for an
-    attribute dialogue, the choice's attribute and noun as its caption gives them ("red mug"); for a praise
-    dialogue, the other speaker praising it ("B praised mug"). The `evidence` answer format writes it before the
-    option's words, so the answer starts with a copy of the evidence and the object's name follows it (docs/coref.md).
+    """What a toy dialogue says that makes the choice `choice_label` its referent: the final turn's referring
+    expression, then, in the words of the rule, the choice's attribute and noun as its caption gives them ("that red
+    one = red mug"), or the other speaker praising it ("that one = B praised mug"). The `evidence` answer format
+    writes it before the option's words, so the answer starts by copying the referring expression (which tells the
+    two kinds apart), then the evidence, and the object's name follows it (docs/coref.md).
     ValueError for a dialogue the toy generator did not write (no caption gives the object an attribute)."""
     d = _as_dialogue(d)
     choice = next((c for c in d.choices if c.label == choice_label), None)
@@ -195,11 +208,12 @@ def evidence(d: Dialogue | dict, choice_label: str) -> str:
         raise ValueError(f"dialogue {d.dialog_id!r}: no caption gives {choice.object!r} one of the toy's attributes, "
                          "so it is not a toy dialogue. Fix: the answer format `evidence` is the toy's; use `text` or "
                          "`option` (coref.train.target, coref.eval.answer_format)")
+    said = referring_expression(d)
     if dialogue_kind(d) == "attribute":
-        return f"{attrs[0]} {choice.object}"
+        return f"{said} = {attrs[0]} {choice.object}"
     final = [t for t in d.turns if t.photo is None][-1].speaker
     other = next((s for s in SPEAKERS if s != final), SPEAKERS[0])
-    return f"{other} praised {choice.object}"
+    return f"{said} = {other} praised {choice.object}"
 
 
 def most_recent_mention(d: Dialogue | dict) -> str | None:

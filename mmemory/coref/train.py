@@ -66,7 +66,7 @@ class CorefTrainConfig(StrictConfig):
     SECTION = "coref.train"
 
     learning_rate: float = 2.0e-3  # peak learning rate (seed: 2e-5; a tiny model needs a large one)
-    epochs: float = 5  # passes over the train dialogues (seed: 30)
+    epochs: float = 8  # passes over the train dialogues (seed: 30)
     warmup_steps: int = 20  # linear warm-up steps (seed: 100)
     weight_decay: float = 0.0  # AdamW weight decay (seed: 0.01)
     batch_size: int = 16  # per-device batch size, train and val (seed: 2)
@@ -80,7 +80,7 @@ class CorefTrainConfig(StrictConfig):
     deepspeed: str | None = None  # a DeepSpeed JSON config (e.g. resources/coref/ds_zero3.json); None: plain DDP
     fsdp: str = ""  # transformers fsdp option (e.g. "full_shard auto_wrap"); "": no FSDP
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (saves memory on an 8B)
-    target: str = "evidence"  # evidence (toy): " red mug -> the mug in B's photo"; text; option (the seed's); label
+    target: str = "evidence"  # evidence (toy): " that red one = red mug -> the mug in B's photo"; text; option; label
     seed: int = 0  # training seed (one of config train_seeds, set by the workflow)
 
     def __post_init__(self):
