@@ -324,8 +324,8 @@ def coref_tables(runs: dict[str, dict[str, list[dict]]], train_dialogues, test_d
                "on val"] = shortcut_split_table(_dialogues(train_dialogues), _dialogues(val_dialogues),
                                                 _dialogues(test_dialogues))
     if oracle:
-        tables["Object accuracy (generation) per dialogue kind on test: praise (the object the other speaker "
-               "praised last) and attribute (the one object with the named attribute); mean over training seeds, "
+        tables["Object accuracy (generation) per dialogue kind on test: praise (the object praised last, by the "
+               "other speaker) and attribute (the one object with the named attribute); mean over training seeds, "
                "sd, and the Wilson interval of the mean at the kind's item count"] = kind_table(
                    runs, baselines, _dialogues(test_dialogues))
     return tables
