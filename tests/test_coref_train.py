@@ -49,7 +49,7 @@ def test_labels_cover_exactly_the_target_and_eos(world):
     for target, text in (("option", format_target(d)), ("text", text_only), ("evidence", format_target(d, "evidence")),
                          ("label", f" {d.answer}")):  # label last: `answer` below is its encoding
         answer = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        ex = encode_example(tok, d, 512, target)
+        ex = encode_example(tok, d, 1024, target)  # the 300-token BPE spends ~500 tokens on the prompt
         assert ex["input_ids"] == prompt + answer and not ex["truncated"]
         assert ex["labels"] == [IGNORE] * len(prompt) + answer
     # too long: the prompt loses tokens from the left, the target stays whole
