@@ -215,22 +215,16 @@ def _explicit_periods(text: str, ref: "datetime", past: bool) -> list[tuple[tupl
             return ref.year - 1
         return ref.year
 
-    for m in _DAY_MONTH.finditer(text):
-        month = _MONTH_ABBR[m.group(2).lower()]
-        year = int(m.group(3)) if m.group(3) else year_for(month, int(m.group(1)))
-        d = _safe_day(year, month, int(m.group(1)))
-        if d is not None:
-            out.append((m.span(), (d, d)))
-            taken.append(m.span())
-    for m in _MONTH_DAY.finditer(text):
-        if not free(m.span()):
-            continue
-        month = _MONTH_ABBR[m.group(1).lower()]
-        year = int(m.group(3)) if m.group(3) else year_for(month, int(m.group(2)))
-        d = _safe_day(year, month, int(m.group(2)))
-        if d is not None:
-            out.append((m.span(), (d, d)))
-            taken.append(m.span())
+    for pattern, day_group, month_group in ((_DAY_MONTH, 1, 2), (_MONTH_DAY, 2, 1)):  # "7 May 2023", "May 7, 2023"
+        for m in pattern.finditer(text):
+            if not free(m.span()):
+                continue
+            day, month = int(m.group(day_group)), _MONTH_ABBR[m.group(month_group).lower()]
+            year = int(m.group(3)) if m.group(3) else year_for(month, day)
+            d = _safe_day(year, month, day)
+            if d is not None:
+                out.append((m.span(), (d, d)))
+                taken.append(m.span())
     for m in _MONTH_YEAR.finditer(text):
         if free(m.span()):
             out.append((m.span(), _month_period(int(m.group(2)), _MONTH_ABBR[m.group(1).lower()])))
