@@ -23,7 +23,8 @@ def test_bench_memory_tiny(tmp_path, index, capsys):
                 "speedup_vs_brute_force_p50"):
         assert res[key] > 0, key
     for key in ("faiss_only_p50_ms", "search_full_score_p50_ms", "ratio_search_to_faiss_p50",
-                "ratio_full_score_to_faiss_p50", "ratio_full_score_to_search_p50"):
+                "ratio_full_score_to_faiss_p50", "ratio_full_score_to_search_p50", "open_s_index", "open_s_columns",
+                "columns_mb"):
         assert res[key] > 0, key
     assert "store_overhead_p50_ms" in res and res["warmup_queries"] == 50
     assert set(res["goals_met"]) >= {"p50<=2ms", "full score p50<=2ms", "store overhead<=0.3ms"}

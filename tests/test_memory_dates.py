@@ -88,7 +88,7 @@ def test_the_dates_cue_finds_the_memory_that_resolves_to_the_named_day(tmp_path)
     store = _store(tmp_path)
     q, now = "what did ann adopt on 3 June, 2023?", "2023-07-01T00:00:00Z"
     scored = store.score_candidates(q, now=now)
-    text = {int(m): r[5] for m, r in zip(scored.ids, scored.rows)}
+    text = {int(m): store.get(int(m)).text for m in scored.ids}
     dates = {text[int(m)]: v for m, v in zip(scored.ids, scored.raw["dates"])}
     assert dates == {"we adopted a puppy yesterday": 1.0, "we adopted a kitten from the shelter": 0.0,
                      "the shelter has a puppy and a kitten": 0.0}

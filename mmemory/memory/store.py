@@ -8,6 +8,9 @@
 
 Layout of `path` (a directory): `memory.sqlite` (the truth: memories, their vectors, a generation counter) and
 `index.faiss` + `index.faiss.json` (a cache of the vectors, rebuilt from the database when missing or out of step).
+In memory, beside the index, the store keeps what scoring reads of every memory (session, turn, timestamp, speaker,
+access count, saliency) as numpy arrays (`columns.ScoringColumns`, loaded from the database on the first search), so
+that a search reads SQLite rows only for the hits it returns.
 
 Each memory has a key vector, the encoded `memory_key` ("speaker: text [shares a photo: caption]"), and an image
 vector when the encoder has an image tower, all in the encoder's shared space; relevance is the best cosine over them.
@@ -32,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mmemory.io import InputError
+from mmemory.memory.columns import ScoringColumns
 from mmemory.memory.index import TRAINED_TYPES, IndexConfig, VectorIndex, train_size
 import mmemory.memory.lexical as lexical
 from mmemory.memory.scoring import (CONTEXT, CUES, DEFAULT_WEIGHTS, EPISODE_GAP_HOURS, MemoryConfig, check_weights,
@@ -118,14 +122,23 @@ class Retrieved:
     raw: dict[str, float] = field(default_factory=dict)
 
 
+def neighbour_positions(sessions: Sequence, turns: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(previous, next) turn of the same session as a position among these candidates, per candidate (-1: not one)."""
+    keys = list(zip(np.asarray(sessions).tolist(), np.asarray(turns).tolist()))
+    position = {key: i for i, key in enumerate(keys)}
+    return tuple(np.array([position.get((s, t + d), -1) for s, t in keys], dtype=np.int64) for d in (-1, 1))
+
+
 @dataclass
 class Scored:
-    """Every candidate of one search, in candidate order: memory ids, their rows, raw and normalised components,
-    (previous, next) neighbour positions (-1: none), the final score and the episode number of each candidate
-    (`scoring.episodes`; None when neither the weights nor the caller asked for it)."""
+    """Every candidate of one search, in candidate order: memory ids, their sessions (codes of the store's scoring
+    columns) and turns, raw and normalised components, (previous, next) neighbour positions (-1: none), the final
+    score and the episode number of each candidate (`scoring.episodes`; None when neither the weights nor the caller
+    asked for it)."""
 
     ids: np.ndarray
-    rows: list[tuple]
+    sessions: np.ndarray
+    turns: np.ndarray
     raw: dict[str, np.ndarray]
     norm: dict[str, np.ndarray]
     neighbours: tuple[np.ndarray, np.ndarray] | None   # None when the weights have no neighbours component
@@ -138,15 +151,15 @@ class Scored:
 
     def take(self, positions: np.ndarray) -> "Scored":
         """The candidates at `positions`, in that order (neighbour positions renumbered; norm is not carried)."""
-        rows = [self.rows[i] for i in positions]
-        pos = {(r[1], r[2]): j for j, r in enumerate(rows)}
-        neighbours = tuple(np.array([pos.get((r[1], r[2] + d), -1) for r in rows]) for d in (-1, 1))
-        return Scored(self.ids[positions], rows, {c: v[positions] for c, v in self.raw.items()}, {}, neighbours,
-                      self.score[positions], None if self.groups is None else self.groups[positions])
+        sessions, turns = self.sessions[positions], self.turns[positions]
+        return Scored(self.ids[positions], sessions, turns, {c: v[positions] for c, v in self.raw.items()}, {},
+                      neighbour_positions(sessions, turns), self.score[positions],
+                      None if self.groups is None else self.groups[positions])
 
-    def hit(self, i: int) -> Retrieved:
-        return Retrieved(MemoryStore._memory(self.rows[i]), float(self.score[i]),
-                         {c: float(self.norm[c][i]) for c in self.raw}, {c: float(self.raw[c][i]) for c in self.raw})
+    def hit(self, i: int, memory: Memory) -> Retrieved:
+        """Candidate i as a search hit, with its memory (its row, read by the caller)."""
+        return Retrieved(memory, float(self.score[i]), {c: float(self.norm[c][i]) for c in self.raw},
+                         {c: float(self.raw[c][i]) for c in self.raw})
 
 
 def to_unix(ts: Any) -> float:
@@ -271,6 +284,7 @@ class MemoryStore:
                     self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                     self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
                     self.db.execute("INSERT OR IGNORE INTO meta VALUES ('delete_generation', '0')")
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('access_generation', '0')")
             elif self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
                 raise MemoryInputError(f"{db_file} holds no memory store (no meta table); check the path")
         except sqlite3.DatabaseError as e:  # not an SQLite file at all (e.g. "file is not a database")
@@ -290,6 +304,7 @@ class MemoryStore:
         self.rebuilds = 0             # full index rebuilds done by this object
         self.images_embedded = True   # False once a text-only encoder refused an image
         self._cues: dict[int, lexical.DocCues] = {}   # memory id -> its key's tokens and time cues (never change)
+        self._columns: ScoringColumns | None = None   # what scoring reads of every memory (`_columns_sync`)
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
@@ -457,6 +472,28 @@ class MemoryStore:
             self._save_index()
         return self._index
 
+    def _columns_sync(self) -> ScoringColumns:
+        """The scoring columns (`columns.ScoringColumns`) in step with the database: loaded on first use, appended
+        after commits, loaded again after deletions, access counts read again after another connection's. Call it
+        inside a snapshot, so that the counters and the rows read are of one committed state."""
+        counters = dict(self.db.execute("SELECT key, CAST(value AS INTEGER) FROM meta WHERE key IN "
+                                        "('generation', 'delete_generation', 'access_generation')").fetchall())
+        gen, access_gen = counters["generation"], counters.get("access_generation", 0)
+        cols = self._columns
+        if cols is None or counters["delete_generation"] > cols.generation or gen < cols.generation:
+            t0 = time.perf_counter()
+            cols = self._columns = ScoringColumns()
+            cols.append(self.db)
+            cols.access_generation = access_gen
+            logger.info("memory store %s: scoring columns of %d memories loaded in %.2fs", self.path,
+                        int(cols.present.sum()), time.perf_counter() - t0)
+        elif gen != cols.generation:
+            cols.append(self.db)
+        if access_gen != cols.access_generation:
+            cols.reload_access(self.db)
+        cols.generation, cols.access_generation = gen, access_gen
+        return cols
+
     def check_index(self) -> dict:
         """Compare the index with the database without changing either: {'in_step': bool, ...}.
 
@@ -603,9 +640,16 @@ class MemoryStore:
                                      for m, v in vecs[j].items()])
                 ids.append(mid)
             self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+        self._catch_up()
+        return ids
+
+    def _catch_up(self) -> None:
+        """After a write: bring what this object holds in memory (index, scoring columns) in step with it."""
         if self._index is not None:
             self._sync()
-        return ids
+        if self._columns is not None:
+            with self._snapshot():
+                self._columns_sync()
 
     def _novelty(self, session: str, vs: list[np.ndarray], batch_prev: list[np.ndarray]) -> float:
         """1 - the best cosine of this memory's vectors against the session's earlier memories (1 when first)."""
@@ -625,11 +669,20 @@ class MemoryStore:
         return 1.0 if best < -0.5 else float(np.clip(1.0 - best, 0.0, 1.0))
 
     def mark_accessed(self, memory_ids: Iterable[int], now: Any = None) -> None:
-        """Count a retrieval of these memories at `now` (what search() does itself when update_access is on)."""
+        """Count a retrieval of these memories at `now` (what search() does itself when update_access is on): one
+        committed transaction, mirrored in the scoring columns (`access_generation` tells other connections)."""
         now_ts = to_unix(now)
+        ids = [int(m) for m in memory_ids]
         with self._write():
             self.db.executemany("UPDATE memories SET access_count = access_count + 1, last_access=? WHERE id=?",
-                                [(now_ts, int(m)) for m in memory_ids])
+                                [(now_ts, m) for m in ids])
+            self.db.execute("INSERT INTO meta VALUES ('access_generation', '1') "
+                            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+            access_gen = int(self._meta("access_generation"))
+        cols = self._columns
+        if cols is not None and cols.access_generation == access_gen - 1:   # no other connection counted since
+            cols.count_access(ids)
+            cols.access_generation = access_gen
 
     def forget(self, now: Any = None, threshold: float = 0.05, strength_hours: float = 24.0,
                dry_run: bool = False) -> list[int]:
@@ -655,6 +708,7 @@ class MemoryStore:
             logger.info("forgot %d of %d memories (retention < %g)", len(gone), len(rows), threshold)
             self._sync()  # deletions: the index is rebuilt from the database, then saved
             self._save_index()
+            self._catch_up()
         return gone
 
     # --- searching ---------------------------------------------------------------------------------------------
@@ -687,10 +741,13 @@ class MemoryStore:
         else:
             q = self._check_vector(self._encode_images([query_image], "search query")[0], "search query")
         now_ts = to_unix(now)
-        scored = self._score(q, query_text, now_ts, weights, explicit, session, before)
-        if scored is None:
-            return []
-        hits = [scored.hit(i) for i in scored.order()[:k]]
+        with self._snapshot():  # the hits' rows of the state they were scored in
+            scored = self._score(q, query_text, now_ts, weights, explicit, session, before)
+            if scored is None:
+                return []
+            top = scored.order()[:k]
+            rows = {r[0]: r for r in self._rows(scored.ids[top].tolist())}   # the only rows a search reads
+        hits = [scored.hit(i, self._memory(rows[m])) for i, m in zip(top, scored.ids[top].tolist()) if m in rows]
         if (self.update_access if update_access is None else update_access) and hits and not self.readonly:
             self.mark_accessed(self.accessed_ids(scored, k, weights), now_ts)
         return hits
@@ -709,31 +766,29 @@ class MemoryStore:
 
     def _score(self, q: np.ndarray, query_text: str | None, now_ts: float, weights: dict[str, float],
                explicit: bool, session: str | None, before: Any, with_groups: bool = False) -> "Scored | None":
-        with self._snapshot():  # candidates, rows and turn counts of one committed state
+        with self._snapshot():  # candidates, their columns, turn counts and texts of one committed state
             cand = self._candidates(q, session, None if before is None else to_unix(before))
             if not cand:
                 return None
-            mids = list(cand)
-            rows = {r[0]: r for r in self._rows(mids)}
-            mids = [m for m in mids if m in rows]
-            raw = {"relevance": np.array([cand[m] for m in mids])}
-            raw["recency"] = recency(self._ages(mids, rows, now_ts), self.half_life)
-        raw["frequency"] = frequency(np.array([rows[m][8] for m in mids]))
-        raw["saliency"] = saliency(np.array([rows[m][10] for m in mids], dtype=np.float64))
-        if query_text is not None:
-            raw.update(self._text_cues(query_text, mids, rows, now_ts))
-        elif explicit and any(weights.get(c, 0) > 0 for c in ("lexical", *CUES)):
-            raise MemoryInputError(f"search: the lexical, {', '.join(CUES)} components need query_text")
-        neighbours = None   # (previous, next) candidate positions: only a neighbours weight reads them
-        if weights.get("neighbours"):
-            position = {(rows[m][1], rows[m][2]): i for i, m in enumerate(mids)}
-            neighbours = tuple(np.array([position.get((rows[m][1], rows[m][2] + d), -1) for m in mids])
-                               for d in (-1, 1))
+            if query_text is None and explicit and any(weights.get(c, 0) > 0 for c in ("lexical", *CUES)):
+                raise MemoryInputError(f"search: the lexical, {', '.join(CUES)} components need query_text")
+            cols = self._columns_sync()
+            mids = np.fromiter(cand, dtype=np.int64, count=len(cand))
+            mids = mids[cols.known(mids)]
+            raw = {"relevance": np.array([cand[m] for m in mids.tolist()])}
+            raw["recency"] = recency(self._ages(mids, cols, now_ts), self.half_life)
+            raw["frequency"] = frequency(cols.access_count[mids])
+            raw["saliency"] = saliency(cols.saliency[mids])
+            if query_text is not None:
+                raw.update(self._text_cues(query_text, mids, cols, now_ts))
+        sessions, turns = cols.session[mids], cols.turn[mids]
+        # (previous, next) candidate positions: only a neighbours weight reads them
+        neighbours = neighbour_positions(sessions, turns) if weights.get("neighbours") else None
         groups = None   # episode numbers: only the episode and diversity weights read them
         if with_groups or weights.get("episode") or weights.get("diversity"):
-            groups = episodes([rows[m][1] for m in mids], np.array([rows[m][3] for m in mids]), self.episode_gap_hours)
+            groups = episodes(cols.sessions(mids), cols.timestamp[mids], self.episode_gap_hours)
         score, norm = combine(raw, {c: w for c, w in weights.items() if c in raw or c in CONTEXT}, neighbours, groups)
-        return Scored(np.array(mids, dtype=np.int64), [rows[m] for m in mids], raw, norm, neighbours, score, groups)
+        return Scored(mids, sessions, turns, raw, norm, neighbours, score, groups)
 
     def accessed_ids(self, scored: "Scored", k: int, weights: dict[str, float] | None = None) -> list[int]:
         """The ids that rank in the top k by the score WITHOUT the frequency component: what a search counts as
@@ -760,9 +815,7 @@ class MemoryStore:
         if not weights.get("frequency") or not hits:
             return [h.memory.id for h in hits[:k]]
         raw = {c: np.array([h.raw[c] for h in hits]) for c in hits[0].raw}
-        position = {(h.memory.session, h.memory.turn): i for i, h in enumerate(hits)}
-        neighbours = tuple(np.array([position.get((h.memory.session, h.memory.turn + d), -1) for h in hits])
-                           for d in (-1, 1))
+        neighbours = neighbour_positions([h.memory.session for h in hits], [h.memory.turn for h in hits])
         use = {c: w for c, w in weights.items() if c != "frequency" and (c in raw or c in CONTEXT)}
         groups = episodes([h.memory.session for h in hits], np.array([to_unix(h.memory.timestamp) for h in hits]),
                           self.episode_gap_hours) if use.get("episode") or use.get("diversity") else None
@@ -771,18 +824,22 @@ class MemoryStore:
         ids = np.array([h.memory.id for h in hits], dtype=np.int64)
         return [hits[i].memory.id for i in np.lexsort((ids, -raw["relevance"], -counted))[:k]]
 
-    def _text_cues(self, query: str, mids: list[int], rows: dict, now_ts: float) -> dict[str, np.ndarray]:
+    def _text_cues(self, query: str, mids: np.ndarray, cols: ScoringColumns, now_ts: float) -> dict[str, np.ndarray]:
         """Lexical BM25 over the memories' keys, whether the question names the speaker, time cues, and whether a
         period the question names is one the memory is from or refers to (`lexical.question_periods`)."""
         cues = self._cues
-        for m in mids:
-            if m not in cues:   # memories never change: tokens, time cue and (year, month) are computed once
-                r = rows[m]
-                cues[m] = lexical.DocCues(lexical.tokenize(memory_key(r[4], r[5], r[7])), r[5], r[3])
-        docs = [cues[m] for m in mids]
+        new = [m for m in mids.tolist() if m not in cues]
+        for start in range(0, len(new), 900):   # memories never change: a text is read, and its cues computed, once
+            chunk = new[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for m, speaker, text, caption, ts in self.db.execute(
+                    f"SELECT id, speaker, text, caption, timestamp FROM memories WHERE id IN ({marks})", chunk):
+                cues[m] = lexical.DocCues(lexical.tokenize(memory_key(speaker, text, caption)), text, ts)
+        docs = [cues[m] for m in mids.tolist()]
         out = {"lexical": lexical.bm25_counted(lexical.tokenize(query), docs)}
-        named = {sp: lexical.names_speaker(query, sp) for sp in {rows[m][4] for m in mids}}
-        out["speaker"] = np.array([named[rows[m][4]] for m in mids], dtype=np.float64)
+        speakers = cols.speaker[mids]
+        named = {c: lexical.names_speaker(query, cols.names[c]) for c in set(speakers.tolist())}
+        out["speaker"] = np.array([named[c] for c in speakers.tolist()], dtype=np.float64)
         temporal = np.zeros(len(mids))
         if lexical.asks_when(query):   # "when did ...": the turn that says when (yesterday, last May, 2022)
             temporal = np.array([d.time_cue for d in docs], dtype=np.float64)
@@ -865,17 +922,21 @@ class MemoryStore:
         return Memory(id=r[0], session=r[1], turn=r[2], timestamp=to_iso(r[3]), speaker=r[4], text=r[5], image=r[6],
                       caption=r[7], access_count=r[8], last_access=to_iso(r[9]), saliency=r[10], source=r[11])
 
-    def _ages(self, mids: list[int], rows: dict, now_ts: float) -> np.ndarray:
+    def _ages(self, mids: np.ndarray, cols: ScoringColumns, now_ts: float) -> np.ndarray:
+        """Each memory's age in the recency unit. Hours read the columns only; span and turns also read one
+        aggregate per session (its first timestamp; its latest turn by `now`) from SQLite's (session, timestamp)
+        index."""
+        ts = cols.timestamp[mids]
         if self.recency_unit == "hours":
-            return np.array([(now_ts - rows[m][3]) / 3600.0 for m in mids])
-        sessions = {rows[m][1] for m in mids}
+            return (now_ts - ts) / 3600.0
+        sessions = cols.sessions(mids)
         if self.recency_unit == "span":   # fraction of the session's time so far: scale-free on any conversation
             first = {s: self.db.execute("SELECT MIN(timestamp) FROM memories WHERE session=?", (s,)).fetchone()[0]
-                     for s in sessions}
-            return np.array([(now_ts - rows[m][3]) / max(now_ts - first[rows[m][1]], 1.0) for m in mids])
+                     for s in set(sessions)}
+            return (now_ts - ts) / np.maximum(now_ts - np.array([first[s] for s in sessions], dtype=np.float64), 1.0)
         latest = {s: self.db.execute("SELECT COALESCE(MAX(turn), 0) FROM memories WHERE session=? AND timestamp<=?",
-                                     (s, now_ts)).fetchone()[0] for s in sessions}
-        return np.array([latest[rows[m][1]] + 1 - rows[m][2] for m in mids], dtype=np.float64)
+                                     (s, now_ts)).fetchone()[0] for s in set(sessions)}
+        return (np.array([latest[s] for s in sessions], dtype=np.int64) + 1 - cols.turn[mids]).astype(np.float64)
 
     # --- reading -----------------------------------------------------------------------------------------------
 
