@@ -257,7 +257,7 @@ def main(argv=None) -> int:
     del X, sims
 
     # --- reopen: what a process pays before its first search (index file, scoring columns) ------------------------
-    store._index = None   # freed before the saved one is read
+    store._index = index = None   # freed before the saved one is read
     store.close()
     t0 = time.perf_counter()
     store = open_store()
