@@ -24,6 +24,7 @@ def test_bench_memory_tiny(tmp_path, index, capsys):
         assert res[key] > 0, key
     for key in ("faiss_only_p50_ms", "search_full_score_p50_ms", "ratio_search_to_faiss_p50",
                 "ratio_full_score_to_faiss_p50", "ratio_full_score_to_search_p50", "open_s_index", "open_s_columns",
+                "store_own_p50_ms", "store_own_full_score_p50_ms",
                 "columns_mb"):
         assert res[key] > 0, key
     assert "store_overhead_p50_ms" in res and res["warmup_queries"] == 50
