@@ -158,6 +158,13 @@ def coref_models():
     return {m["name"]: m["path"] for m in config["coref"]["models"]}
 
 
+def coref_train_settings(w):
+    """A params function: coref.train, then the model's own overrides (coref.models[].train), then the training seed,
+    as one JSON argument."""
+    own = next(m for m in config["coref"]["models"] if m["name"] == w.model).get("train") or {}
+    return json.dumps({**config["coref"]["train"], **own, "seed": int(w.seed)})
+
+
 def coref_toy_models():
     """{name: path} of the coref models the workflow builds (a path under results/models/); each needs its size in
     coref.toy_models, and a config that lacks one stops here, before any job runs."""

@@ -63,8 +63,7 @@ if stage_active("coref"):
             metrics="results/coref/{model}/finetuned/s{seed}/train_metrics.json",
         params:
             base=coref_model_param,
-            # the training settings as one JSON argument; the seed follows train_seeds
-            settings=lambda w: json.dumps({**CCFG["train"], "seed": int(w.seed)}),
+            settings=coref_train_settings,  # coref.train, the model's own overrides, the seed of train_seeds
             checkpoints="results/coref/{model}/finetuned/s{seed}/checkpoints",
             python=PYTHON,
         log:

@@ -45,13 +45,13 @@ def test_pretraining_is_deterministic_and_recorded(tmp_path):
 
 
 def test_the_tokenizer_learns_the_answers_in_the_trained_format(tmp_path):
-    """coref.train.target decides the tokenizer's corpus: with `evidence`, "praised" is learnt as one token."""
+    """coref.train.target decides the tokenizer's corpus: with `evidence`, its arrow " ->" is learnt as one token."""
     from mmemory.coref.models import coref_corpus
 
     train = _train_json(tmp_path)
-    assert any(" praised " in text for text in coref_corpus(train, "evidence"))
-    assert not any(" praised " in text for text in coref_corpus(train, "option"))
+    assert any(" -> " in text for text in coref_corpus(train, "evidence"))
+    assert not any(" -> " in text for text in coref_corpus(train, "option"))
     build_toy_coref_models(train, {"m": tmp_path / "m"}, {"m": CorefToySize(**{**SIZE, "vocab_size": 1024})},
                            target="evidence")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
-    assert tok.tokenize(" praised") == ["Ġpraised"]
+    assert tok.tokenize(" ->") == ["Ġ->"]

@@ -206,7 +206,11 @@ def test_evidence_names_what_makes_each_choice_the_referent(dialogues):
             captions = " ".join(t.photo.caption for t in d.turns if t.photo is not None)
             assert f"{attr} {d.answer_choice.object}" in captions
         else:
-            assert right == f"that one = {'B' if final.speaker == 'A' else 'A'} praised {d.answer_choice.object}"
+            other = 'B' if final.speaker == 'A' else 'A'
+            assert right.startswith(f"that one = {other}: ") and right.endswith(d.answer_choice.object)
+            quoted = right.removeprefix(f"that one = {other}: ")
+            marking = [t for t in d.turns if t.photo is None and t.speaker == other and quoted in t.text]
+            assert marking and quoted.split()[0].strip(",").lower() in PRAISE_WORDS  # a quote of the praise
         assert format_target(d, "evidence") == f" {right} -> {d.answer_choice.text}"
         options = [format_option(c, "evidence", d) for c in d.choices]
         assert len(set(options)) == 4 and all(o.endswith(f" -> {c.text}") for o, c in zip(options, d.choices))

@@ -58,6 +58,47 @@ def test_labels_cover_exactly_the_target_and_eos(world):
     assert short["input_ids"] == prompt[-10:] + answer and short["labels"][10:] == answer
 
 
+def test_keeping_the_answer_logits_gives_the_full_loss_and_gradients(world):
+    """The collator pads on the left and asks for the logits of the answers' positions only: the loss and every
+    gradient equal those of a right-padded batch with logits at every position."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mmemory.coref.train import PadCollator, takes_logits_to_keep
+
+    tok = AutoTokenizer.from_pretrained(world["model"])
+    model = AutoModelForCausalLM.from_pretrained(world["model"], dtype=torch.float32)
+    assert takes_logits_to_keep(model)
+    rows = [encode_example(tok, d, 1024, t) for d, t in zip(load_coref(world["train"])[0][:4],
+                                                             ("evidence", "label", "text", "option"))]
+    assert len({len(r["input_ids"]) for r in rows}) > 1  # the batch needs padding
+    kept = PadCollator(tok.pad_token_id, keep_logits=True)(rows)
+    answers = [sum(x != IGNORE for x in r["labels"]) for r in rows]
+    assert kept["logits_to_keep"] == max(answers) + 1 and kept["labels"].shape[1] == max(answers) + 1
+    assert int((kept["labels"] != IGNORE).sum()) == sum(answers)  # no answer token is cut
+
+    right = {"input_ids": [], "labels": [], "attention_mask": []}
+    n = max(len(r["input_ids"]) for r in rows)
+    for r in rows:  # the same batch padded on the right, every logit kept
+        pad = n - len(r["input_ids"])
+        right["input_ids"].append(r["input_ids"] + [tok.pad_token_id] * pad)
+        right["labels"].append(r["labels"] + [IGNORE] * pad)
+        right["attention_mask"].append([1] * len(r["input_ids"]) + [0] * pad)
+    right = {k: torch.tensor(v) for k, v in right.items()}
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    loss_kept, grads_kept = loss_and_grads(kept)
+    loss_full, grads_full = loss_and_grads(right)
+    assert loss_kept == pytest.approx(loss_full, rel=1e-5)
+    for a, b in zip(grads_kept, grads_full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_truncation_keeps_bos():
     class CharTokenizer:  # one id per character; BOS 1, EOS 2
         bos_token_id, eos_token_id = 1, 2

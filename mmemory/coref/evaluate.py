@@ -63,7 +63,7 @@ class CorefEvalConfig(StrictConfig):
     dtype: str = "auto"  # on CUDA: auto (bfloat16 from compute capability 8.0, else float16) or a name; CPU: float32
     load_in_4bit: bool = False  # NF4 weights through bitsandbytes: an 8B then needs ~6 GB instead of ~16 GB (CUDA)
     limit: int | None = None  # evaluate the first N test dialogues only (None: all)
-    answer_format: str = "evidence"  # as trained: evidence " that one = A praised mug -> ..." (toy) | text | option
+    answer_format: str = "evidence"  # as trained: evidence " that one = A: love the mug -> ..." (toy) | text | option
 
     def __post_init__(self):
         check_types(self)

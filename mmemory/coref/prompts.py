@@ -8,7 +8,7 @@ choices, and an answer cue; the target is the answer's option, in one of three f
   can learn which object is meant long before it can bind that object to a letter (with `option` the tiny Llamas
   began their answers with one favourite letter; docs/coref.md);
 - `evidence` (toy dialogues only; the embedded default): what the dialogue says for the option, then its words
-  (` that red one = red mug -> the mug in B's photo`, ` that one = A praised mug -> the mug in B's photo`;
+  (` that red one = red mug -> the mug in B's photo`, ` that one = A: love the pink mug -> the mug in B's photo`;
   `mmemory.coref.toy.evidence`).
   The answer then begins by copying the evidence, and the object's name is the next token of a copy; the parser
   reads the part after the last ` -> ` (`answer_part`).

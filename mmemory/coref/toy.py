@@ -191,12 +191,26 @@ def referring_expression(d: Dialogue | dict) -> str:
     return m.group(0)
 
 
+def _praise_of(text: str, noun: str) -> str | None:
+    """The praise of `noun` in a remark, quoted from its praise word to the noun ("love the pink radio", "Great
+    choice, the lamp"), or None when the remark does not praise it (no praise word before the noun)."""
+    words = [m for w in PRAISE_WORDS if (m := re.search(rf"\b{w}\b", text, re.IGNORECASE))]
+    named = [m.end() for m in re.finditer(rf"\b{re.escape(noun)}\b", text, re.IGNORECASE)]
+    if not words or not named:
+        return None
+    start = min(m.start() for m in words)
+    end = max(named)
+    return text[start:end] if start < end else None
+
+
 def evidence(d: Dialogue | dict, choice_label: str) -> str:
     """What a toy dialogue says that makes the choice `choice_label` its referent: the final turn's referring
-    expression, then, in the words of the rule, the choice's attribute and noun as its caption gives them ("that red
-    one = red mug"), or the other speaker praising it ("that one = B praised mug"). The `evidence` answer format
-    writes it before the option's words, so the answer starts by copying the referring expression (which tells the
-    two kinds apart), then the evidence, and the object's name follows it (docs/coref.md).
+    expression, then the choice's attribute and noun as its caption gives them ("that red one = red mug"), or the
+    last praise of it, quoted with its speaker from the praise word to the noun ("that one = B: love the pink mug";
+    a choice nobody praised gets the other speaker and its bare noun). The `evidence` answer format writes it before
+    the option's words, so the answer starts by copying the referring expression (which tells the two kinds apart),
+    then copies the evidence, and the object's name follows it (docs/coref.md: quoting the praise makes the praised
+    object the next token of a copy, which the stand-ins learn; naming it after "B praised" they did not always).
     ValueError for a dialogue the toy generator did not write (no caption gives the object an attribute)."""
     d = _as_dialogue(d)
     choice = next((c for c in d.choices if c.label == choice_label), None)
@@ -211,9 +225,12 @@ def evidence(d: Dialogue | dict, choice_label: str) -> str:
     said = referring_expression(d)
     if dialogue_kind(d) == "attribute":
         return f"{said} = {attrs[0]} {choice.object}"
-    final = [t for t in d.turns if t.photo is None][-1].speaker
-    other = next((s for s in SPEAKERS if s != final), SPEAKERS[0])
-    return f"{said} = {other} praised {choice.object}"
+    utterances = [t for t in d.turns if t.photo is None]
+    for t in reversed(utterances[:-1]):
+        if (quoted := _praise_of(t.text, choice.object)) is not None:
+            return f"{said} = {t.speaker}: {quoted}"
+    other = next((s for s in SPEAKERS if s != utterances[-1].speaker), SPEAKERS[0])
+    return f"{said} = {other}: {choice.object}"
 
 
 def most_recent_mention(d: Dialogue | dict) -> str | None:
