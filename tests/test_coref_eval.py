@@ -87,3 +87,25 @@ def test_answer_format_picks_the_likelihood_continuation():
     assert format_option(c) == f" C) {c.text}" and format_option(c, "text") == f" {c.text}"
     with pytest.raises(ConfigError, match="answer_format 'letter'"):
         CorefEvalConfig(answer_format="letter")
+
+
+def test_an_untuned_model_answers_in_its_own_format(tmp_path, tiny):
+    """coref.eval.untuned_answer_format: the `before` variant is scored in it (the toy's `text`: every option the
+    same form), a fine-tuned one in answer_format; null keeps answer_format for both."""
+    from mmemory.config import ConfigError
+    from mmemory.coref.evaluate import CorefEvalConfig
+    from mmemory.coref.stage import run_eval
+
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "test.json").write_text(json.dumps(make_toy_dialogues(3, seed=5)))
+    cfg = {"answer_format": "evidence", "untuned_answer_format": "text", "max_new_tokens": 4}
+    for untuned, fmt in ((True, "text"), (False, "evidence")):
+        out = run_eval(str(tmp_path / "m"), str(tmp_path / "test.json"), str(tmp_path / "e.json"), cfg, untuned)
+        assert out["settings"]["answer_format"] == fmt
+    out = run_eval(str(tmp_path / "m"), str(tmp_path / "test.json"), str(tmp_path / "e.json"),
+                   {**cfg, "untuned_answer_format": None}, untuned=True)
+    assert out["settings"]["answer_format"] == "evidence"
+    with pytest.raises(ConfigError, match="untuned_answer_format 'words'"):
+        CorefEvalConfig(untuned_answer_format="words")

@@ -174,3 +174,16 @@ def test_dry_run_of_paper_preset_builds_the_dag():
     out = proc.stdout + proc.stderr
     assert "ValidationError" not in out and "schema" not in out.lower(), out
     assert proc.returncode == 0 or "MissingInputException" in out, out
+
+
+def test_a_coref_model_overrides_the_shared_training_settings():
+    """coref.models[].train changes that model's training only: the default gives tiny-m 6 epochs and tiny-s
+    coref.train's 8 (CorefTrainConfig refuses an unknown key in either)."""
+    targets = [f"results/coref/{m}/finetuned/s0/train_metrics.json" for m in ("tiny-s", "tiny-m")]
+    proc = subprocess.run([*SNAKEMAKE, "-n", "-p", "--cores", "1", *targets], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    epochs = {m: json.loads(re.search(rf"--config '(\{{.*?\}})' .*?{m}", out).group(1))["epochs"]
+              for m in ("tiny-s", "tiny-m")}
+    assert epochs == {"tiny-s": 8, "tiny-m": 6}, out

@@ -9,4 +9,5 @@ import torch  # noqa: E402
 from mmemory.coref.stage import run_eval  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
-run_eval(snakemake.params.model, snakemake.input.test, snakemake.output.eval, snakemake.params.eval)
+run_eval(snakemake.params.model, snakemake.input.test, snakemake.output.eval, snakemake.params.eval,
+         untuned=snakemake.wildcards.variant == "before")

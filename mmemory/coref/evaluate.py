@@ -64,12 +64,18 @@ class CorefEvalConfig(StrictConfig):
     load_in_4bit: bool = False  # NF4 weights through bitsandbytes: an 8B then needs ~6 GB instead of ~16 GB (CUDA)
     limit: int | None = None  # evaluate the first N test dialogues only (None: all)
     answer_format: str = "evidence"  # as trained: evidence " that one = A: love the mug -> ..." (toy) | text | option
+    # the untuned models' format (None: answer_format). The toy's `text`: an untuned model never learnt the evidence,
+    # and evidence options differ in form (a quote of the dialogue or a bare noun), which its likelihood reads
+    untuned_answer_format: str | None = None
 
     def __post_init__(self):
         check_types(self)
         if self.answer_format not in ANSWER_FORMATS:
             raise ConfigError(f"config {self.SECTION}: answer_format {self.answer_format!r} is not one of "
                               f"{ANSWER_FORMATS}; use the format of coref.train.target (label: option)")
+        if self.untuned_answer_format not in (None, *ANSWER_FORMATS):
+            raise ConfigError(f"config {self.SECTION}: untuned_answer_format {self.untuned_answer_format!r} is not "
+                              f"one of {ANSWER_FORMATS} or null (the same as answer_format)")
         if self.ci not in CI_METHODS:
             raise ConfigError(f"config {self.SECTION}: ci {self.ci!r} is not one of {CI_METHODS}")
         if not 0 < self.ci_level < 1:

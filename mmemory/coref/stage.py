@@ -160,11 +160,17 @@ def build_toy_models(train_json: str, out: dict[str, str], sizes: dict[str, dict
                                   seed=seed, target=target)
 
 
-def run_eval(model: str, test_json: str, out_json: str, eval_cfg: dict) -> dict:
-    """Both protocols (and the rotated choices) on one split for one model (config coref.eval)."""
+def run_eval(model: str, test_json: str, out_json: str, eval_cfg: dict, untuned: bool = False) -> dict:
+    """Both protocols (and the rotated choices) on one split for one model (config coref.eval); an `untuned` model
+    answers in coref.eval.untuned_answer_format when one is set."""
+    from dataclasses import replace
+
     from mmemory.coref.evaluate import CorefEvalConfig, evaluate_coref
 
-    return evaluate_coref(model, test_json, out_json, CorefEvalConfig.from_dict(eval_cfg))
+    cfg = CorefEvalConfig.from_dict(eval_cfg)
+    if untuned and cfg.untuned_answer_format:
+        cfg = replace(cfg, answer_format=cfg.untuned_answer_format)
+    return evaluate_coref(model, test_json, out_json, cfg)
 
 
 # ---------------------------------------------------------------- the table (rule coref_table)
