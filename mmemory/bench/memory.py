@@ -25,8 +25,8 @@ Prints (and writes as JSON with --out):
   later one is rebuilt from SQLite (its build time reported) after the previous index is freed, and swept on the
   same queries. `--plot` draws every family in one figure; `sweep_chosen` names each family's cheapest point (store
   p50, full score) with recall@10 >= 0.95.
-Goals (docs/memory.md says which are met): p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.3 ms,
-recall@10 >= 0.95, >= 100x faster than brute force.
+Goals (docs/memory.md says which are met): p50 <= 2 ms (relevance-only and full), store overhead over FAISS <= 0.3 ms
+(the store's own time, relevance-only and full), recall@10 >= 0.95, >= 100x faster than brute force.
 The vectors live three times in this process at 1M x 1024 (numpy copy for the exact answers, FAISS, SQLite pages):
 about 12 GiB. Use --n to stay inside the machine; the figures scale as noted in docs/memory.md.
 """
@@ -386,7 +386,9 @@ def main(argv=None) -> int:
         "db_mb": db_bytes / 2**20, "index_mb": index_bytes / 2**20,
     }
     goals = {"p50<=2ms": res["search_p50_ms"] <= 2.0, "full score p50<=2ms": res["search_full_score_p50_ms"] <= 2.0,
-             "store overhead<=0.3ms": res["store_overhead_p50_ms"] <= 0.3, "recall@10>=0.95": res["recall@10"] >= 0.95,
+             # the store's own time (same call), not the per-query differences, which the call order biases
+             "store overhead<=0.3ms": max(res["store_own_p50_ms"], res["store_own_full_score_p50_ms"]) <= 0.3,
+             "recall@10>=0.95": res["recall@10"] >= 0.95,
              ">=100x brute force": res["speedup_vs_brute_force_p50"] >= 100}
     res["goals_met"] = goals
     res["spectrum"] = spectrum
