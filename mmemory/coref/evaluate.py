@@ -66,7 +66,7 @@ class CorefEvalConfig(StrictConfig):
     answer_format: str = "evidence"  # as trained: evidence " that one = A: love the mug -> ..." (toy) | text | option
     # the untuned models' format (None: answer_format). The toy's `text`: an untuned model never learnt the evidence,
     # and evidence options differ in form (a quote of the dialogue or a bare noun), which its likelihood reads
-    untuned_answer_format: str | None = None
+    untuned_answer_format: str | None = "text"
 
     def __post_init__(self):
         check_types(self)
